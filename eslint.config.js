@@ -1,0 +1,52 @@
+// Lint that catches real bugs: dropped promises lose data in consumer loops, and the core must stay pure.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const ioModules = [
+  'fs', 'fs/promises', 'net', 'http', 'https', 'http2', 'child_process', 'dgram', 'tls', 'dns',
+  'worker_threads', 'cluster', 'readline', 'timers', 'timers/promises', 'process', 'os',
+];
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', '.cache/**', 'coverage/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/consistent-type-imports': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+    },
+  },
+  {
+    files: ['src/core/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: [
+          ...ioModules.flatMap((m) => [m, `node:${m}`]).map((name) => ({
+            name, message: 'src/core is pure: I/O belongs in src/adapters.',
+          })),
+          { name: 'kafkajs', message: 'src/core is pure: Kafka belongs in src/adapters/kafka.' },
+          { name: 'pino', message: 'src/core does not log; return what happened instead.' },
+        ],
+        patterns: [{ group: ['**/adapters/**', '**/cli*', '**/app*'], message: 'src/core depends on nothing above it.' }],
+      }],
+      'no-restricted-globals': ['error',
+        { name: 'process', message: 'src/core is pure: pass configuration in.' },
+        { name: 'setTimeout', message: 'src/core has no timers: time comes in as an argument.' },
+        { name: 'setInterval', message: 'src/core has no timers: time comes in as an argument.' },
+      ],
+      'no-restricted-properties': ['error',
+        { object: 'Date', property: 'now', message: 'src/core reads no wall clock: time comes in as an argument.' },
+        { object: 'performance', property: 'now', message: 'src/core reads no wall clock.' },
+      ],
+    },
+  },
+  {
+    files: ['**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+  },
+);

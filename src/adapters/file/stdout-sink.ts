@@ -1,0 +1,27 @@
+/**
+ * `killswitch replay` output: kill events as NDJSON on stdout in input order, addenda to a file when
+ * `--addenda OUT` is given. Lines are canonical JSON, so the same input gives the same bytes.
+ */
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { canonicalJson } from '../../core/canonical-json.js';
+import type { KillEvent, TraceAddendum } from '../../core/documents.js';
+import type { TripSink } from '../../ports/trip-sink.js';
+
+export class ReplaySink implements TripSink {
+  private readonly addendaFd: number | undefined;
+
+  constructor(addendaFile: string | undefined) {
+    this.addendaFd = addendaFile === undefined ? undefined : openSync(addendaFile, 'w', 0o644);
+  }
+
+  write(killEvent: KillEvent, addendum: TraceAddendum): Promise<void> {
+    process.stdout.write(canonicalJson(killEvent) + '\n'); // synchronous for files and pipes on Linux
+    if (this.addendaFd !== undefined) writeSync(this.addendaFd, canonicalJson(addendum) + '\n');
+    return Promise.resolve();
+  }
+
+  close(): Promise<void> {
+    if (this.addendaFd !== undefined) closeSync(this.addendaFd);
+    return Promise.resolve();
+  }
+}

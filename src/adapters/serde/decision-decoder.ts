@@ -1,0 +1,65 @@
+/**
+ * Decision events from text (NDJSON lines, HTTP bodies, plain-JSON Kafka values) to pre-parsed
+ * decisions, or a reason the record is bad. Bad records never throw: the caller reports, counts and
+ * skips them (or sends them to the DLQ) and the stream goes on.
+ */
+import type { DecisionClassifier } from '../../core/decision-class.js';
+import { type DecisionEvent, type Decision, toDecision } from '../../core/decision.js';
+import { parseSpiffeId } from '../../core/spiffe-id.js';
+import { formatErrors, validator } from '../../schemas.js';
+
+/** Stable reasons: DLQ header values and metric labels. */
+export const BAD_RECORD_REASONS = ['invalid_json', 'schema_invalid', 'invalid_spiffe_id', 'unknown_decision', 'key_mismatch', 'too_large'] as const;
+export type BadRecordReason = (typeof BAD_RECORD_REASONS)[number];
+
+export type DecodeResult =
+  | { readonly ok: true; readonly decision: Decision; readonly event: DecisionEvent }
+  | { readonly ok: false; readonly reason: BadRecordReason; readonly message: string };
+
+export class DecisionDecoder {
+  private readonly validate = validator('decision');
+
+  constructor(private readonly classifier: DecisionClassifier) {}
+
+  /** `key`: the record key (Kafka key, or the `KEY<TAB>` prefix of a line); undefined or '' = none. */
+  decodeText(text: string, key?: string): DecodeResult {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      // V8 quotes part of the input in its message; keep payloads out of reports and logs.
+      const why = (err as Error).message.replace(/,? *".*" is not valid JSON$/s, '');
+      return { ok: false, reason: 'invalid_json', message: `not valid JSON: ${why}` };
+    }
+    return this.decodeValue(value, key);
+  }
+
+  decodeValue(value: unknown, key?: string): DecodeResult {
+    if (!this.validate(value)) return this.schemaFailure(value);
+    const event = value as DecisionEvent;
+    const agent = event.agent_id ?? '';
+    if (key !== undefined && key !== '' && key !== agent) {
+      return { ok: false, reason: 'key_mismatch', message: `record key ${JSON.stringify(key)} differs from agent_id ${JSON.stringify(agent)}` };
+    }
+    const decision = toDecision(event, this.classifier);
+    if (typeof decision === 'string') return { ok: false, reason: 'schema_invalid', message: decision };
+    return { ok: true, decision, event };
+  }
+
+  private schemaFailure(value: unknown): DecodeResult {
+    const errors = this.validate.errors ?? [];
+    for (const e of errors) {
+      if (e.keyword === 'format' && (e.instancePath === '/agent_id' || e.instancePath === '/delegated_by')) {
+        const raw = (value as Record<string, unknown>)[e.instancePath.slice(1)];
+        const parsed = parseSpiffeId(String(raw));
+        const why = parsed.ok ? 'invalid' : parsed.reason;
+        return { ok: false, reason: 'invalid_spiffe_id', message: `${e.instancePath}: not a valid SPIFFE ID: ${why}` };
+      }
+      if (e.keyword === 'enum' && e.instancePath === '/decision') {
+        const raw = (value as Record<string, unknown>).decision;
+        return { ok: false, reason: 'unknown_decision', message: `/decision: unknown decision ${JSON.stringify(raw)}` };
+      }
+    }
+    return { ok: false, reason: 'schema_invalid', message: formatErrors(errors).join('; ') };
+  }
+}

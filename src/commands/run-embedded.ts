@@ -1,0 +1,105 @@
+/**
+ * `killswitch run` in embedded mode: decisions from NDJSON files / stdin, kill events and addenda
+ * appended (fsynced) to ledger files under data_dir, bad lines to data_dir/dlq.ndjson. At start the
+ * ledger is read back: blocked identities stay blocked and addendum chains continue.
+ */
+import { AddendumChains, type KillEvent } from '../core/documents.js';
+import { Evaluator, type Trip } from '../core/evaluator.js';
+import type { Config } from '../config/config.js';
+import { ledgerPaths, LedgerFileSink, lockDataDir, readLedger } from '../adapters/file/ledger-files.js';
+import { FilePipeline } from '../pipeline/file-pipeline.js';
+import { tripRuleConfig } from '../pipeline/trip-rule-config.js';
+import type { Logger } from '../ports/logger.js';
+import type { Signer } from '../ports/signer.js';
+import { startProgress } from './progress.js';
+
+export interface RunOptions {
+  readonly config: Config;
+  readonly configFile: string;
+  readonly inputs: readonly string[];
+  readonly signer: Signer | undefined;
+  readonly log: Logger;
+  /** human-readable report (stdout) */
+  readonly out: NodeJS.WriteStream;
+}
+
+const pct = (x: number): string => `${Math.round(x * 1000) / 10}%`;
+
+export async function runEmbedded(options: RunOptions): Promise<number> {
+  const { config, log, out } = options;
+  const paths = ledgerPaths(config.data_dir);
+  const unlock = lockDataDir(paths);
+  const stop = new AbortController();
+  const onSignal = (signal: string): void => {
+    if (!stop.signal.aborted) log.info({ signal }, 'stopping: finishing the current line, leaving the rest unread');
+    stop.abort();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    const evaluator = new Evaluator(tripRuleConfig(config));
+    const chains = new AddendumChains();
+    const ledger = readLedger(paths);
+    for (const file of ledger.repaired) log.warn({ file }, 'cut off a torn last line left by an interrupted write');
+    for (const ev of ledger.killEvents) evaluator.applyLedger(ev);
+    for (const a of ledger.addenda) chains.restoreTip(a);
+
+    const ks = config.kill_switch;
+    out.write(`killswitch (embedded mode) — kill switch ${ks.enabled ? 'ENABLED' : 'DISABLED (nothing will be blocked)'}: ` +
+      `trips at >= ${pct(ks.deny_rate_threshold)} denies over >= ${ks.min_calls} calls in ${ks.window_seconds}s\n`);
+    out.write(`ledger: ${paths.kills} (${ledger.killEvents.length} events, ${evaluator.ledger.blocked} identities blocked)\n`);
+    for (const s of evaluator.ledger.blockedIdentities()) {
+      out.write(`  still blocked: ${s.agentId} (epoch ${s.epoch}, since ${s.entry.at ?? '?'})\n`);
+    }
+
+    const sink = new LedgerFileSink(paths);
+    const pipeline = new FilePipeline(evaluator, chains, sink, options.signer, {
+      onBadLine: (bad) => {
+        log.warn({ file: bad.file, line: bad.line, reason: bad.reason, detail: bad.message }, 'invalid decision skipped');
+        sink.writeDlq({ file: bad.file, line: bad.line, reason: bad.reason, message: bad.message, key: bad.key, raw: bad.raw });
+      },
+      onTrip: (trip, killEvent) => {
+        out.write(describeTrip(trip, killEvent, paths.kills));
+        log.info({ agent_id: trip.agentId, epoch: trip.epoch, event_id: killEvent.event_id }, 'identity blocked');
+      },
+    });
+    const progress = startProgress(process.stderr, () => pipeline.counts);
+    const inputs = options.inputs.length > 0 ? options.inputs : ['-'];
+    try {
+      for (const input of inputs) {
+        if (stop.signal.aborted) break;
+        out.write(`reading ${input === '-' ? 'stdin' : input}\n`);
+        await pipeline.processFile(input, stop.signal);
+      }
+    } finally {
+      progress.stop();
+      await sink.close();
+    }
+
+    const c = pipeline.counts;
+    const st = evaluator.stats;
+    out.write(`\n${stop.signal.aborted ? 'stopped' : 'done'}: ${c.decisions} decisions from ${inputs.length} input${inputs.length === 1 ? '' : 's'}` +
+      ` — ${c.trips} blocked now, ${c.invalid} invalid lines skipped${c.invalid > 0 ? ` (see ${paths.dlq})` : ''}, ${st.late} late, ` +
+      `${st.anonymous} anonymous\n`);
+    const blocked = [...evaluator.ledger.blockedIdentities()];
+    out.write(blocked.length === 0 ? 'no identity is blocked\n' : `blocked identities (${blocked.length}):\n`);
+    for (const s of blocked) out.write(`  ${s.agentId}  epoch ${s.epoch}, ${s.entry.trigger ?? 'deny_rate'}, since ${s.entry.at ?? '?'}\n`);
+    out.write(`kill events: ${paths.kills}\naddenda:     ${paths.addenda}\n`);
+    return 0;
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    unlock();
+  }
+}
+
+function describeTrip(trip: Trip, killEvent: KillEvent, ledgerFile: string): string {
+  const e = trip.evidence;
+  const src = 'file' in e.source ? `${e.source.file} lines ${e.source.line_from}-${e.source.line_to}` :
+    `${e.source.topic}[${e.source.partition}] offsets ${e.source.offset_from}-${e.source.offset_to}`;
+  return `\nBLOCKED ${trip.agentId}\n` +
+    `  ${e.denies} of ${e.calls} calls denied (${pct(e.deny_rate)}${e.advisory_denies > 0 ? `, ${e.advisory_denies} advisory` : ''})` +
+    ` in the window ${e.window_start} .. ${e.window_end}\n` +
+    `  tripped by decision ${e.tripping_decision_id} at ${killEvent.at}; evidence: ${src}\n` +
+    `  kill event ${killEvent.event_id} (epoch ${trip.epoch}) -> ${ledgerFile}\n\n`;
+}

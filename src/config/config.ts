@@ -1,0 +1,121 @@
+/**
+ * Configuration: one YAML or JSON file, `${VAR:default}` substituted first, validated once against
+ * `schemas/config.schema.json` (defaults filled, unknown keys rejected), checked for rules a schema
+ * cannot say, then frozen. Every problem becomes one `path: message` line.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { KillSwitchError } from '../core/errors.js';
+import type { DecisionValue } from '../core/decision-class.js';
+import { formatErrors, validator } from '../schemas.js';
+
+export interface KillSwitchConfig {
+  readonly enabled: boolean;
+  readonly window_seconds: number;
+  readonly deny_rate_threshold: number;
+  readonly min_calls: number;
+  readonly resolution_ms: number;
+  readonly allowed_lateness_seconds: number;
+  readonly call_decisions: readonly DecisionValue[];
+  readonly deny_decisions: readonly DecisionValue[];
+}
+
+export interface HttpToken {
+  readonly name: string;
+  readonly sha256: string;
+  readonly roles: readonly ('viewer' | 'operator' | 'ingest')[];
+}
+
+export interface Config {
+  readonly kill_switch: KillSwitchConfig;
+  readonly data_dir: string;
+  readonly limits: { readonly max_tracked_identities: number };
+  readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
+  readonly kafka?: {
+    readonly brokers: readonly string[];
+    readonly client_id: string;
+    readonly group_id: string;
+    readonly topics: { readonly decisions: string; readonly kills: string; readonly addenda: string; readonly dlq: string };
+  };
+  readonly schema_registry?: { readonly url: string; readonly basic_auth?: { readonly username: string; readonly password: string } };
+  readonly signing?: { readonly private_key_file?: string; readonly jwks_file?: string; readonly allow_unsigned: boolean };
+  readonly http?: { readonly listen: string; readonly tokens?: readonly HttpToken[]; readonly max_body_bytes: number };
+  readonly authz?: { readonly listen: string; readonly identity_header: string };
+}
+
+/**
+ * Canonical JSON and Python print fractions below 1e-4 differently, so a smaller threshold (and the
+ * deny rates it admits) could not be signed reproducibly (CONTRACTS.md section 5).
+ */
+export const MIN_THRESHOLD = 0.0001;
+
+const VAR = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}/g;
+
+/** `${VAR}` / `${VAR:default}` substitution; `$${` is a literal `${`. Unset variables without a default are errors. */
+export function substituteEnv(text: string, env: NodeJS.ProcessEnv, problems: string[]): string {
+  return text.replace(VAR, (match, name: string | undefined, def: string | undefined) => {
+    if (match === '$${') return '${';
+    const value = env[name!];
+    if (value !== undefined) return value;
+    if (def !== undefined) return def;
+    problems.push(`\${${name}}: environment variable is not set and has no default`);
+    return '';
+  });
+}
+
+function configError(file: string, lines: readonly string[]): KillSwitchError {
+  return new KillSwitchError('CONFIG_INVALID', `${file}: configuration is invalid`, { details: lines });
+}
+
+/** Parse and validate configuration text. Throws KillSwitchError(CONFIG_INVALID) listing every problem. */
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: string[] = [];
+  const substituted = substituteEnv(text, env, problems);
+  if (problems.length > 0) throw configError(file, problems);
+  let raw: unknown;
+  try {
+    raw = parseYaml(substituted, { prettyErrors: false, uniqueKeys: true });
+  } catch (err) {
+    const msg = err instanceof Error ? err.message.split('\n')[0] ?? String(err) : String(err);
+    throw configError(file, [`/: not valid YAML or JSON: ${msg}`]);
+  }
+  if (raw === null || raw === undefined) raw = {};
+  const validate = validator('config');
+  if (!validate(raw)) throw configError(file, formatErrors(validate.errors));
+  const cfg = raw as { kill_switch: Record<string, unknown> };
+  const ks = cfg.kill_switch as { window_seconds: number; resolution_ms?: number; deny_rate_threshold: number;
+    call_decisions: string[]; deny_decisions: string[] };
+  ks.resolution_ms ??= Math.ceil((ks.window_seconds * 1000) / 60);
+  if (ks.resolution_ms > ks.window_seconds * 1000) {
+    problems.push(`/kill_switch/resolution_ms: must be <= the window (${ks.window_seconds * 1000} ms)`);
+  }
+  if (ks.deny_rate_threshold < MIN_THRESHOLD) {
+    problems.push(`/kill_switch/deny_rate_threshold: must be >= ${MIN_THRESHOLD} (smaller rates have no canonical JSON form shared with Python)`);
+  }
+  for (const d of ks.deny_decisions) {
+    if (!ks.call_decisions.includes(d)) {
+      problems.push(`/kill_switch/deny_decisions: "${d}" is not in call_decisions (every deny is also a call)`);
+    }
+  }
+  if (problems.length > 0) throw configError(file, problems);
+  return deepFreeze(raw as Config);
+}
+
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw configError(file, [`/: cannot read ${file}${code === undefined ? '' : ` (${code})`}`]);
+  }
+  return parseConfig(text, file, env);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,33 @@
+/**
+ * One error class with stable codes (README "Error codes" lists every one; a test keeps them in sync).
+ * TypeError / RangeError remain bugs: they are not wrapped and crash the process.
+ */
+
+export const ERROR_CODES = {
+  CONFIG_INVALID: { status: undefined, retryable: false, summary: 'the configuration file is missing, unreadable or invalid' },
+  USAGE: { status: undefined, retryable: false, summary: 'the command line is wrong (unknown command or option, missing argument)' },
+  EVENT_INVALID: { status: 400, retryable: false, summary: 'a decision event is not valid JSON, not valid against the schema, or its key and agent_id differ' },
+  INPUT_UNREADABLE: { status: undefined, retryable: false, summary: 'an input file cannot be opened or read' },
+  LEDGER_CORRUPT: { status: undefined, retryable: false, summary: 'a ledger file under data_dir holds a line that is not a valid kill event or addendum' },
+  LEDGER_WRITE_FAILED: { status: 503, retryable: true, summary: 'a kill event or addendum could not be written durably' },
+  KILL_SWITCH_TRIPPED: { status: 403, retryable: false, summary: 'the identity is blocked by the kill switch (CONTRACTS.md section 6)' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class KillSwitchError extends Error {
+  override readonly name = 'KillSwitchError';
+  readonly code: ErrorCode;
+  readonly status: number | undefined;
+  readonly retryable: boolean;
+  /** further lines for the user (one problem per line), e.g. every config error */
+  readonly details: readonly string[];
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: readonly string[] } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    this.retryable = ERROR_CODES[code].retryable;
+    this.details = options.details ?? [];
+  }
+}

@@ -1,0 +1,305 @@
+/**
+ * The trip rule (CONTRACTS.md section 2), pure: decisions in, trips out. Time is event time only.
+ *
+ * Per stream (an input partition or an input file) stream time S is the largest `occurred_at` seen; a
+ * decision older than S - lateness is late and dropped. An accepted decision of identity X is counted in
+ * X's window, then X is evaluated at T = S: it trips iff calls >= min_calls and denies / calls >=
+ * threshold. A trip latches until the ledger says X is unblocked, which also empties X's window.
+ */
+import { DecisionClass, type DecisionClassifier } from './decision-class.js';
+import type { Decision } from './decision.js';
+import { type Evidence, type EvidenceSource, type KillSwitchSettings, MAX_ADDENDUM_SESSIONS } from './documents.js';
+import { LedgerFold, type FoldChange, type LedgerEntry } from './ledger-fold.js';
+import { formatRfc3339 } from './time.js';
+import { WindowStore, type WindowCounts } from './window-store.js';
+
+export interface TripRuleConfig {
+  readonly enabled: boolean;
+  readonly windowMs: number;
+  readonly resolutionMs: number;
+  readonly latenessMs: number;
+  readonly minCalls: number;
+  readonly threshold: number;
+  readonly classifier: DecisionClassifier;
+  readonly maxTrackedIdentities: number;
+  /** the `kill_switch` block recorded in documents */
+  readonly settings: KillSwitchSettings;
+}
+
+export type StreamSource = { readonly topic: string; readonly partition: number } | { readonly file: string };
+
+/** Event-time state of one input stream. Create with `Evaluator.openStream`. */
+export interface StreamClock {
+  readonly name: string;
+  readonly source: StreamSource;
+  /** stream time S, ms (-Infinity before the first decision) */
+  time: number;
+  /** per bucket (mod ring size): bucket number and the smallest input position seen in it */
+  readonly bucketNo: Float64Array;
+  readonly bucketMinPos: Float64Array;
+}
+
+export interface Trip {
+  readonly agentId: string;
+  readonly epoch: number;
+  readonly atMs: number;
+  readonly evidence: Evidence;
+  readonly sessionIds: readonly string[];
+  readonly stream: string;
+}
+
+export interface EvaluatorStats {
+  accepted: number;
+  calls: number;
+  denies: number;
+  advisoryDenies: number;
+  ignored: number;
+  anonymous: number;
+  late: number;
+  /** accepted, but older than what the identity's window still holds (only with lateness > window) */
+  outsideWindow: number;
+  whileBlocked: number;
+  trips: number;
+}
+
+/** Sessions of one identity, first seen first, with the last bucket each was seen in. */
+interface SessionTracker {
+  ids: string[];
+  lastBucket: number[];
+}
+
+export class Evaluator {
+  readonly config: TripRuleConfig;
+  readonly ledger = new LedgerFold();
+  readonly stats: EvaluatorStats = {
+    accepted: 0, calls: 0, denies: 0, advisoryDenies: 0, ignored: 0, anonymous: 0, late: 0, outsideWindow: 0,
+    whileBlocked: 0, trips: 0,
+  };
+  private readonly store: WindowStore;
+  private readonly sessions: (SessionTracker | undefined)[] = [];
+  // The session of an identity's latest decision, kept per slot so the common case (the same session
+  // again) costs one comparison; the tracker is updated only when the session changes.
+  private readonly currentSession: (string | undefined)[] = [];
+  private readonly currentSessionBucket: number[] = [];
+  private readonly counts: WindowCounts = { calls: 0, denies: 0, advisoryDenies: 0 };
+  private readonly ringSize: number;
+  private readonly windowBuckets: number;
+  private readonly isBlockedId = (id: string): boolean => this.ledger.isBlocked(id);
+
+  constructor(config: TripRuleConfig) {
+    this.config = config;
+    const g = config.resolutionMs;
+    this.windowBuckets = Math.ceil(config.windowMs / g);
+    this.ringSize = this.windowBuckets + 1;
+    this.store = new WindowStore({
+      ringSize: this.ringSize,
+      idleBuckets: this.windowBuckets + Math.ceil(config.latenessMs / g),
+      maxIdentities: config.maxTrackedIdentities,
+      onRelease: (slot) => {
+        this.sessions[slot] = undefined;
+        this.currentSession[slot] = undefined;
+      },
+    });
+  }
+
+  openStream(name: string, source: StreamSource): StreamClock {
+    return {
+      name,
+      source,
+      time: -Infinity,
+      bucketNo: new Float64Array(this.ringSize).fill(-Infinity),
+      bucketMinPos: new Float64Array(this.ringSize),
+    };
+  }
+
+  get trackedIdentities(): number {
+    return this.store.size;
+  }
+
+  get liveEvictions(): number {
+    return this.store.liveEvictions;
+  }
+
+  get lastLiveEvicted(): string | undefined {
+    return this.store.lastLiveEvicted;
+  }
+
+  /** Current window counts of an identity at the stream time of `clock` (for operators; no side effects on others). */
+  windowOf(agentId: string, clock: StreamClock): { calls: number; denies: number; advisoryDenies: number } {
+    const slot = this.store.peekSlot(agentId);
+    if (slot < 0 || clock.time === -Infinity) return { calls: 0, denies: 0, advisoryDenies: 0 };
+    const c = this.store.counts(slot, this.cutoffBucket(clock.time), { calls: 0, denies: 0, advisoryDenies: 0 });
+    return { ...c };
+  }
+
+  /**
+   * Accept one decision read at `position` (offset or line number) of `clock`'s stream.
+   * Returns the trip it causes, or null.
+   */
+  accept(clock: StreamClock, d: Decision, position: number): Trip | null {
+    const t = d.timeMs;
+    const stats = this.stats;
+    if (t < clock.time - this.config.latenessMs) {
+      stats.late++;
+      return null;
+    }
+    stats.accepted++;
+    if (t > clock.time) clock.time = t;
+    const g = this.config.resolutionMs;
+    const bucket = Math.floor(t / g);
+    this.notePosition(clock, bucket, position);
+
+    const cls = d.cls;
+    if (cls === DecisionClass.Ignored) {
+      stats.ignored++;
+      return null;
+    }
+    const agentId = d.agentId;
+    if (agentId === null) {
+      stats.anonymous++;
+      return null;
+    }
+    if (cls === DecisionClass.Call) stats.calls++;
+    else if (cls === DecisionClass.Deny) stats.denies++;
+    else stats.advisoryDenies++;
+    if (!this.config.enabled) return null;
+
+    const nowBucket = Math.floor(clock.time / g);
+    const slot = this.store.slotFor(agentId, nowBucket, this.isBlockedId);
+    if (this.store.isBlocked(slot)) {
+      stats.whileBlocked++;
+      return null;
+    }
+    if (!this.store.add(slot, bucket, cls)) {
+      stats.outsideWindow++;
+      return null;
+    }
+    const sid = d.sessionId;
+    if (sid !== undefined) {
+      if (this.currentSession[slot] === sid) {
+        if (bucket > this.currentSessionBucket[slot]!) this.currentSessionBucket[slot] = bucket;
+      } else {
+        this.flushSession(slot);
+        this.currentSession[slot] = sid;
+        this.currentSessionBucket[slot] = bucket;
+      }
+    }
+
+    const cutoff = this.cutoffBucket(clock.time);
+    const c = this.store.counts(slot, cutoff, this.counts);
+    if (c.calls < this.config.minCalls || c.denies / c.calls < this.config.threshold) return null;
+    return this.trip(clock, slot, agentId, d, position, cutoff, c);
+  }
+
+  /**
+   * Apply a kill event from the ledger (restore at start, another instance's trip, an operator action).
+   * An unblock empties the identity's window so a fresh min_calls is needed before the next trip.
+   */
+  applyLedger(entry: LedgerEntry): FoldChange {
+    const change = this.ledger.apply(entry);
+    if (change === 'unchanged') return change;
+    const slot = this.store.peekSlot(entry.agent_id);
+    if (change === 'unblocked') {
+      if (slot >= 0) this.store.clear(entry.agent_id);
+    } else if (slot >= 0) {
+      this.store.setBlocked(slot, true);
+    }
+    return change;
+  }
+
+  private cutoffBucket(streamTime: number): number {
+    return Math.floor((streamTime - this.config.windowMs) / this.config.resolutionMs);
+  }
+
+  private trip(
+    clock: StreamClock, slot: number, agentId: string, d: Decision, position: number, cutoff: number, c: WindowCounts,
+  ): Trip {
+    const epoch = this.ledger.nextEpoch(agentId);
+    const T = clock.time;
+    const evidence: Evidence = {
+      window_start: formatRfc3339(T - this.config.windowMs),
+      window_end: formatRfc3339(T),
+      calls: c.calls,
+      denies: c.denies,
+      advisory_denies: c.advisoryDenies,
+      deny_rate: c.denies / c.calls,
+      tripping_decision_id: d.decisionId,
+      source: this.sourceOf(clock, cutoff, position),
+    };
+    const sessionIds = this.sessionsInWindow(slot, cutoff);
+    this.stats.trips++;
+    this.ledger.apply({ agent_id: agentId, epoch, action: 'block', at: formatRfc3339(d.timeMs), trigger: 'deny_rate' });
+    this.store.setBlocked(slot, true);
+    return { agentId, epoch, atMs: d.timeMs, evidence, sessionIds, stream: clock.name };
+  }
+
+  private notePosition(clock: StreamClock, bucket: number, position: number): void {
+    const i = mod(bucket, this.ringSize);
+    const held = clock.bucketNo[i]!;
+    if (held === bucket) {
+      if (position < clock.bucketMinPos[i]!) clock.bucketMinPos[i] = position;
+    } else if (bucket > held) {
+      clock.bucketNo[i] = bucket;
+      clock.bucketMinPos[i] = position;
+    }
+  }
+
+  /**
+   * The input range holding every decision in the window: from the smallest position seen in any bucket
+   * the window covers, to the tripping decision.
+   */
+  private sourceOf(clock: StreamClock, cutoff: number, position: number): EvidenceSource {
+    let from = position;
+    for (let i = 0; i < this.ringSize; i++) {
+      if (clock.bucketNo[i]! >= cutoff && clock.bucketMinPos[i]! < from) from = clock.bucketMinPos[i]!;
+    }
+    const src = clock.source;
+    return 'topic' in src
+      ? { topic: src.topic, partition: src.partition, offset_from: from, offset_to: position }
+      : { file: src.file, line_from: from, line_to: position };
+  }
+
+  private flushSession(slot: number): void {
+    const sid = this.currentSession[slot];
+    if (sid !== undefined) this.noteSession(slot, sid, this.currentSessionBucket[slot]!);
+  }
+
+  private noteSession(slot: number, sessionId: string, bucket: number): void {
+    let s = this.sessions[slot];
+    if (s === undefined) {
+      s = { ids: [sessionId], lastBucket: [bucket] };
+      this.sessions[slot] = s;
+      return;
+    }
+    const i = s.ids.indexOf(sessionId);
+    if (i >= 0) {
+      if (bucket > s.lastBucket[i]!) s.lastBucket[i] = bucket;
+      return;
+    }
+    if (s.ids.length >= MAX_ADDENDUM_SESSIONS) {
+      // Make room by forgetting sessions that have left any window this identity can still have.
+      const cutoff = bucket - this.windowBuckets;
+      for (let j = s.ids.length - 1; j >= 0; j--) {
+        if (s.lastBucket[j]! < cutoff) {
+          s.ids.splice(j, 1);
+          s.lastBucket.splice(j, 1);
+        }
+      }
+      if (s.ids.length >= MAX_ADDENDUM_SESSIONS) return;
+    }
+    s.ids.push(sessionId);
+    s.lastBucket.push(bucket);
+  }
+
+  private sessionsInWindow(slot: number, cutoff: number): string[] {
+    this.flushSession(slot);
+    const s = this.sessions[slot];
+    if (s === undefined) return [];
+    return s.ids.filter((_, i) => s.lastBucket[i]! >= cutoff);
+  }
+}
+
+function mod(a: number, n: number): number {
+  const r = a % n;
+  return r < 0 ? r + n : r;
+}

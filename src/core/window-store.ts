@@ -1,0 +1,320 @@
+/**
+ * Per-identity sliding windows (ARCHITECTURE.md, "Window store").
+ *
+ * Counts live in struct-of-arrays typed arrays indexed by slot: per slot a ring of `ringSize` buckets
+ * of width g (calls, denies, advisory denies as 16-bit cells with a sparse overflow map), running totals,
+ * and the range of bucket numbers [lo, head] the ring currently counts. Buckets leave the ring lazily:
+ * when the head moves forward (the position is reused) or when an evaluation raises the cutoff. No
+ * allocation per decision in steady state.
+ *
+ * Identity -> slot is a plain Map; recency is an intrusive doubly linked list over slots, ordered by
+ * the stream time at which each identity's head bucket last moved. The list head is therefore the
+ * idlest identity: a new identity first takes the slot of one idle longer than window + lateness (its
+ * window is empty, nothing is lost); only at the hard cap with every identity live is a live one evicted,
+ * which is counted. (ARCHITECTURE.md proposed lru-cache here; its get() moves the entry on every
+ * decision and measured 0.87M decisions/s against the 10M/s target, so recency moves only when a
+ * head bucket does; see benchmarks/README.md.)
+ */
+import { DecisionClass } from './decision-class.js';
+
+export interface WindowStoreOptions {
+  /** ring size in buckets: ceil(W / g) + 1 covers every bucket a window at any T can touch */
+  readonly ringSize: number;
+  /** buckets an identity must be idle before its slot may be reused without loss */
+  readonly idleBuckets: number;
+  /** hard cap on tracked identities */
+  readonly maxIdentities: number;
+  /** slots allocated up front; the arrays double up to maxIdentities as identities arrive */
+  readonly initialCapacity?: number;
+  /** called when a slot is given up (idle reuse, live eviction or explicit clear) */
+  readonly onRelease?: (slot: number, id: string) => void;
+}
+
+export interface WindowCounts {
+  calls: number;
+  denies: number;
+  advisoryDenies: number;
+}
+
+const CELL_MAX = 0xffff;
+const CELL_SPAN = 0x10000;
+const KINDS = 3; // calls, denies, advisory denies
+// Per-slot header in one Float64Array so a decision touches one cache line for it.
+const HEAD = 0; // newest bucket number counted
+const LO = 1; // oldest bucket number still counted
+const TOT = 2; // running totals: TOT + kind
+const HDR = 5;
+const NIL = -1;
+
+export class WindowStore {
+  readonly ringSize: number;
+  readonly maxIdentities: number;
+  private readonly idleBuckets: number;
+  private readonly onRelease: ((slot: number, id: string) => void) | undefined;
+
+  private capacity: number;
+  private nextFresh = 0;
+  private readonly freeSlots: number[] = [];
+  private cells: Uint16Array; // [(slot * ringSize + pos) * KINDS + kind]
+  private hdr: Float64Array; // [slot * HDR + field]
+  private blockedFlag: Uint8Array;
+  private prev: Int32Array; // recency list, oldest first
+  private next: Int32Array;
+  private oldest = NIL;
+  private newest = NIL;
+  private slotIds: (string | undefined)[];
+  private readonly overflow = new Map<number, number>(); // cell index -> multiples of 65536
+  private readonly index = new Map<string, number>();
+
+  /** live identities evicted because the cap was reached (their window was not empty) */
+  liveEvictions = 0;
+  lastLiveEvicted: string | undefined;
+
+  constructor(options: WindowStoreOptions) {
+    if (!(options.ringSize >= 2)) throw new RangeError('ringSize must be >= 2');
+    this.ringSize = options.ringSize;
+    this.idleBuckets = options.idleBuckets;
+    this.maxIdentities = options.maxIdentities;
+    this.onRelease = options.onRelease;
+    this.capacity = Math.max(1, Math.min(options.initialCapacity ?? 1024, options.maxIdentities));
+    this.cells = new Uint16Array(this.capacity * this.ringSize * KINDS);
+    this.hdr = new Float64Array(this.capacity * HDR);
+    this.blockedFlag = new Uint8Array(this.capacity);
+    this.prev = new Int32Array(this.capacity);
+    this.next = new Int32Array(this.capacity);
+    this.slotIds = new Array<string | undefined>(this.capacity);
+  }
+
+  get size(): number {
+    return this.index.size;
+  }
+
+  /** Bytes held by the typed arrays (the per-identity part of the store's memory). */
+  get arrayBytes(): number {
+    return this.cells.byteLength + this.hdr.byteLength + this.blockedFlag.byteLength + this.prev.byteLength +
+      this.next.byteLength;
+  }
+
+  /** Slot of an identity, or -1 when it is not tracked. */
+  peekSlot(id: string): number {
+    return this.index.get(id) ?? NIL;
+  }
+
+  /**
+   * Slot of an identity, allocating one if needed, at stream-time bucket `nowBucket`.
+   * `isBlocked` is asked only when a new slot is allocated.
+   */
+  slotFor(id: string, nowBucket: number, isBlocked: (id: string) => boolean): number {
+    const found = this.index.get(id);
+    if (found !== undefined) return found;
+    const slot = this.allocate(nowBucket);
+    this.resetSlot(slot, nowBucket);
+    this.blockedFlag[slot] = isBlocked(id) ? 1 : 0;
+    this.index.set(id, slot);
+    this.slotIds[slot] = id;
+    this.linkNewest(slot);
+    return slot;
+  }
+
+  isBlocked(slot: number): boolean {
+    return this.blockedFlag[slot] === 1;
+  }
+
+  setBlocked(slot: number, blocked: boolean): void {
+    this.blockedFlag[slot] = blocked ? 1 : 0;
+  }
+
+  /** Count one decision of class `cls` in bucket `bucket`. Returns false if the bucket is no longer counted. */
+  add(slot: number, bucket: number, cls: DecisionClass): boolean {
+    if (cls === DecisionClass.Ignored) return false;
+    const h = slot * HDR;
+    if (bucket > this.hdr[h + HEAD]!) this.advanceHead(slot, bucket);
+    else if (bucket < this.hdr[h + LO]!) return false;
+    const base = (slot * this.ringSize + mod(bucket, this.ringSize)) * KINDS;
+    this.increment(base);
+    this.hdr[h + TOT]!++;
+    if (cls !== DecisionClass.Call) {
+      this.increment(base + 1);
+      this.hdr[h + TOT + 1]!++;
+      if (cls === DecisionClass.AdvisoryDeny) {
+        this.increment(base + 2);
+        this.hdr[h + TOT + 2]!++;
+      }
+    }
+    return true;
+  }
+
+  /** Window counts of buckets >= cutoffBucket. Buckets below the cutoff are dropped for good. */
+  counts(slot: number, cutoffBucket: number, out: WindowCounts): WindowCounts {
+    const h = slot * HDR;
+    if (cutoffBucket > this.hdr[h + LO]!) this.expireBelow(slot, cutoffBucket);
+    out.calls = this.hdr[h + TOT]!;
+    out.denies = this.hdr[h + TOT + 1]!;
+    out.advisoryDenies = this.hdr[h + TOT + 2]!;
+    return out;
+  }
+
+  /** Empty an identity's window (an unblock) and forget the identity. */
+  clear(id: string): void {
+    const slot = this.index.get(id);
+    if (slot !== undefined) this.release(slot);
+  }
+
+  private isLive(slot: number, nowBucket: number): boolean {
+    return this.hdr[slot * HDR + HEAD]! + this.idleBuckets >= nowBucket;
+  }
+
+  private allocate(nowBucket: number): number {
+    const free = this.freeSlots.pop();
+    if (free !== undefined) return free;
+    // Reuse the slot of the idlest identity if its window is certainly empty.
+    if (this.oldest !== NIL && !this.isLive(this.oldest, nowBucket)) return this.evict(this.oldest);
+    if (this.nextFresh < this.capacity) return this.nextFresh++;
+    if (this.capacity < this.maxIdentities) {
+      this.grow(Math.min(this.maxIdentities, this.capacity * 2));
+      return this.nextFresh++;
+    }
+    // At the cap and every tracked identity is live: the idlest one loses its window.
+    this.liveEvictions++;
+    this.lastLiveEvicted = this.slotIds[this.oldest];
+    return this.evict(this.oldest);
+  }
+
+  private evict(slot: number): number {
+    this.release(slot);
+    return this.freeSlots.pop()!;
+  }
+
+  private release(slot: number): void {
+    const id = this.slotIds[slot]!;
+    this.index.delete(id);
+    this.slotIds[slot] = undefined;
+    this.unlink(slot);
+    this.onRelease?.(slot, id);
+    this.freeSlots.push(slot);
+  }
+
+  private linkNewest(slot: number): void {
+    this.prev[slot] = this.newest;
+    this.next[slot] = NIL;
+    if (this.newest !== NIL) this.next[this.newest] = slot;
+    else this.oldest = slot;
+    this.newest = slot;
+  }
+
+  private unlink(slot: number): void {
+    const p = this.prev[slot]!;
+    const n = this.next[slot]!;
+    if (p !== NIL) this.next[p] = n;
+    else this.oldest = n;
+    if (n !== NIL) this.prev[n] = p;
+    else this.newest = p;
+  }
+
+  private grow(newCapacity: number): void {
+    const cells = new Uint16Array(newCapacity * this.ringSize * KINDS);
+    cells.set(this.cells);
+    this.cells = cells;
+    const hdr = new Float64Array(newCapacity * HDR);
+    hdr.set(this.hdr);
+    this.hdr = hdr;
+    const flags = new Uint8Array(newCapacity);
+    flags.set(this.blockedFlag);
+    this.blockedFlag = flags;
+    const prev = new Int32Array(newCapacity);
+    prev.set(this.prev);
+    this.prev = prev;
+    const next = new Int32Array(newCapacity);
+    next.set(this.next);
+    this.next = next;
+    this.slotIds.length = newCapacity;
+    this.capacity = newCapacity;
+  }
+
+  private resetSlot(slot: number, bucket: number): void {
+    this.zeroSlotCounts(slot);
+    this.hdr[slot * HDR + HEAD] = bucket;
+    this.hdr[slot * HDR + LO] = bucket - this.ringSize + 1;
+  }
+
+  /** Move the head to `bucket`, dropping the buckets whose ring positions are reused. */
+  private advanceHead(slot: number, bucket: number): void {
+    const h = slot * HDR;
+    const head = this.hdr[h + HEAD]!;
+    const lo = this.hdr[h + LO]!;
+    const n = this.ringSize;
+    if (bucket - head >= n) {
+      this.zeroSlotCounts(slot); // every counted bucket falls out of the ring
+    } else {
+      // Buckets head+1..bucket reuse the positions of head+1-n..bucket-n, which are all <= head.
+      for (let old = Math.max(lo, head + 1 - n); old <= bucket - n; old++) this.dropBucket(slot, old);
+    }
+    this.hdr[h + HEAD] = bucket;
+    this.hdr[h + LO] = Math.max(lo, bucket - n + 1);
+    if (this.newest !== slot) {
+      this.unlink(slot);
+      this.linkNewest(slot);
+    }
+  }
+
+  private expireBelow(slot: number, cutoff: number): void {
+    const h = slot * HDR;
+    if (cutoff > this.hdr[h + HEAD]!) {
+      this.zeroSlotCounts(slot); // every counted bucket is below the cutoff
+    } else {
+      for (let b = this.hdr[h + LO]!; b < cutoff; b++) this.dropBucket(slot, b);
+    }
+    this.hdr[h + LO] = cutoff;
+  }
+
+  private zeroSlotCounts(slot: number): void {
+    const start = slot * this.ringSize * KINDS;
+    const end = start + this.ringSize * KINDS;
+    this.cells.fill(0, start, end);
+    if (this.overflow.size > 0) {
+      for (let c = start; c < end; c++) this.overflow.delete(c);
+    }
+    const h = slot * HDR;
+    this.hdr[h + TOT] = 0;
+    this.hdr[h + TOT + 1] = 0;
+    this.hdr[h + TOT + 2] = 0;
+  }
+
+  private dropBucket(slot: number, bucket: number): void {
+    const base = (slot * this.ringSize + mod(bucket, this.ringSize)) * KINDS;
+    const h = slot * HDR + TOT;
+    for (let k = 0; k < KINDS; k++) {
+      const v = this.take(base + k);
+      if (v !== 0) this.hdr[h + k] = this.hdr[h + k]! - v;
+    }
+  }
+
+  private increment(cell: number): void {
+    const v = this.cells[cell]!;
+    if (v === CELL_MAX) {
+      this.cells[cell] = 0;
+      this.overflow.set(cell, (this.overflow.get(cell) ?? 0) + 1);
+    } else {
+      this.cells[cell] = v + 1;
+    }
+  }
+
+  /** Read a cell's full value and zero it. */
+  private take(cell: number): number {
+    let v = this.cells[cell]!;
+    this.cells[cell] = 0;
+    if (this.overflow.size > 0) {
+      const hi = this.overflow.get(cell);
+      if (hi !== undefined) {
+        v += hi * CELL_SPAN;
+        this.overflow.delete(cell);
+      }
+    }
+    return v;
+  }
+}
+
+function mod(a: number, n: number): number {
+  const r = a % n;
+  return r < 0 ? r + n : r;
+}

@@ -1,0 +1,89 @@
+/**
+ * Decisions from NDJSON files (or stdin) through decode -> evaluator -> documents -> sink, in order.
+ * Shared by `killswitch replay` and the embedded mode of `killswitch run`; each input file is one
+ * stream (its own stream time and addendum chain).
+ */
+import type { AddendumChains, KillEvent, TraceAddendum } from '../core/documents.js';
+import type { Evaluator, Trip } from '../core/evaluator.js';
+import type { Signer } from '../ports/signer.js';
+import type { TripSink } from '../ports/trip-sink.js';
+import { type BadRecordReason, DecisionDecoder } from '../adapters/serde/decision-decoder.js';
+import { readNdjson } from '../adapters/file/ndjson-reader.js';
+import { tripDocuments } from './trip-documents.js';
+
+export interface BadLine {
+  readonly file: string;
+  readonly line: number;
+  readonly reason: BadRecordReason;
+  readonly message: string;
+  /** the line as read (absent for over-long lines) */
+  readonly raw?: string;
+  readonly key?: string;
+}
+
+export interface PipelineHooks {
+  onBadLine(bad: BadLine): void;
+  onTrip?(trip: Trip, killEvent: KillEvent, addendum: TraceAddendum): void;
+}
+
+export interface PipelineCounts {
+  lines: number;
+  decisions: number;
+  invalid: number;
+  invalidByReason: Partial<Record<BadRecordReason, number>>;
+  trips: number;
+}
+
+/** The stream name of an input: its path as given, `stdin` for '-'. */
+export function streamName(path: string): string {
+  return path === '-' ? 'stdin' : path;
+}
+
+export class FilePipeline {
+  readonly counts: PipelineCounts = { lines: 0, decisions: 0, invalid: 0, invalidByReason: {}, trips: 0 };
+  private readonly decoder: DecisionDecoder;
+
+  constructor(
+    private readonly evaluator: Evaluator,
+    private readonly chains: AddendumChains,
+    private readonly sink: TripSink,
+    private readonly signer: Signer | undefined,
+    private readonly hooks: PipelineHooks,
+  ) {
+    this.decoder = new DecisionDecoder(evaluator.config.classifier);
+  }
+
+  async processFile(path: string, signal?: AbortSignal): Promise<void> {
+    const name = streamName(path);
+    const clock = this.evaluator.openStream(name, { file: name });
+    const counts = this.counts;
+    const bad = (b: BadLine): void => {
+      counts.invalid++;
+      counts.invalidByReason[b.reason] = (counts.invalidByReason[b.reason] ?? 0) + 1;
+      this.hooks.onBadLine(b);
+    };
+    const lines = await readNdjson(path, {
+      line: (text, key, lineNo) => {
+        const r = this.decoder.decodeText(text, key);
+        if (!r.ok) {
+          bad({ file: name, line: lineNo, reason: r.reason, message: r.message, raw: text, ...(key !== undefined ? { key } : {}) });
+          return undefined;
+        }
+        counts.decisions++;
+        const trip = this.evaluator.accept(clock, r.decision, lineNo);
+        return trip === null ? undefined : this.emit(trip);
+      },
+      tooLong: (lineNo, length) => {
+        bad({ file: name, line: lineNo, reason: 'too_large', message: `line of ${length} characters is longer than the limit` });
+      },
+    }, signal === undefined ? {} : { signal });
+    counts.lines += lines;
+  }
+
+  private async emit(trip: Trip): Promise<void> {
+    const { killEvent, addendum } = tripDocuments(trip, this.evaluator.config.settings, this.chains, this.signer);
+    await this.sink.write(killEvent, addendum);
+    this.counts.trips++;
+    this.hooks.onTrip?.(trip, killEvent, addendum);
+  }
+}

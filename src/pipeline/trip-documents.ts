@@ -1,0 +1,29 @@
+import { type AddendumChains, AUTOMATIC_REASON, buildAddendum, buildKillEvent, type KillEvent, type KillSwitchSettings,
+  type TraceAddendum } from '../core/documents.js';
+import type { Trip } from '../core/evaluator.js';
+import { formatRfc3339 } from '../core/time.js';
+import type { Signer } from '../ports/signer.js';
+
+/** The kill event and addendum of an automatic trip, signed when a signer is given, chained per stream. */
+export function tripDocuments(
+  trip: Trip,
+  settings: KillSwitchSettings,
+  chains: AddendumChains,
+  signer: Signer | undefined,
+): { killEvent: KillEvent; addendum: TraceAddendum } {
+  let killEvent = buildKillEvent({
+    action: 'block',
+    agentId: trip.agentId,
+    epoch: trip.epoch,
+    trigger: 'deny_rate',
+    at: formatRfc3339(trip.atMs),
+    reason: AUTOMATIC_REASON,
+    killSwitch: settings,
+    evidence: trip.evidence,
+  });
+  if (signer !== undefined) killEvent = signer.sign(killEvent, false);
+  let addendum = buildAddendum(killEvent, trip.sessionIds, chains.link(trip.stream));
+  if (signer !== undefined) addendum = signer.sign(addendum, true);
+  chains.append(addendum);
+  return { killEvent, addendum };
+}

@@ -1,0 +1,24 @@
+import { createClassifier } from '../core/decision-class.js';
+import type { TripRuleConfig } from '../core/evaluator.js';
+import type { Config } from '../config/config.js';
+
+/** The core's view of the validated config. */
+export function tripRuleConfig(config: Config): TripRuleConfig {
+  const ks = config.kill_switch;
+  return {
+    enabled: ks.enabled,
+    windowMs: ks.window_seconds * 1000,
+    resolutionMs: ks.resolution_ms,
+    latenessMs: ks.allowed_lateness_seconds * 1000,
+    minCalls: ks.min_calls,
+    threshold: ks.deny_rate_threshold,
+    classifier: createClassifier(ks.call_decisions, ks.deny_decisions),
+    maxTrackedIdentities: config.limits.max_tracked_identities,
+    settings: {
+      enabled: ks.enabled,
+      window_seconds: ks.window_seconds,
+      deny_rate_threshold: ks.deny_rate_threshold,
+      min_calls: ks.min_calls,
+    },
+  };
+}

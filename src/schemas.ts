@@ -1,0 +1,93 @@
+/**
+ * The JSON Schemas in `schemas/` (the machine-readable contracts), compiled once with one strict Ajv
+ * instance. `spiffe-id` is a custom format backed by the core's parser, so there is one definition of a
+ * valid SPIFFE ID.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import addFormatsModule from 'ajv-formats';
+import { parseRfc3339 } from './core/time.js';
+import { isSpiffeId } from './core/spiffe-id.js';
+
+const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
+
+/** `schemas/` of this package, found from this module whether it runs from src/ (tests) or dist/src/. */
+export const SCHEMA_DIR = findSchemaDir(dirname(fileURLToPath(import.meta.url)));
+
+function findSchemaDir(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'schemas'))) return join(dir, 'schemas');
+    if (dirname(dir) === dir) throw new Error(`schemas/ not found above ${from}`);
+  }
+}
+
+export const SCHEMA_FILES = {
+  decision: 'policy-decision.schema.json',
+  killEvent: 'kill-event.schema.json',
+  addendum: 'trace-addendum.schema.json',
+  config: 'config.schema.json',
+} as const;
+export type SchemaName = keyof typeof SCHEMA_FILES;
+
+let ajv: Ajv2020 | undefined;
+const compiled = new Map<SchemaName, ValidateFunction>();
+
+function instance(): Ajv2020 {
+  if (ajv === undefined) {
+    ajv = new Ajv2020({ allErrors: true, strict: true, useDefaults: true });
+    addFormats(ajv);
+    ajv.addFormat('spiffe-id', { type: 'string', validate: isSpiffeId });
+    // RFC 3339 exactly as the evaluator reads it (ajv-formats also accepts a space for 'T').
+    ajv.addFormat('rfc3339', { type: 'string', validate: (s: string) => !Number.isNaN(parseRfc3339(s)) });
+  }
+  return ajv;
+}
+
+export function loadSchema(name: SchemaName): Record<string, unknown> {
+  return JSON.parse(readFileSync(join(SCHEMA_DIR, SCHEMA_FILES[name]), 'utf8')) as Record<string, unknown>;
+}
+
+/** The compiled validator for a schema (compiled on first use, then cached). */
+export function validator(name: SchemaName): ValidateFunction {
+  let v = compiled.get(name);
+  if (v === undefined) {
+    v = instance().compile(loadSchema(name));
+    compiled.set(name, v);
+  }
+  return v;
+}
+
+/** Ajv errors as `path: message` lines, the form config errors and DLQ reasons use. */
+export function formatErrors(errors: readonly ErrorObject[] | null | undefined): string[] {
+  if (errors === null || errors === undefined) return [];
+  const lines = new Set<string>();
+  for (const e of errors) {
+    const path = e.instancePath === '' ? '/' : e.instancePath;
+    const p = e.params as Record<string, unknown>;
+    switch (e.keyword) {
+      case 'additionalProperties':
+        lines.add(`${childPath(path, String(p.additionalProperty))}: unknown key`);
+        break;
+      case 'required':
+        lines.add(`${childPath(path, String(p.missingProperty))}: is required`);
+        break;
+      case 'enum':
+        lines.add(`${path}: must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`);
+        break;
+      case 'if':
+      case 'anyOf':
+      case 'oneOf':
+        // the branch errors around it say what is wrong
+        break;
+      default:
+        lines.add(`${path}: ${e.message ?? 'is invalid'}`);
+    }
+  }
+  return [...lines];
+}
+
+function childPath(path: string, key: string): string {
+  return path === '/' ? `/${key}` : `${path}/${key}`;
+}

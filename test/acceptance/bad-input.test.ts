@@ -1,0 +1,73 @@
+/** Bad input never stops the stream: every bad line is reported with file and line, counted, skipped. */
+import { describe, expect, it } from 'vitest';
+import { configFile, decision, type KillEventLine, ndjson, parseLines, repeat, runCli, tempDir, writeIn } from '../helpers/cli.js';
+
+const A = 'spiffe://example.org/agent/a';
+
+describe('killswitch replay: bad input lines', () => {
+  const dir = tempDir('bad-input-');
+  const cfg = configFile(dir);
+  const good = repeat(A, 'deny', 10, 0);
+  const bad: [string, string, RegExp][] = [
+    ['invalid JSON', '{"decision_id": "x", ', /invalid_json: /],
+    ['schema-invalid object (no occurred_at)', JSON.stringify({ decision_id: 'x1', agent_id: A, decision: 'deny' }), /schema_invalid: \/occurred_at: is required/],
+    ['schema-invalid type', JSON.stringify({ decision_id: 7, agent_id: A, decision: 'deny', occurred_at: '2026-11-23T09:00:00Z' }), /schema_invalid: \/decision_id: must be string/],
+    ['bad SPIFFE ID', decision('spiffe://Example.org/agent/a', 'deny', 1), /invalid_spiffe_id: \/agent_id: not a valid SPIFFE ID: trust domain characters/],
+    ['SPIFFE ID with a trailing slash', decision('spiffe://example.org/agent/', 'deny', 1), /invalid_spiffe_id: .*trailing slash/],
+    ['unknown decision', decision(A, 'maybe', 1), /unknown_decision: \/decision: unknown decision "maybe"/],
+    ['key / agent_id mismatch', `spiffe://example.org/agent/other\t${decision(A, 'deny', 1)}`, /key_mismatch: record key "spiffe:\/\/example.org\/agent\/other" differs from agent_id/],
+    ['a JSON array instead of an object', '[1,2,3]', /schema_invalid: \/: must be object/],
+  ];
+
+  it.each(bad)('reports %s with file and line, skips it, and still trips on the good lines', (_name, line, reason) => {
+    // the bad line sits in the middle of ten denies that trip on the tenth
+    const lines = [...good.slice(0, 5), line, ...good.slice(5)];
+    const input = writeIn(dir, `bad-${Math.random().toString(36).slice(2)}.ndjson`, ndjson(lines));
+    const r = runCli(['replay', '--config', cfg, input]);
+    expect(r.status).toBe(0);
+    const reported = r.stderr.trim().split('\n');
+    expect(reported).toHaveLength(1);
+    expect(reported[0]!.startsWith(`${input}:6: `)).toBe(true);
+    expect(reported[0]).toMatch(reason);
+    const kills = parseLines<KillEventLine>(r.stdout);
+    expect(kills).toHaveLength(1);
+    expect(kills[0]!.evidence).toMatchObject({ calls: 10, denies: 10, source: { line_from: 1, line_to: 11 } });
+  });
+
+  it('accepts a matching KEY<TAB>JSON line (kcat -K "\\t" format) and blank / CRLF lines', () => {
+    const lines = [...good.slice(0, 3).map((l) => `${A}\t${l}`), '', '   ', ...good.slice(3).map((l) => `${l}\r`)];
+    const input = writeIn(dir, 'keyed.ndjson', ndjson(lines));
+    const r = runCli(['replay', '--config', cfg, input]);
+    expect(r.stderr).toBe('');
+    expect(parseLines<KillEventLine>(r.stdout)).toHaveLength(1);
+  });
+
+  it('reports every bad line of a file and counts them all', () => {
+    const lines = ['nope', ...good.slice(0, 4), '{}', ...good.slice(4), '{"also": "bad"}'];
+    const input = writeIn(dir, 'many-bad.ndjson', ndjson(lines));
+    const r = runCli(['replay', '--config', cfg, input]);
+    expect(r.status).toBe(0);
+    expect(r.stderr.trim().split('\n').map((l) => l.split(': ')[0])).toEqual([`${input}:1`, `${input}:6`, `${input}:13`]);
+    expect(parseLines<KillEventLine>(r.stdout)).toHaveLength(1);
+  });
+
+  it('skips an over-long line without reading it into memory whole, and goes on', () => {
+    const huge = `{"decision_id":"${'x'.repeat(2 * 1024 * 1024)}"}`;
+    const input = writeIn(dir, 'huge.ndjson', ndjson([...good.slice(0, 5), huge, ...good.slice(5)]));
+    const r = runCli(['replay', '--config', cfg, input]);
+    expect(r.stderr).toMatch(new RegExp(`^${input}:6: too_large: `));
+    expect(parseLines<KillEventLine>(r.stdout)).toHaveLength(1);
+  });
+
+  it('reads stdin when no input is named, reporting it as "stdin"', () => {
+    const r = runCli(['replay', '--config', cfg], { input: ndjson(['oops', ...good]) });
+    expect(r.stderr).toMatch(/^stdin:1: invalid_json: /);
+    expect(parseLines<KillEventLine>(r.stdout)[0]!.evidence.source).toEqual({ file: 'stdin', line_from: 2, line_to: 11 });
+  });
+
+  it('exits 2 with one line when an input file does not exist', () => {
+    const r = runCli(['replay', '--config', cfg, `${dir}/missing.ndjson`]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe(`killswitch: ${dir}/missing.ndjson: cannot read input (ENOENT)\n`);
+  });
+});

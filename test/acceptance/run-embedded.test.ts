@@ -1,0 +1,121 @@
+/** `killswitch run` in embedded mode, as `npm start` runs it and as an operator restarts it. */
+import { once } from 'node:events';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { canonicalDigest } from '../../src/core/hash.js';
+import {
+  configFile, type KillEventLine, ndjson, parseLines, repeat, runCli, startCli, tempDir, writeIn,
+} from '../helpers/cli.js';
+
+const SCRAPER = 'spiffe://example.org/ns/prod/sa/scraper-agent';
+const SUPPORT = 'spiffe://example.org/ns/prod/sa/support-agent';
+
+interface AddendumLine {
+  agent_id: string;
+  session_ids: string[];
+  kill_event_id: string;
+  gateway: { kill_switch_triggered: boolean };
+  chain: { stream: string; sequence_number: number; prev_hash: string };
+}
+
+describe('killswitch run (embedded mode)', () => {
+  it('runs the shipped example (what `npm start` runs): blocks the scraper, not the support agent', () => {
+    const dataDir = join(tempDir('example-'), 'data');
+    const r = runCli(['run', '--config', 'examples/embedded.yaml', 'examples/decisions.ndjson'], { env: { KILLSWITCH_DATA_DIR: dataDir } });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`BLOCKED ${SCRAPER}`);
+    expect(r.stdout).not.toContain(`BLOCKED ${SUPPORT}`);
+    expect(r.stdout).toMatch(/blocked identities \(1\):\n {2}spiffe:\/\/example\.org\/ns\/prod\/sa\/scraper-agent {2}epoch 1/);
+    const kills = parseLines<KillEventLine>(readFileSync(join(dataDir, 'kills.ndjson'), 'utf8'));
+    expect(kills.map((k) => [k.agent_id, k.action, k.epoch])).toEqual([[SCRAPER, 'block', 1]]);
+    const addenda = parseLines<AddendumLine>(readFileSync(join(dataDir, 'addenda.ndjson'), 'utf8'));
+    expect(addenda).toHaveLength(1);
+    expect(addenda[0]).toMatchObject({
+      agent_id: SCRAPER, kill_event_id: kills[0]!.event_id, gateway: { kill_switch_triggered: true },
+      session_ids: ['sess-scraper-1', 'sess-scraper-2'], chain: { stream: 'examples/decisions.ndjson', sequence_number: 1, prev_hash: 'genesis' },
+    });
+  });
+
+  it('never lifts a block on restart, and continues the addendum chain of a stream', () => {
+    const dir = tempDir('restart-');
+    const cfg = configFile(dir);
+    const A = 'spiffe://example.org/agent/a';
+    const B = 'spiffe://example.org/agent/b';
+    const input = join(dir, 'decisions.ndjson');
+    writeFileSync(input, ndjson(repeat(A, 'deny', 10, 0)));
+    expect(runCli(['run', '--config', cfg, input]).status).toBe(0);
+
+    // After the restart A keeps denying: no second trip (still latched), and the report says A is blocked.
+    writeFileSync(input, ndjson([...repeat(A, 'deny', 30, 100), ...repeat(B, 'deny', 10, 200)]));
+    const second = runCli(['run', '--config', cfg, input]);
+    expect(second.status).toBe(0);
+    expect(second.stdout).toContain(`still blocked: ${A} (epoch 1`);
+    const kills = parseLines<KillEventLine>(readFileSync(join(dir, 'data/kills.ndjson'), 'utf8'));
+    expect(kills.map((k) => [k.agent_id, k.epoch])).toEqual([[A, 1], [B, 1]]);
+    const addendaText = readFileSync(join(dir, 'data/addenda.ndjson'), 'utf8');
+    const addenda = parseLines<AddendumLine>(addendaText);
+    expect(addenda.map((a) => a.chain.sequence_number)).toEqual([1, 2]);
+    expect(addenda[1]!.chain.prev_hash).toBe(canonicalDigest(JSON.parse(addendaText.split('\n')[0]!)));
+  });
+
+  it('cuts off a torn last ledger line (an interrupted append) and refuses a corrupt one', () => {
+    const dir = tempDir('torn-');
+    const cfg = configFile(dir);
+    const A = 'spiffe://example.org/agent/a';
+    const input = writeIn(dir, 'in.ndjson', ndjson(repeat(A, 'deny', 10, 0)));
+    expect(runCli(['run', '--config', cfg, input]).status).toBe(0);
+    const kills = join(dir, 'data/kills.ndjson');
+    const intact = readFileSync(kills, 'utf8');
+    appendFileSync(kills, '{"type":"killswitch.kill-ev');
+    const r = runCli(['run', '--config', cfg, writeIn(dir, 'empty.ndjson', '')]);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/torn last line/);
+    expect(r.stdout).toContain(`still blocked: ${A}`);
+    expect(readFileSync(kills, 'utf8')).toBe(intact);
+
+    writeFileSync(kills, 'garbage\n' + intact);
+    const corrupt = runCli(['run', '--config', cfg, writeIn(dir, 'empty.ndjson', '')]);
+    expect(corrupt.status).toBe(1);
+    expect(corrupt.stderr).toBe(`killswitch: ${kills}:1: not valid JSON\n`);
+  });
+
+  it('keeps bad lines with their reason in data_dir/dlq.ndjson and goes on', () => {
+    const dir = tempDir('dlq-');
+    const cfg = configFile(dir);
+    const A = 'spiffe://example.org/agent/a';
+    const input = writeIn(dir, 'in.ndjson', ndjson(['not json', ...repeat(A, 'deny', 10, 0)]));
+    const r = runCli(['run', '--config', cfg, input]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`BLOCKED ${A}`);
+    expect(r.stdout).toContain('1 invalid lines skipped');
+    const dlq = parseLines<Record<string, unknown>>(readFileSync(join(dir, 'data/dlq.ndjson'), 'utf8'));
+    expect(dlq).toEqual([{ file: input, line: 1, reason: 'invalid_json', message: expect.any(String) as string, raw: 'not json' }]);
+    const log = parseLines<{ level: number; msg: string; line: number }>(r.stderr);
+    expect(log).toEqual([expect.objectContaining({ level: 40, msg: 'invalid decision skipped', line: 1 })]);
+    expect(r.stderr).not.toContain('not json'); // payloads stay out of logs
+  });
+
+  it('holds data_dir against a second process, and stops cleanly on SIGTERM', async () => {
+    const dir = tempDir('sigterm-');
+    const cfg = configFile(dir);
+    const A = 'spiffe://example.org/agent/a';
+    const child = startCli(['run', '--config', cfg, '-']);
+    let stdout = '';
+    child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stdin!.write(ndjson(repeat(A, 'deny', 10, 0)));
+    while (!stdout.includes('BLOCKED')) await new Promise((r) => setTimeout(r, 20));
+
+    const second = runCli(['run', '--config', cfg, writeIn(dir, 'x.ndjson', '')]);
+    expect(second.status).toBe(2);
+    expect(second.stderr).toMatch(/is in use by another killswitch process \(pid \d+\)/);
+
+    child.kill('SIGTERM');
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/\nstopped: 10 decisions from 1 input/);
+    // the lock is released: the next run starts
+    expect(runCli(['run', '--config', cfg, writeIn(dir, 'y.ndjson', '')]).status).toBe(0);
+  });
+});

@@ -1,0 +1,92 @@
+/** Run the built `killswitch` CLI as a user would: a real process, real files, real stdout/stderr. */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const CLI = join(ROOT, 'dist/src/cli.js');
+
+export interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function runCli(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): CliResult {
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    input: options.input ?? '',
+    env: { ...process.env, ...options.env },
+    cwd: options.cwd ?? ROOT,
+    encoding: 'utf8',
+    maxBuffer: 256 * 1024 * 1024,
+  });
+  if (r.error !== undefined) throw r.error;
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+export function startCli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): ReturnType<typeof spawn> {
+  return spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...options.env }, cwd: options.cwd ?? ROOT, stdio: 'pipe' });
+}
+
+export function tempDir(prefix = 'killswitch-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Write a file into `dir` and return its path. */
+export function writeIn(dir: string, name: string, content: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, content);
+  return p;
+}
+
+/** A config file with the given kill_switch block (enabled unless said otherwise) and data_dir in `dir`. */
+export function configFile(dir: string, killSwitch: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): string {
+  const cfg = { kill_switch: { enabled: true, ...killSwitch }, data_dir: join(dir, 'data'), log: { level: 'warn' }, ...extra };
+  return writeIn(dir, 'config.json', JSON.stringify(cfg, null, 2));
+}
+
+export const T0 = Date.UTC(2026, 10, 23, 9, 0, 0);
+
+let seq = 0;
+/** One decision line; `at` is seconds after T0 (fractions allowed). */
+export function decision(agent: string | null, verdict: string, at: number, extra: Record<string, unknown> = {}): string {
+  seq++;
+  return JSON.stringify({
+    decision_id: `dec-${seq}`,
+    ...(agent === null ? {} : { agent_id: agent }),
+    decision: verdict,
+    occurred_at: new Date(T0 + Math.round(at * 1000)).toISOString(),
+    ...extra,
+  });
+}
+
+/** `n` decisions of one kind for one agent, one per second starting at `from`. */
+export function repeat(agent: string | null, verdict: string, n: number, from: number, step = 1): string[] {
+  return Array.from({ length: n }, (_, i) => decision(agent, verdict, from + i * step));
+}
+
+export function ndjson(lines: readonly string[]): string {
+  return lines.join('\n') + '\n';
+}
+
+export interface KillEventLine {
+  type: string;
+  event_id: string;
+  action: string;
+  agent_id: string;
+  epoch: number;
+  trigger: string;
+  at: string;
+  reason: string;
+  kill_switch: Record<string, unknown>;
+  evidence: {
+    window_start: string; window_end: string; calls: number; denies: number; advisory_denies: number; deny_rate: number;
+    tripping_decision_id: string; source: Record<string, unknown>;
+  };
+}
+
+export function parseLines<T>(text: string): T[] {
+  return text.split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l) as T);
+}
