@@ -3,6 +3,8 @@ import { cpus } from 'node:os';
 
 const scenarios: Record<string, () => Promise<{ run: () => void | Promise<void> }>> = {
   'core-throughput': () => import('./core-throughput.js'),
+  'memory-per-identity': () => import('./memory-per-identity.js'),
+  'replay-throughput': () => import('./replay-throughput.js'),
 };
 
 const wanted = process.argv.slice(2);

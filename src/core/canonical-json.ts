@@ -11,7 +11,8 @@ export class CanonicalJsonError extends Error {
   override readonly name = 'CanonicalJsonError';
 }
 
-const NON_ASCII = /[\u0080-\uffff]/g;
+// Python's ensure_ascii escapes everything outside ' '..'~' that JSON.stringify leaves raw: DEL and non-ASCII.
+const NON_ASCII = /[\u007f-\uffff]/g;
 
 function escapeNonAscii(ch: string): string {
   return '\\u' + ch.charCodeAt(0).toString(16).padStart(4, '0');
@@ -19,7 +20,7 @@ function escapeNonAscii(ch: string): string {
 
 export function canonicalString(s: string): string {
   // JSON.stringify escapes quotes, backslashes and control characters exactly as Python does (lowercase
-  // \u00xx, short forms \b \f \n \r \t) and leaves lone surrogates as \udxxx; only non-ASCII remains.
+  // \u00xx, short forms \b \f \n \r \t) and leaves lone surrogates as \udxxx; DEL and non-ASCII remain.
   return JSON.stringify(s).replace(NON_ASCII, escapeNonAscii);
 }
 
@@ -36,20 +37,21 @@ export function canonicalNumber(n: number): string {
   return String(n);
 }
 
-/** Compare by Unicode code point, as Python's sort does (JS's default sort compares UTF-16 units). */
+/**
+ * Compare by Unicode code point, as Python's sort does (JS's default sort compares UTF-16 units, which
+ * puts astral characters before U+E000..U+FFFF). A lone surrogate counts as its own code point.
+ */
 export function compareCodePoints(a: string, b: string): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    const x = a.charCodeAt(i);
-    const y = b.charCodeAt(i);
-    if (x === y) continue;
-    const xs = x >= 0xd800 && x <= 0xdfff;
-    const ys = y >= 0xd800 && y <= 0xdfff;
-    // A surrogate (astral code point) sorts after every BMP unit, including U+E000..U+FFFF.
-    if (xs !== ys) return xs ? 1 : -1;
-    return x - y;
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    const x = a.codePointAt(i)!;
+    const y = b.codePointAt(j)!;
+    if (x !== y) return x - y;
+    i += x > 0xffff ? 2 : 1;
+    j += y > 0xffff ? 2 : 1;
   }
-  return a.length - b.length;
+  return (a.length - i) - (b.length - j);
 }
 
 export function canonicalJson(value: unknown): string {

@@ -28,7 +28,66 @@ function isPathChar(c: number): boolean {
   );
 }
 
-function utf8Length(s: string): number {
+/**
+ * Why `input` is not a SPIFFE ID, or null when it is one. One pass, no allocation: this runs on every
+ * decision (schema format check), so it must cost little more than reading the string.
+ */
+export function spiffeIdError(input: string): string | null {
+  const len = input.length;
+  if (len === 0) return 'SPIFFE ID is empty';
+  // Every valid character is ASCII, so the UTF-8 length of a valid ID is its length; a longer string
+  // fails the length check whatever its encoding, a non-ASCII one fails the character rules below.
+  if (len > SPIFFE_ID_MAX_BYTES) return `SPIFFE ID is longer than ${SPIFFE_ID_MAX_BYTES} bytes`;
+  if (!input.startsWith(SCHEME)) return 'scheme is missing or invalid (must be "spiffe://")';
+
+  let i = SCHEME.length;
+  for (; i < len; i++) {
+    const c = input.charCodeAt(i);
+    if (c === 0x2f) break; // '/'
+    if (!isTrustDomainChar(c)) {
+      if (c === 0x3a) {
+        const slash = input.indexOf('/', i);
+        const at = input.indexOf('@', i);
+        return at !== -1 && (slash === -1 || at < slash) ? 'trust domain cannot contain user info' : 'trust domain cannot contain a port';
+      }
+      if (c === 0x40) return 'trust domain cannot contain user info';
+      if (c === 0x3f) return 'SPIFFE ID cannot contain a query';
+      if (c === 0x23) return 'SPIFFE ID cannot contain a fragment';
+      return tooLongInUtf8(input) ?? 'trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores';
+    }
+  }
+  if (i === SCHEME.length) return 'trust domain is missing';
+  if (i === len) return null; // trust-domain-only ID
+
+  // Path: ('/' segment)+, segment = 1+ path chars, not '.' or '..'
+  let segStart = i + 1;
+  for (let j = i + 1; j < len; j++) {
+    const c = input.charCodeAt(j);
+    if (c === 0x2f) {
+      const r = checkSegment(input, segStart, j);
+      if (r !== null) return r;
+      segStart = j + 1;
+    } else if (!isPathChar(c)) {
+      if (c === 0x3f) return 'SPIFFE ID cannot contain a query';
+      if (c === 0x23) return 'SPIFFE ID cannot contain a fragment';
+      if (c === 0x25) return 'path cannot contain percent-encoded characters';
+      return tooLongInUtf8(input) ?? 'path segment characters are limited to letters, numbers, dots, dashes, and underscores';
+    }
+  }
+  if (segStart === len) return 'path cannot have a trailing slash';
+  return checkSegment(input, segStart, len);
+}
+
+export function parseSpiffeId(input: string): SpiffeParseResult {
+  const reason = spiffeIdError(input);
+  if (reason !== null) return { ok: false, reason };
+  const slash = input.indexOf('/', SCHEME.length);
+  const end = slash === -1 ? input.length : slash;
+  return { ok: true, value: { id: input, trustDomain: input.slice(SCHEME.length, end), path: input.slice(end) } };
+}
+
+/** On the error path only: name the length when non-ASCII characters push the ID past the byte limit. */
+function tooLongInUtf8(s: string): string | null {
   let n = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
@@ -37,60 +96,7 @@ function utf8Length(s: string): number {
     else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) { n += 4; i++; }
     else n += 3;
   }
-  return n;
-}
-
-function fail(reason: string): SpiffeParseResult {
-  return { ok: false, reason };
-}
-
-export function parseSpiffeId(input: string): SpiffeParseResult {
-  if (input.length === 0) return fail('SPIFFE ID is empty');
-  if (utf8Length(input) > SPIFFE_ID_MAX_BYTES) return fail(`SPIFFE ID is longer than ${SPIFFE_ID_MAX_BYTES} bytes`);
-  if (!input.startsWith(SCHEME)) return fail('scheme is missing or invalid (must be "spiffe://")');
-
-  let i = SCHEME.length;
-  const tdStart = i;
-  for (; i < input.length; i++) {
-    const c = input.charCodeAt(i);
-    if (c === 0x2f) break; // '/'
-    if (!isTrustDomainChar(c)) {
-      if (c === 0x3a) return fail('trust domain cannot contain a port');
-      if (c === 0x40) return fail('trust domain cannot contain user info');
-      if (c === 0x3f) return fail('SPIFFE ID cannot contain a query');
-      if (c === 0x23) return fail('SPIFFE ID cannot contain a fragment');
-      return fail('trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores');
-    }
-  }
-  if (i === tdStart) return fail('trust domain is missing');
-  const trustDomain = input.slice(tdStart, i);
-  const path = input.slice(i);
-
-  // Path: ('/' segment)*, segment = 1+ path chars, not '.' or '..'
-  let segStart = i + 1;
-  for (let j = i; j < input.length; j++) {
-    const c = input.charCodeAt(j);
-    if (c === 0x2f) {
-      if (j !== i) {
-        const r = checkSegment(input, segStart, j);
-        if (r !== null) return fail(r);
-      }
-      segStart = j + 1;
-      continue;
-    }
-    if (!isPathChar(c)) {
-      if (c === 0x3f) return fail('SPIFFE ID cannot contain a query');
-      if (c === 0x23) return fail('SPIFFE ID cannot contain a fragment');
-      if (c === 0x25) return fail('path cannot contain percent-encoded characters');
-      return fail('path segment characters are limited to letters, numbers, dots, dashes, and underscores');
-    }
-  }
-  if (path.length > 0) {
-    if (segStart === input.length) return fail('path cannot have a trailing slash');
-    const r = checkSegment(input, segStart, input.length);
-    if (r !== null) return fail(r);
-  }
-  return { ok: true, value: { id: input, trustDomain, path } };
+  return n > SPIFFE_ID_MAX_BYTES ? `SPIFFE ID is longer than ${SPIFFE_ID_MAX_BYTES} bytes` : null;
 }
 
 function checkSegment(s: string, start: number, end: number): string | null {
@@ -104,5 +110,5 @@ function checkSegment(s: string, start: number, end: number): string | null {
 }
 
 export function isSpiffeId(input: string): boolean {
-  return parseSpiffeId(input).ok;
+  return spiffeIdError(input) === null;
 }

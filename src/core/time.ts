@@ -3,7 +3,6 @@
  * millisecond are truncated (floor), so ordering by the result never reorders two distinct millis.
  */
 
-const MS_PER_400_YEARS = 146_097 * 86_400_000;
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 function digits(s: string, at: number, n: number): number {
@@ -20,8 +19,30 @@ function isLeap(y: number): boolean {
   return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
 }
 
+/** Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil): no Date object. */
+function daysFromCivil(y: number, m: number, d: number): number {
+  const yy = m <= 2 ? y - 1 : y;
+  const era = Math.floor(yy / 400);
+  const yoe = yy - era * 400;
+  const doy = Math.floor((153 * (m + (m > 2 ? -3 : 9)) + 2) / 5) + d - 1;
+  const doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+  return era * 146_097 + doe - 719_468;
+}
+
+// The schema's format check and the decoder parse the same string back to back: remember the last one.
+let lastText = '';
+let lastValue = NaN;
+
 /** Returns epoch ms, or NaN when the text is not an RFC 3339 date-time. */
 export function parseRfc3339(s: string): number {
+  if (s === lastText) return lastValue;
+  const v = parse(s);
+  lastText = s;
+  lastValue = v;
+  return v;
+}
+
+function parse(s: string): number {
   if (s.length < 20) return NaN;
   const year = digits(s, 0, 4);
   const month = digits(s, 5, 2);
@@ -42,16 +63,14 @@ export function parseRfc3339(s: string): number {
   if (s.charCodeAt(i) === 46) { // '.'
     i++;
     const start = i;
-    let scale = 100;
     while (i < s.length) {
       const c = s.charCodeAt(i) - 48;
       if (c < 0 || c > 9) break;
-      ms += c * scale;
-      scale /= 10;
+      if (i - start < 3) ms = ms * 10 + c; // digits past the millisecond are truncated
       i++;
     }
+    for (let k = i - start; k < 3; k++) ms *= 10;
     if (i === start) return NaN;
-    ms = Math.floor(ms);
   }
   let offsetMin = 0;
   const z = s.charCodeAt(i);
@@ -70,9 +89,7 @@ export function parseRfc3339(s: string): number {
   // A leap second (:60) is folded onto the last millisecond of its minute so event order is kept.
   const sec = second === 60 ? 59 : second;
   const extra = second === 60 ? 999 : ms;
-  // Date.UTC maps years 0..99 to 1900..1999; shift by one 400-year Gregorian cycle to avoid that.
-  const shift = year < 100 ? 400 : 0;
-  return Date.UTC(year + shift, month - 1, day, hour, minute, sec, extra) - shift * MS_PER_400_YEARS - offsetMin * 60_000;
+  return daysFromCivil(year, month, day) * 86_400_000 + ((hour * 60 + minute - offsetMin) * 60 + sec) * 1000 + extra;
 }
 
 export function formatRfc3339(ms: number): string {
