@@ -24,6 +24,7 @@ export interface RunOptions {
 }
 
 const pct = (x: number): string => `${Math.round(x * 1000) / 10}%`;
+const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
 
 export async function runEmbedded(options: RunOptions): Promise<number> {
   const { config, log, out } = options;
@@ -47,7 +48,8 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
     const ks = config.kill_switch;
     out.write(`killswitch (embedded mode) — kill switch ${ks.enabled ? 'ENABLED' : 'DISABLED (nothing will be blocked)'}: ` +
       `trips at >= ${pct(ks.deny_rate_threshold)} denies over >= ${ks.min_calls} calls in ${ks.window_seconds}s\n`);
-    out.write(`ledger: ${paths.kills} (${ledger.killEvents.length} events, ${evaluator.ledger.blocked} identities blocked)\n`);
+    out.write(`ledger: ${paths.kills} (${plural(ledger.killEvents.length, 'kill event')}, ` +
+      `${plural(evaluator.ledger.blocked, 'identity', 'identities')} blocked)\n`);
     for (const s of evaluator.ledger.blockedIdentities()) {
       out.write(`  still blocked: ${s.agentId} (epoch ${s.epoch}, since ${s.entry.at ?? '?'})\n`);
     }
@@ -78,9 +80,9 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
 
     const c = pipeline.counts;
     const st = evaluator.stats;
-    out.write(`\n${stop.signal.aborted ? 'stopped' : 'done'}: ${c.decisions} decisions from ${inputs.length} input${inputs.length === 1 ? '' : 's'}` +
-      ` — ${c.trips} blocked now, ${c.invalid} invalid lines skipped${c.invalid > 0 ? ` (see ${paths.dlq})` : ''}, ${st.late} late, ` +
-      `${st.anonymous} anonymous\n`);
+    out.write(`\n${stop.signal.aborted ? 'stopped' : 'done'}: ${plural(c.decisions, 'decision')} from ${plural(inputs.length, 'input')}: ` +
+      `${plural(c.trips, 'new block')}, ${plural(c.invalid, 'invalid line')} skipped${c.invalid > 0 ? ` (kept in ${paths.dlq})` : ''}, ` +
+      `${st.late} late, ${st.anonymous} anonymous\n`);
     const blocked = [...evaluator.ledger.blockedIdentities()];
     out.write(blocked.length === 0 ? 'no identity is blocked\n' : `blocked identities (${blocked.length}):\n`);
     for (const s of blocked) out.write(`  ${s.agentId}  epoch ${s.epoch}, ${s.entry.trigger ?? 'deny_rate'}, since ${s.entry.at ?? '?'}\n`);
@@ -97,9 +99,9 @@ function describeTrip(trip: Trip, killEvent: KillEvent, ledgerFile: string): str
   const e = trip.evidence;
   const src = 'file' in e.source ? `${e.source.file} lines ${e.source.line_from}-${e.source.line_to}` :
     `${e.source.topic}[${e.source.partition}] offsets ${e.source.offset_from}-${e.source.offset_to}`;
-  return `\nBLOCKED ${trip.agentId}\n` +
+  return `\nBLOCKED ${trip.agentId} (epoch ${trip.epoch})\n` +
     `  ${e.denies} of ${e.calls} calls denied (${pct(e.deny_rate)}${e.advisory_denies > 0 ? `, ${e.advisory_denies} advisory` : ''})` +
     ` in the window ${e.window_start} .. ${e.window_end}\n` +
     `  tripped by decision ${e.tripping_decision_id} at ${killEvent.at}; evidence: ${src}\n` +
-    `  kill event ${killEvent.event_id} (epoch ${trip.epoch}) -> ${ledgerFile}\n\n`;
+    `  kill event ${killEvent.event_id} -> ${ledgerFile}\n`;
 }

@@ -89,7 +89,7 @@ describe('killswitch run (embedded mode)', () => {
     const r = runCli(['run', '--config', cfg, input]);
     expect(r.status).toBe(0);
     expect(r.stdout).toContain(`BLOCKED ${A}`);
-    expect(r.stdout).toContain('1 invalid lines skipped');
+    expect(r.stdout).toContain('1 invalid line skipped');
     const dlq = parseLines<Record<string, unknown>>(readFileSync(join(dir, 'data/dlq.ndjson'), 'utf8'));
     expect(dlq).toEqual([{ file: input, line: 1, reason: 'invalid_json', message: expect.any(String) as string, raw: 'not json' }]);
     const log = parseLines<{ level: number; msg: string; line: number }>(r.stderr);
@@ -114,7 +114,7 @@ describe('killswitch run (embedded mode)', () => {
     child.kill('SIGTERM');
     const [code] = (await once(child, 'exit')) as [number | null];
     expect(code).toBe(0);
-    expect(stdout).toMatch(/\nstopped: 10 decisions from 1 input/);
+    expect(stdout).toMatch(/\nstopped: 10 decisions from 1 input: 1 new block/);
     // the lock is released: the next run starts
     expect(runCli(['run', '--config', cfg, writeIn(dir, 'y.ndjson', '')]).status).toBe(0);
   });
