@@ -63,6 +63,13 @@ export interface EvaluatorStats {
 }
 
 /** Sessions of one identity, first seen first, with the last bucket each was seen in. */
+/**
+ * Sessions remembered per identity. More than the 32 an addendum lists, so a session seen while 32 older
+ * ones were still in the window is listed once they leave it; past this many sessions live in one
+ * window, newer ones are not tracked.
+ */
+const MAX_TRACKED_SESSIONS = 4 * MAX_ADDENDUM_SESSIONS;
+
 interface SessionTracker {
   ids: string[];
   lastBucket: number[];
@@ -82,6 +89,7 @@ export class Evaluator {
   private readonly currentSession: (string | undefined)[] = [];
   private readonly currentSessionBucket: number[] = [];
   private readonly counts: WindowCounts = { calls: 0, denies: 0, advisoryDenies: 0 };
+  private readonly clocks = new Set<StreamClock>();
   private readonly ringSize: number;
   private readonly windowBuckets: number;
   private readonly isBlockedId = (id: string): boolean => this.ledger.isBlocked(id);
@@ -103,13 +111,30 @@ export class Evaluator {
   }
 
   openStream(name: string, source: StreamSource): StreamClock {
-    return {
+    const clock: StreamClock = {
       name,
       source,
       time: -Infinity,
       bucketNo: new Float64Array(this.ringSize).fill(-Infinity),
       bucketMinPos: new Float64Array(this.ringSize),
     };
+    this.clocks.add(clock);
+    return clock;
+  }
+
+  /** A stream that will deliver nothing more (input file read, partition revoked). */
+  closeStream(clock: StreamClock): void {
+    this.clocks.delete(clock);
+  }
+
+  /**
+   * The stream-time bucket an identity must have been idle since for its slot to be reused: that of the
+   * open stream furthest behind, so a stream far ahead never empties a lagging stream's live windows.
+   */
+  private idleReferenceBucket(current: StreamClock): number {
+    let min = current.time;
+    for (const c of this.clocks) if (c.time !== -Infinity && c.time < min) min = c.time;
+    return Math.floor(min / this.config.resolutionMs);
   }
 
   get trackedIdentities(): number {
@@ -164,8 +189,14 @@ export class Evaluator {
     else stats.advisoryDenies++;
     if (!this.config.enabled) return null;
 
-    const nowBucket = Math.floor(clock.time / g);
-    const slot = this.store.slotFor(agentId, nowBucket, this.isBlockedId);
+    const cutoff = this.cutoffBucket(clock.time);
+    if (bucket < cutoff) {
+      // accepted (within lateness) but already outside the window: counts nowhere
+      stats.outsideWindow++;
+      return null;
+    }
+    let slot = this.store.peekSlot(agentId);
+    if (slot < 0) slot = this.store.slotFor(agentId, Math.floor(clock.time / g), this.isBlockedId, this.idleReferenceBucket(clock));
     if (this.store.isBlocked(slot)) {
       stats.whileBlocked++;
       return null;
@@ -179,13 +210,12 @@ export class Evaluator {
       if (this.currentSession[slot] === sid) {
         if (bucket > this.currentSessionBucket[slot]!) this.currentSessionBucket[slot] = bucket;
       } else {
-        this.flushSession(slot);
+        this.flushSession(slot, cutoff);
         this.currentSession[slot] = sid;
         this.currentSessionBucket[slot] = bucket;
       }
     }
 
-    const cutoff = this.cutoffBucket(clock.time);
     const c = this.store.counts(slot, cutoff, this.counts);
     if (c.calls < this.config.minCalls || c.denies / c.calls < this.config.threshold) return null;
     return this.trip(clock, slot, agentId, d, position, cutoff, c);
@@ -259,12 +289,12 @@ export class Evaluator {
       : { file: src.file, line_from: from, line_to: position };
   }
 
-  private flushSession(slot: number): void {
+  private flushSession(slot: number, cutoff: number): void {
     const sid = this.currentSession[slot];
-    if (sid !== undefined) this.noteSession(slot, sid, this.currentSessionBucket[slot]!);
+    if (sid !== undefined) this.noteSession(slot, sid, this.currentSessionBucket[slot]!, cutoff);
   }
 
-  private noteSession(slot: number, sessionId: string, bucket: number): void {
+  private noteSession(slot: number, sessionId: string, bucket: number, cutoff: number): void {
     let s = this.sessions[slot];
     if (s === undefined) {
       s = { ids: [sessionId], lastBucket: [bucket] };
@@ -276,26 +306,25 @@ export class Evaluator {
       if (bucket > s.lastBucket[i]!) s.lastBucket[i] = bucket;
       return;
     }
-    if (s.ids.length >= MAX_ADDENDUM_SESSIONS) {
-      // Make room by forgetting sessions that have left any window this identity can still have.
-      const cutoff = bucket - this.windowBuckets;
+    if (s.ids.length >= MAX_TRACKED_SESSIONS) {
+      // Make room by forgetting sessions that have left the window (cutoffs only grow).
       for (let j = s.ids.length - 1; j >= 0; j--) {
         if (s.lastBucket[j]! < cutoff) {
           s.ids.splice(j, 1);
           s.lastBucket.splice(j, 1);
         }
       }
-      if (s.ids.length >= MAX_ADDENDUM_SESSIONS) return;
+      if (s.ids.length >= MAX_TRACKED_SESSIONS) return;
     }
     s.ids.push(sessionId);
     s.lastBucket.push(bucket);
   }
 
   private sessionsInWindow(slot: number, cutoff: number): string[] {
-    this.flushSession(slot);
+    this.flushSession(slot, cutoff);
     const s = this.sessions[slot];
     if (s === undefined) return [];
-    return s.ids.filter((_, i) => s.lastBucket[i]! >= cutoff);
+    return s.ids.filter((_, i) => s.lastBucket[i]! >= cutoff).slice(0, MAX_ADDENDUM_SESSIONS);
   }
 }
 

@@ -39,11 +39,18 @@ export interface WindowCounts {
 const CELL_MAX = 0xffff;
 const CELL_SPAN = 0x10000;
 const KINDS = 3; // calls, denies, advisory denies
-// Per-slot header in one Float64Array so a decision touches one cache line for it.
-const HEAD = 0; // newest bucket number counted
-const LO = 1; // oldest bucket number still counted
-const TOT = 2; // running totals: TOT + kind
-const HDR = 5;
+// Per-slot header record of 48 bytes, read through two views of one buffer. Decisions in the head
+// bucket (nearly all of them) are counted in the header only; the head bucket's counts move to the ring
+// when the head advances. So the common path touches the index entry and this record, not the ring.
+// Counts are 32-bit: one identity would need 4.3 billion decisions in one window to overflow them.
+const HDR_BYTES = 48;
+const F = HDR_BYTES / 8; // float64 stride
+const HEAD = 0; // float64: newest bucket number counted
+const LO = 1; // float64: oldest bucket number still counted
+const U = HDR_BYTES / 4; // uint32 stride
+const TOT = 4; // uint32: running totals, TOT + kind
+const CUR = 7; // uint32: counts of the head bucket, CUR + kind (its ring cells stay zero while it is the head)
+const BLOCKED = 10; // uint32: 1 while the identity is blocked
 const NIL = -1;
 
 export class WindowStore {
@@ -56,8 +63,8 @@ export class WindowStore {
   private nextFresh = 0;
   private readonly freeSlots: number[] = [];
   private cells: Uint16Array; // [(slot * ringSize + pos) * KINDS + kind]
-  private hdr: Float64Array; // [slot * HDR + field]
-  private blockedFlag: Uint8Array;
+  private hf: Float64Array; // header, float64 view: [slot * F + HEAD | LO]
+  private hu: Uint32Array; // header, uint32 view: [slot * U + TOT.. | CUR.. | BLOCKED]
   private prev: Int32Array; // recency list, oldest first
   private next: Int32Array;
   private oldest = NIL;
@@ -78,8 +85,9 @@ export class WindowStore {
     this.onRelease = options.onRelease;
     this.capacity = Math.max(1, Math.min(options.initialCapacity ?? 1024, options.maxIdentities));
     this.cells = new Uint16Array(this.capacity * this.ringSize * KINDS);
-    this.hdr = new Float64Array(this.capacity * HDR);
-    this.blockedFlag = new Uint8Array(this.capacity);
+    const header = new ArrayBuffer(this.capacity * HDR_BYTES);
+    this.hf = new Float64Array(header);
+    this.hu = new Uint32Array(header);
     this.prev = new Int32Array(this.capacity);
     this.next = new Int32Array(this.capacity);
     this.slotIds = new Array<string | undefined>(this.capacity);
@@ -91,7 +99,7 @@ export class WindowStore {
 
   /** Bytes held by the typed arrays (the per-identity part of the store's memory). */
   get arrayBytes(): number {
-    return this.cells.byteLength + this.hdr.byteLength + this.blockedFlag.byteLength + this.prev.byteLength +
+    return this.cells.byteLength + this.hf.byteLength + this.prev.byteLength +
       this.next.byteLength;
   }
 
@@ -101,15 +109,16 @@ export class WindowStore {
   }
 
   /**
-   * Slot of an identity, allocating one if needed, at stream-time bucket `nowBucket`.
-   * `isBlocked` is asked only when a new slot is allocated.
+   * Slot of an identity, allocating one if needed, at stream-time bucket `nowBucket`. An identity whose
+   * newest bucket is more than `idleBuckets` behind `idleReference` (default: nowBucket) may lose its slot
+   * to this one. `isBlocked` is asked only when a new slot is allocated.
    */
-  slotFor(id: string, nowBucket: number, isBlocked: (id: string) => boolean): number {
+  slotFor(id: string, nowBucket: number, isBlocked: (id: string) => boolean, idleReference = nowBucket): number {
     const found = this.index.get(id);
     if (found !== undefined) return found;
-    const slot = this.allocate(nowBucket);
+    const slot = this.allocate(idleReference);
     this.resetSlot(slot, nowBucket);
-    this.blockedFlag[slot] = isBlocked(id) ? 1 : 0;
+    this.hu[slot * U + BLOCKED] = isBlocked(id) ? 1 : 0;
     this.index.set(id, slot);
     this.slotIds[slot] = id;
     this.linkNewest(slot);
@@ -117,28 +126,46 @@ export class WindowStore {
   }
 
   isBlocked(slot: number): boolean {
-    return this.blockedFlag[slot] === 1;
+    return this.hu[slot * U + BLOCKED] === 1;
   }
 
   setBlocked(slot: number, blocked: boolean): void {
-    this.blockedFlag[slot] = blocked ? 1 : 0;
+    this.hu[slot * U + BLOCKED] = blocked ? 1 : 0;
   }
 
   /** Count one decision of class `cls` in bucket `bucket`. Returns false if the bucket is no longer counted. */
   add(slot: number, bucket: number, cls: DecisionClass): boolean {
     if (cls === DecisionClass.Ignored) return false;
-    const h = slot * HDR;
-    if (bucket > this.hdr[h + HEAD]!) this.advanceHead(slot, bucket);
-    else if (bucket < this.hdr[h + LO]!) return false;
+    const f = slot * F;
+    // Below lo: already left the window. (lo can exceed head when a cutoff passed the newest bucket.)
+    if (bucket < this.hf[f + LO]!) return false;
+    const head = this.hf[f + HEAD]!;
+    const u = slot * U;
+    if (bucket >= head) {
+      if (bucket > head) this.advanceHead(slot, bucket);
+      const hu = this.hu;
+      hu[u + CUR]!++;
+      hu[u + TOT]!++;
+      if (cls !== DecisionClass.Call) {
+        hu[u + CUR + 1]!++;
+        hu[u + TOT + 1]!++;
+        if (cls === DecisionClass.AdvisoryDeny) {
+          hu[u + CUR + 2]!++;
+          hu[u + TOT + 2]!++;
+        }
+      }
+      return true;
+    }
+    // A late decision in an older bucket still in the window: count it in the ring.
     const base = (slot * this.ringSize + mod(bucket, this.ringSize)) * KINDS;
     this.increment(base);
-    this.hdr[h + TOT]!++;
+    this.hu[u + TOT]!++;
     if (cls !== DecisionClass.Call) {
       this.increment(base + 1);
-      this.hdr[h + TOT + 1]!++;
+      this.hu[u + TOT + 1]!++;
       if (cls === DecisionClass.AdvisoryDeny) {
         this.increment(base + 2);
-        this.hdr[h + TOT + 2]!++;
+        this.hu[u + TOT + 2]!++;
       }
     }
     return true;
@@ -146,11 +173,11 @@ export class WindowStore {
 
   /** Window counts of buckets >= cutoffBucket. Buckets below the cutoff are dropped for good. */
   counts(slot: number, cutoffBucket: number, out: WindowCounts): WindowCounts {
-    const h = slot * HDR;
-    if (cutoffBucket > this.hdr[h + LO]!) this.expireBelow(slot, cutoffBucket);
-    out.calls = this.hdr[h + TOT]!;
-    out.denies = this.hdr[h + TOT + 1]!;
-    out.advisoryDenies = this.hdr[h + TOT + 2]!;
+    if (cutoffBucket > this.hf[slot * F + LO]!) this.expireBelow(slot, cutoffBucket);
+    const u = slot * U;
+    out.calls = this.hu[u + TOT]!;
+    out.denies = this.hu[u + TOT + 1]!;
+    out.advisoryDenies = this.hu[u + TOT + 2]!;
     return out;
   }
 
@@ -161,7 +188,7 @@ export class WindowStore {
   }
 
   private isLive(slot: number, nowBucket: number): boolean {
-    return this.hdr[slot * HDR + HEAD]! + this.idleBuckets >= nowBucket;
+    return this.hf[slot * F + HEAD]! + this.idleBuckets >= nowBucket;
   }
 
   private allocate(nowBucket: number): number {
@@ -215,12 +242,10 @@ export class WindowStore {
     const cells = new Uint16Array(newCapacity * this.ringSize * KINDS);
     cells.set(this.cells);
     this.cells = cells;
-    const hdr = new Float64Array(newCapacity * HDR);
-    hdr.set(this.hdr);
-    this.hdr = hdr;
-    const flags = new Uint8Array(newCapacity);
-    flags.set(this.blockedFlag);
-    this.blockedFlag = flags;
+    const header = new ArrayBuffer(newCapacity * HDR_BYTES);
+    new Uint8Array(header).set(new Uint8Array(this.hf.buffer));
+    this.hf = new Float64Array(header);
+    this.hu = new Uint32Array(header);
     const prev = new Int32Array(newCapacity);
     prev.set(this.prev);
     this.prev = prev;
@@ -233,24 +258,35 @@ export class WindowStore {
 
   private resetSlot(slot: number, bucket: number): void {
     this.zeroSlotCounts(slot);
-    this.hdr[slot * HDR + HEAD] = bucket;
-    this.hdr[slot * HDR + LO] = bucket - this.ringSize + 1;
+    this.hf[slot * F + HEAD] = bucket;
+    this.hf[slot * F + LO] = bucket - this.ringSize + 1;
   }
 
   /** Move the head to `bucket`, dropping the buckets whose ring positions are reused. */
   private advanceHead(slot: number, bucket: number): void {
-    const h = slot * HDR;
-    const head = this.hdr[h + HEAD]!;
-    const lo = this.hdr[h + LO]!;
+    const f = slot * F;
+    const u = slot * U;
+    const head = this.hf[f + HEAD]!;
+    const lo = this.hf[f + LO]!;
     const n = this.ringSize;
     if (bucket - head >= n) {
       this.zeroSlotCounts(slot); // every counted bucket falls out of the ring
     } else {
-      // Buckets head+1..bucket reuse the positions of head+1-n..bucket-n, which are all <= head.
+      // The old head's counts join the ring (its cells are zero while it is the head).
+      const base = (slot * n + mod(head, n)) * KINDS;
+      for (let k = 0; k < KINDS; k++) {
+        const v = this.hu[u + CUR + k]!;
+        if (v !== 0) {
+          this.cells[base + k] = v % CELL_SPAN;
+          if (v >= CELL_SPAN) this.overflow.set(base + k, Math.floor(v / CELL_SPAN));
+          this.hu[u + CUR + k] = 0;
+        }
+      }
+      // Buckets head+1..bucket reuse the positions of head+1-n..bucket-n, which are all < head.
       for (let old = Math.max(lo, head + 1 - n); old <= bucket - n; old++) this.dropBucket(slot, old);
     }
-    this.hdr[h + HEAD] = bucket;
-    this.hdr[h + LO] = Math.max(lo, bucket - n + 1);
+    this.hf[f + HEAD] = bucket;
+    this.hf[f + LO] = Math.max(lo, bucket - n + 1);
     if (this.newest !== slot) {
       this.unlink(slot);
       this.linkNewest(slot);
@@ -258,13 +294,13 @@ export class WindowStore {
   }
 
   private expireBelow(slot: number, cutoff: number): void {
-    const h = slot * HDR;
-    if (cutoff > this.hdr[h + HEAD]!) {
+    const f = slot * F;
+    if (cutoff > this.hf[f + HEAD]!) {
       this.zeroSlotCounts(slot); // every counted bucket is below the cutoff
     } else {
-      for (let b = this.hdr[h + LO]!; b < cutoff; b++) this.dropBucket(slot, b);
+      for (let b = this.hf[f + LO]!; b < cutoff; b++) this.dropBucket(slot, b);
     }
-    this.hdr[h + LO] = cutoff;
+    this.hf[f + LO] = cutoff;
   }
 
   private zeroSlotCounts(slot: number): void {
@@ -274,18 +310,15 @@ export class WindowStore {
     if (this.overflow.size > 0) {
       for (let c = start; c < end; c++) this.overflow.delete(c);
     }
-    const h = slot * HDR;
-    this.hdr[h + TOT] = 0;
-    this.hdr[h + TOT + 1] = 0;
-    this.hdr[h + TOT + 2] = 0;
+    this.hu.fill(0, slot * U + TOT, slot * U + CUR + KINDS); // totals and head-bucket counts
   }
 
   private dropBucket(slot: number, bucket: number): void {
     const base = (slot * this.ringSize + mod(bucket, this.ringSize)) * KINDS;
-    const h = slot * HDR + TOT;
+    const t = slot * U + TOT;
     for (let k = 0; k < KINDS; k++) {
       const v = this.take(base + k);
-      if (v !== 0) this.hdr[h + k] = this.hdr[h + k]! - v;
+      if (v !== 0) this.hu[t + k] = this.hu[t + k]! - v;
     }
   }
 

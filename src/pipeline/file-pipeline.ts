@@ -78,6 +78,7 @@ export class FilePipeline {
       },
     }, signal === undefined ? {} : { signal });
     counts.lines += lines;
+    this.evaluator.closeStream(clock);
   }
 
   private async emit(trip: Trip): Promise<void> {

@@ -138,6 +138,8 @@ function opsArb(p: Params): fc.Arbitrary<Op[]> {
     { weight: 6, arbitrary: fc.constant(0) },
     { weight: 2, arbitrary: fc.constantFrom(p.latenessMs, p.latenessMs + 1, p.windowMs, 1) },
     { weight: 1, arbitrary: fc.integer({ min: 0, max: p.latenessMs + p.windowMs }) },
+    // accepted but older than the window (only possible when lateness > window)
+    { weight: p.latenessMs > p.windowMs ? 4 : 1, arbitrary: fc.integer({ min: p.windowMs, max: Math.max(p.windowMs, p.latenessMs) }) },
   );
   const id = fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 0, max: p.identities - 1 }) }, { weight: 1, arbitrary: fc.constant(null) });
   const decision = fc.record({ kind: fc.constant('decision' as const), id, cls, advance, back });
