@@ -3,13 +3,18 @@
  * The `killswitch` command (CONTRACTS.md section 7): argument parsing, config loading, signals, exit
  * codes. Usage and config errors: a one-line message per problem on stderr, exit 2, never a stack trace.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { loadConfig, type Config } from './config/config.js';
 import { KillSwitchError } from './core/errors.js';
 import { createLogger } from './adapters/log/logger.js';
 import { replay } from './commands/replay.js';
 import { runEmbedded } from './commands/run-embedded.js';
+import { generateKeys, SIGNING_KEY_FILE } from './commands/keys.js';
+import { loadSigningKey } from './adapters/signing/keys.js';
+import { signingSetup } from './commands/signing.js';
+import { verify } from './commands/verify.js';
 import { USAGE, usageError } from './commands/usage.js';
 
 function version(): string {
@@ -69,13 +74,35 @@ async function main(argv: string[]): Promise<number> {
         addenda: { type: 'string' },
       });
       const config = loadConfig(requireString(values, 'config', 'replay'));
-      if (values.key !== undefined) notYet('replay --key (signing)');
+      const key = values.key;
+      // Without --key the documents are unsigned (CONTRACTS.md section 7), whatever the config says.
+      const signer = typeof key === 'string' ? signingSetup(config, { requireKey: false, keyFileOverride: key }).signer : undefined;
       const addenda = values.addenda;
-      return replay({ config, inputs: positionals, addendaFile: typeof addenda === 'string' ? addenda : undefined, signer: undefined });
+      return replay({ config, inputs: positionals, addendaFile: typeof addenda === 'string' ? addenda : undefined, signer });
     }
-    case 'verify':
+    case 'verify': {
+      const { values, positionals } = parse(rest, { jwks: { type: 'string' }, decisions: { type: 'string' } });
+      const jwks = requireString(values, 'jwks', 'verify');
+      if (positionals.length !== 1) throw usageError('verify: name exactly one ADDENDA file');
+      const decisions = values.decisions;
+      return verify(jwks, positionals[0]!, typeof decisions === 'string' ? decisions : undefined);
+    }
+    case 'keys': {
+      const [sub, ...args] = rest;
+      if (sub !== 'generate') throw usageError('keys: the only subcommand is "generate" (killswitch keys generate --out DIR)');
+      const { values, positionals } = parse(args, { out: { type: 'string' }, 'if-missing': { type: 'boolean' } });
+      if (positionals.length > 0) throw usageError(`keys generate: unexpected argument "${positionals[0]}"`);
+      const out = requireString(values, 'out', 'keys generate');
+      if (values['if-missing'] === true && existsSync(join(out, SIGNING_KEY_FILE))) {
+        process.stdout.write(`signing key ${loadSigningKey(join(out, SIGNING_KEY_FILE)).kid} already in ${out}\n`);
+        return 0;
+      }
+      const g = generateKeys(out);
+      process.stdout.write(`signing key ${g.kid}\n  private key: ${g.privateKeyFile} (mode 0600)\n  trusted keys: ${g.jwksFile} (${g.trustedKeys})\n` +
+        (g.retired === undefined ? '' : `  previous key kept as ${g.retired}; its public key stays trusted\n`));
+      return 0;
+    }
     case 'authz':
-    case 'keys':
       return notYet(command);
     default:
       throw usageError(`unknown command "${command}" (try: killswitch --help)`);
@@ -86,8 +113,15 @@ async function run(config: Config, configFile: string, inputs: string[]): Promis
   if (config.kafka !== undefined) notYet('run with a kafka section (Kafka mode)');
   if (config.http !== undefined) notYet('run with an http section (HTTP API and ingest)');
   const log = createLogger(config.log.level);
-  return runEmbedded({ config, configFile, inputs, signer: undefined, log, out: process.stdout });
+  const signing = signingSetup(config, { requireKey: true });
+  if (signing.signer === undefined && config.kill_switch.enabled) {
+    log.warn({ allow_unsigned: true }, 'signing.allow_unsigned is set: kill events and addenda are NOT signed; session guards and regulators cannot tell them from forgeries');
+  }
+  return runEmbedded({ config, configFile, inputs, signer: signing.signer, trusted: signing.trusted, log, out: process.stdout });
 }
+
+/** Usage and configuration errors (a key file is configuration) exit 2; failures while running exit 1. */
+const EXIT_2 = new Set<string>(['CONFIG_INVALID', 'USAGE', 'INPUT_UNREADABLE', 'KEY_INVALID', 'SIGNING_REQUIRED']);
 
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   // A closed pipe (`killswitch replay ... | head`) is the reader's choice, not our failure.
@@ -102,5 +136,5 @@ try {
   // Config errors are `path: message` lines, one per problem; anything else is one line.
   const lines = err.details.length > 0 ? err.details : [`killswitch: ${err.message}`];
   process.stderr.write(lines.map((l) => `${l}\n`).join(''));
-  process.exitCode = err.code === 'CONFIG_INVALID' || err.code === 'USAGE' || err.code === 'INPUT_UNREADABLE' ? 2 : 1;
+  process.exitCode = EXIT_2.has(err.code) ? 2 : 1;
 }

@@ -11,6 +11,9 @@ import { FilePipeline } from '../pipeline/file-pipeline.js';
 import { tripRuleConfig } from '../pipeline/trip-rule-config.js';
 import type { Logger } from '../ports/logger.js';
 import type { Signer } from '../ports/signer.js';
+import { checkSignature } from '../adapters/signing/ed25519-signer.js';
+import type { TrustedKey } from '../adapters/signing/keys.js';
+import { KillSwitchError } from '../core/errors.js';
 import { startProgress } from './progress.js';
 
 export interface RunOptions {
@@ -18,6 +21,8 @@ export interface RunOptions {
   readonly configFile: string;
   readonly inputs: readonly string[];
   readonly signer: Signer | undefined;
+  /** keys a ledger document must be signed with; empty = unsigned ledgers are accepted (allow_unsigned) */
+  readonly trusted: ReadonlyMap<string, TrustedKey>;
   readonly log: Logger;
   /** human-readable report (stdout) */
   readonly out: NodeJS.WriteStream;
@@ -42,6 +47,17 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
     const chains = new AddendumChains();
     const ledger = readLedger(paths);
     for (const file of ledger.repaired) log.warn({ file }, 'cut off a torn last line left by an interrupted write');
+    if (options.trusted.size > 0) {
+      // A forged line in our own ledger must not block anyone, nor lift a block: refuse to start.
+      const check = (docs: readonly object[], file: string, what: string): void => {
+        docs.forEach((doc, i) => {
+          const r = checkSignature(doc as Record<string, unknown>, options.trusted);
+          if (!r.ok) throw new KillSwitchError('LEDGER_CORRUPT', `${file}: ${what} #${i + 1} is not trusted (${r.code}: ${r.message})`);
+        });
+      };
+      check(ledger.killEvents, paths.kills, 'kill event');
+      check(ledger.addenda, paths.addenda, 'addendum');
+    }
     for (const ev of ledger.killEvents) evaluator.applyLedger(ev);
     for (const a of ledger.addenda) chains.restoreTip(a);
 

@@ -5,7 +5,7 @@ export const USAGE = `usage:
   killswitch replay --config FILE [--key KEYFILE] [--addenda OUT] [INPUT ...]
   killswitch verify --jwks FILE [--decisions FILE] ADDENDA
   killswitch authz --config FILE
-  killswitch keys generate --out DIR
+  killswitch keys generate --out DIR [--if-missing]
   killswitch --help | --version`;
 
 export function usageError(message: string): KillSwitchError {

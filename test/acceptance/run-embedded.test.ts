@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { canonicalDigest } from '../../src/core/hash.js';
 import {
-  configFile, type KillEventLine, ndjson, parseLines, repeat, runCli, startCli, tempDir, writeIn,
+  signedConfigFile, type KillEventLine, ndjson, parseLines, repeat, runCli, startCli, tempDir, writeIn,
 } from '../helpers/cli.js';
 
 const SCRAPER = 'spiffe://example.org/ns/prod/sa/scraper-agent';
@@ -21,8 +21,13 @@ interface AddendumLine {
 
 describe('killswitch run (embedded mode)', () => {
   it('runs the shipped example (what `npm start` runs): blocks the scraper, not the support agent', () => {
-    const dataDir = join(tempDir('example-'), 'data');
-    const r = runCli(['run', '--config', 'examples/embedded.yaml', 'examples/decisions.ndjson'], { env: { KILLSWITCH_DATA_DIR: dataDir } });
+    const dir = tempDir('example-');
+    const dataDir = join(dir, 'data');
+    const keysDir = join(dir, 'keys');
+    expect(runCli(['keys', 'generate', '--out', keysDir, '--if-missing']).status).toBe(0);
+    const r = runCli(['run', '--config', 'examples/embedded.yaml', 'examples/decisions.ndjson'], {
+      env: { KILLSWITCH_DATA_DIR: dataDir, KILLSWITCH_KEYS_DIR: keysDir },
+    });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toContain(`BLOCKED ${SCRAPER}`);
@@ -36,11 +41,15 @@ describe('killswitch run (embedded mode)', () => {
       agent_id: SCRAPER, kill_event_id: kills[0]!.event_id, gateway: { kill_switch_triggered: true },
       session_ids: ['sess-scraper-1', 'sess-scraper-2'], chain: { stream: 'examples/decisions.ndjson', sequence_number: 1, prev_hash: 'genesis' },
     });
+    // signed, and a regulator can check it offline and re-derive it from the decisions
+    const v = runCli(['verify', '--jwks', join(keysDir, 'jwks.json'), '--decisions', 'examples/decisions.ndjson', join(dataDir, 'addenda.ndjson')]);
+    expect(v.status).toBe(0);
+    expect(JSON.parse(v.stdout)).toMatchObject({ valid: true, rederived: { checked: 1, matched: 1 } });
   });
 
   it('never lifts a block on restart, and continues the addendum chain of a stream', () => {
     const dir = tempDir('restart-');
-    const cfg = configFile(dir);
+    const cfg = signedConfigFile(dir);
     const A = 'spiffe://example.org/agent/a';
     const B = 'spiffe://example.org/agent/b';
     const input = join(dir, 'decisions.ndjson');
@@ -62,7 +71,7 @@ describe('killswitch run (embedded mode)', () => {
 
   it('cuts off a torn last ledger line (an interrupted append) and refuses a corrupt one', () => {
     const dir = tempDir('torn-');
-    const cfg = configFile(dir);
+    const cfg = signedConfigFile(dir);
     const A = 'spiffe://example.org/agent/a';
     const input = writeIn(dir, 'in.ndjson', ndjson(repeat(A, 'deny', 10, 0)));
     expect(runCli(['run', '--config', cfg, input]).status).toBe(0);
@@ -83,7 +92,7 @@ describe('killswitch run (embedded mode)', () => {
 
   it('keeps bad lines with their reason in data_dir/dlq.ndjson and goes on', () => {
     const dir = tempDir('dlq-');
-    const cfg = configFile(dir);
+    const cfg = signedConfigFile(dir);
     const A = 'spiffe://example.org/agent/a';
     const input = writeIn(dir, 'in.ndjson', ndjson(['not json', ...repeat(A, 'deny', 10, 0)]));
     const r = runCli(['run', '--config', cfg, input]);
@@ -99,7 +108,7 @@ describe('killswitch run (embedded mode)', () => {
 
   it('holds data_dir against a second process, and stops cleanly on SIGTERM', async () => {
     const dir = tempDir('sigterm-');
-    const cfg = configFile(dir);
+    const cfg = signedConfigFile(dir);
     const A = 'spiffe://example.org/agent/a';
     const child = startCli(['run', '--config', cfg, '-']);
     let stdout = '';

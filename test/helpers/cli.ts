@@ -47,6 +47,14 @@ export function configFile(dir: string, killSwitch: Record<string, unknown> = {}
   return writeIn(dir, 'config.json', JSON.stringify(cfg, null, 2));
 }
 
+/** A config whose run signs with a key generated into `dir/keys` (`killswitch keys generate`). */
+export function signedConfigFile(dir: string, killSwitch: Record<string, unknown> = {}): string {
+  const keys = join(dir, 'keys');
+  const r = runCli(['keys', 'generate', '--out', keys, '--if-missing']);
+  if (r.status !== 0) throw new Error(`keys generate failed: ${r.stderr}`);
+  return configFile(dir, killSwitch, { signing: { private_key_file: join(keys, 'signing-key.pem'), jwks_file: join(keys, 'jwks.json') } });
+}
+
 export const T0 = Date.UTC(2026, 10, 23, 9, 0, 0);
 
 let seq = 0;

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Independent check of kill events and TRACE addenda, with nothing but Python's json and `cryptography`.
+
+    python3 scripts/independent_check.py JWKS DOCUMENTS.ndjson [EXPECTED_CANONICAL.ndjson]
+
+For every document: the canonical JSON of the document without its signature (CONTRACTS.md section 5:
+json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=True)) equals the expected bytes when given;
+the kid is the RFC 7638 thumbprint of a key in the JWKS; the Ed25519 signature verifies; a kill event's
+event_id is sha256 of canonical {agent_id, epoch, action}; addenda chain per stream from sequence 1 with
+prev_hash = sha256 of the previous addendum's canonical JSON including its signature.
+Prints one line per problem and a summary; exits 1 when anything is wrong.
+"""
+import base64
+import hashlib
+import json
+import sys
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+
+def canonical(obj):
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def b64url_decode(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def thumbprint(jwk):
+    members = canonical({"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"]})
+    return base64.urlsafe_b64encode(hashlib.sha256(members.encode()).digest()).rstrip(b"=").decode()
+
+
+def main(argv):
+    if len(argv) not in (3, 4):
+        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        return 2
+    with open(argv[1], encoding="utf-8") as f:
+        keys = {thumbprint(k): Ed25519PublicKey.from_public_bytes(b64url_decode(k["x"])) for k in json.load(f)["keys"]}
+    with open(argv[2], encoding="utf-8") as f:
+        lines = [line for line in f.read().split("\n") if line.strip()]
+    expected = None
+    if len(argv) == 4:
+        with open(argv[3], encoding="utf-8") as f:
+            expected = [line for line in f.read().split("\n") if line]
+        if len(expected) != len(lines):
+            print(f"{argv[3]}: {len(expected)} canonical lines for {len(lines)} documents")
+            return 1
+    problems = 0
+    tips = {}
+    for n, line in enumerate(lines, start=1):
+        doc = json.loads(line)
+        unsigned = {k: v for k, v in doc.items() if k != "signature"}
+        signed_bytes = canonical(unsigned)
+        if expected is not None and signed_bytes != expected[n - 1]:
+            print(f"#{n}: canonical JSON differs from the expected bytes")
+            problems += 1
+        kid = doc.get("issuer", {}).get("kid")
+        if kid not in keys:
+            print(f"#{n}: kid {kid} is not in the JWKS")
+            problems += 1
+        else:
+            try:
+                keys[kid].verify(b64url_decode(doc["signature"]), signed_bytes.encode("utf-8"))
+            except (InvalidSignature, KeyError, ValueError):
+                print(f"#{n}: signature does not verify")
+                problems += 1
+        if doc["type"] == "killswitch.kill-event/v1":
+            want = "sha256:" + hashlib.sha256(canonical({"agent_id": doc["agent_id"], "epoch": doc["epoch"], "action": doc["action"]}).encode()).hexdigest()
+            if doc["event_id"] != want:
+                print(f"#{n}: event_id is not sha256 of canonical {{agent_id, epoch, action}}")
+                problems += 1
+        elif doc["type"] == "killswitch.trace-addendum/v1":
+            chain = doc["chain"]
+            seq, prev = tips.get(chain["stream"], (0, "genesis"))
+            if chain["sequence_number"] != seq + 1 or chain["prev_hash"] != prev:
+                print(f"#{n}: stream {chain['stream']} sequence {chain['sequence_number']} does not follow sequence {seq}")
+                problems += 1
+            tips[chain["stream"]] = (chain["sequence_number"], "sha256:" + hashlib.sha256(canonical(doc).encode()).hexdigest())
+        else:
+            print(f"#{n}: unknown document type {doc['type']!r}")
+            problems += 1
+    print(f"independent check: {len(lines)} documents, {problems} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

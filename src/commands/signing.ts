@@ -1,0 +1,35 @@
+/** The signer and trusted keys a command runs with, from the config's `signing` section. */
+import type { Config } from '../config/config.js';
+import { KillSwitchError } from '../core/errors.js';
+import { Ed25519Signer } from '../adapters/signing/ed25519-signer.js';
+import { loadJwks, loadSigningKey, type SigningKey, type TrustedKey } from '../adapters/signing/keys.js';
+import { createPublicKey } from 'node:crypto';
+
+export interface SigningSetup {
+  readonly signer: Ed25519Signer | undefined;
+  /** keys whose signatures are accepted when reading: the JWKS plus the signing key's own public key */
+  readonly trusted: ReadonlyMap<string, TrustedKey>;
+}
+
+export function trustedWith(key: SigningKey | undefined, jwks: ReadonlyMap<string, TrustedKey>): Map<string, TrustedKey> {
+  const trusted = new Map(jwks);
+  if (key !== undefined && !trusted.has(key.kid)) {
+    trusted.set(key.kid, { kid: key.kid, jwk: key.jwk, publicKey: createPublicKey(key.privateKey) });
+  }
+  return trusted;
+}
+
+/**
+ * `run` needs a signing key when the kill switch is enabled, unless `signing.allow_unsigned: true`.
+ * `keyFileOverride`: replay's `--key`.
+ */
+export function signingSetup(config: Config, options: { requireKey: boolean; keyFileOverride?: string }): SigningSetup {
+  const keyFile = options.keyFileOverride ?? config.signing?.private_key_file;
+  const key = keyFile === undefined ? undefined : loadSigningKey(keyFile);
+  const jwks = config.signing?.jwks_file === undefined ? new Map<string, TrustedKey>() : loadJwks(config.signing.jwks_file);
+  if (key === undefined && options.requireKey && config.kill_switch.enabled && config.signing?.allow_unsigned !== true) {
+    throw new KillSwitchError('SIGNING_REQUIRED',
+      'kill_switch.enabled is true but no signing key is configured: set signing.private_key_file (killswitch keys generate --out DIR), or signing.allow_unsigned: true');
+  }
+  return { signer: key === undefined ? undefined : new Ed25519Signer(key), trusted: trustedWith(key, jwks) };
+}

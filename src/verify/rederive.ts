@@ -1,0 +1,109 @@
+/**
+ * Re-derive automatic trips from the decisions (killswitch verify --decisions): replay the decisions
+ * under the kill_switch settings an addendum records and compare the first trip of each identity with
+ * the addendum's evidence. Settings an addendum does not record (resolution_ms, lateness, decision sets)
+ * take their contract defaults.
+ */
+import { createClassifier } from '../core/decision-class.js';
+import type { Evidence, KillSwitchSettings, TraceAddendum } from '../core/documents.js';
+import { Evaluator, type Trip } from '../core/evaluator.js';
+import { DecisionDecoder } from '../adapters/serde/decision-decoder.js';
+import { readNdjson } from '../adapters/file/ndjson-reader.js';
+
+export const DEFAULT_LATENESS_MS = 5000;
+
+export interface RederiveFailure {
+  readonly index: number | undefined;
+  readonly code: 'rederive_mismatch' | 'rederive_no_trip' | 'missing_addendum';
+  readonly message: string;
+  readonly agent_id: string;
+}
+
+export interface RederiveResult {
+  readonly checked: number;
+  readonly matched: number;
+  /** later epochs: they follow an operator unblock whose place in the decision stream is not recorded */
+  readonly not_rederivable: number;
+  readonly failures: RederiveFailure[];
+}
+
+const settingsKey = (s: KillSwitchSettings): string => JSON.stringify([s.window_seconds, s.deny_rate_threshold, s.min_calls]);
+
+async function firstTrips(decisionsFile: string, s: KillSwitchSettings): Promise<Map<string, Trip>> {
+  const windowMs = s.window_seconds * 1000;
+  const evaluator = new Evaluator({
+    enabled: true,
+    windowMs,
+    resolutionMs: Math.ceil(windowMs / 60),
+    latenessMs: DEFAULT_LATENESS_MS,
+    minCalls: s.min_calls,
+    threshold: s.deny_rate_threshold,
+    classifier: createClassifier(),
+    maxTrackedIdentities: Number.MAX_SAFE_INTEGER,
+    settings: s,
+  });
+  const decoder = new DecisionDecoder(evaluator.config.classifier);
+  const clock = evaluator.openStream(decisionsFile, { file: decisionsFile });
+  const trips = new Map<string, Trip>();
+  await readNdjson(decisionsFile, {
+    line: (text, key, lineNo) => {
+      const r = decoder.decodeText(text, key);
+      if (!r.ok) return undefined;
+      const trip = evaluator.accept(clock, r.decision, lineNo);
+      if (trip !== null && !trips.has(trip.agentId)) trips.set(trip.agentId, trip);
+      return undefined;
+    },
+    tooLong: () => undefined,
+  });
+  return trips;
+}
+
+function compare(recorded: Evidence, derived: Evidence): string[] {
+  const fields = ['tripping_decision_id', 'calls', 'denies', 'advisory_denies', 'deny_rate', 'window_start', 'window_end'] as const;
+  return fields.filter((f) => recorded[f] !== derived[f]).map((f) => `${f}: recorded ${JSON.stringify(recorded[f])}, derived ${JSON.stringify(derived[f])}`);
+}
+
+export async function rederive(decisionsFile: string, docs: readonly { index: number; addendum: TraceAddendum }[]): Promise<RederiveResult> {
+  const automatic = docs.filter((d) => d.addendum.gateway.kill_switch_triggered && d.addendum.gateway.kill_switch.trigger === 'deny_rate' && d.addendum.evidence !== undefined);
+  const groups = new Map<string, { settings: KillSwitchSettings; docs: typeof automatic }>();
+  for (const d of automatic) {
+    const { trigger: _t, ...settings } = d.addendum.gateway.kill_switch;
+    const key = settingsKey(settings);
+    const g = groups.get(key) ?? { settings, docs: [] };
+    g.docs.push(d);
+    groups.set(key, g);
+  }
+  const failures: RederiveFailure[] = [];
+  let checked = 0;
+  let matched = 0;
+  let notRederivable = 0;
+  for (const { settings, docs: group } of groups.values()) {
+    const trips = await firstTrips(decisionsFile, settings);
+    const firstOf = new Map<string, (typeof group)[number]>();
+    for (const d of group) {
+      const prior = firstOf.get(d.addendum.agent_id);
+      if (prior === undefined) firstOf.set(d.addendum.agent_id, d);
+      else notRederivable++;
+    }
+    for (const [agent, d] of firstOf) {
+      checked++;
+      const trip = trips.get(agent);
+      if (trip === undefined) {
+        failures.push({ index: d.index, code: 'rederive_no_trip', agent_id: agent, message: `the decisions never trip ${agent} under these settings` });
+        continue;
+      }
+      const diff = compare(d.addendum.evidence!, trip.evidence);
+      if (diff.length === 0) matched++;
+      else failures.push({ index: d.index, code: 'rederive_mismatch', agent_id: agent, message: `evidence differs from the decisions: ${diff.join('; ')}` });
+    }
+    for (const [agent, trip] of trips) {
+      if (!firstOf.has(agent)) {
+        failures.push({
+          index: undefined, code: 'missing_addendum', agent_id: agent,
+          message: `the decisions trip ${agent} at decision ${trip.evidence.tripping_decision_id}, but no addendum records it`,
+        });
+      }
+    }
+  }
+  return { checked, matched, not_rederivable: notRederivable, failures };
+}

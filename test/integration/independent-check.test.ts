@@ -1,0 +1,80 @@
+/**
+ * CONTRACTS.md section 5, checked independently: a Python 3 script using only `json` and
+ * `cryptography` reproduces our canonical bytes, verifies our signatures, kids, event ids and chains,
+ * on the committed vectors and on a fresh `killswitch replay --key` output.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { canonicalJson } from '../../src/core/canonical-json.js';
+import { configFile, decision, ndjson, repeat, ROOT, runCli, tempDir, writeIn } from '../helpers/cli.js';
+import { buildVectors, VECTORS } from '../helpers/vectors.js';
+
+const SCRIPT = join(ROOT, 'scripts/independent_check.py');
+
+function python(args: string[]): { status: number | null; out: string } {
+  const r = spawnSync('python3', [SCRIPT, ...args], { encoding: 'utf8' });
+  if (r.error !== undefined) throw new Error(`python3 is required for the independent check: ${r.error.message}`);
+  return { status: r.status, out: r.stdout + r.stderr };
+}
+
+beforeAll(() => {
+  // The check needs `cryptography`; install it when this machine lacks it (a fresh CI machine may).
+  const probe = spawnSync('python3', ['-c', 'import cryptography'], { encoding: 'utf8' });
+  if (probe.error !== undefined) throw new Error(`python3 is required for the independent check: ${probe.error.message}`);
+  if (probe.status !== 0) {
+    const pip = spawnSync('python3', ['-m', 'pip', 'install', '--quiet', 'cryptography'], { encoding: 'utf8' });
+    if (pip.status !== 0) throw new Error(`cannot install the Python package cryptography: ${pip.stderr}`);
+  }
+}, 300_000);
+
+describe('independent check with Python (json + cryptography)', () => {
+  const vectors = buildVectors();
+  const docsText = vectors.documents.map((d) => canonicalJson(d)).join('\n') + '\n';
+  const canonicalText = vectors.canonical.join('\n') + '\n';
+
+  it('the committed vectors are what the code produces today', () => {
+    if (process.env.UPDATE_VECTORS === '1') {
+      writeFileSync(join(VECTORS, 'documents.ndjson'), docsText);
+      writeFileSync(join(VECTORS, 'canonical.ndjson'), canonicalText);
+    }
+    expect(readFileSync(join(VECTORS, 'documents.ndjson'), 'utf8')).toBe(docsText);
+    expect(readFileSync(join(VECTORS, 'canonical.ndjson'), 'utf8')).toBe(canonicalText);
+  });
+
+  it('verifies the committed vectors: canonical bytes, signatures, kids, event ids, chains', () => {
+    const r = python([join(VECTORS, 'jwks.json'), join(VECTORS, 'documents.ndjson'), join(VECTORS, 'canonical.ndjson')]);
+    expect(r.out).toBe(`independent check: ${vectors.documents.length} documents, 0 problems\n`);
+    expect(r.status).toBe(0);
+  });
+
+  it('catches a tampered vector (the check can fail)', () => {
+    const dir = tempDir('vectors-tampered-');
+    const tampered = writeIn(dir, 'docs.ndjson', docsText.replace('"calls":20', '"calls":21'));
+    const r = python([join(VECTORS, 'jwks.json'), tampered]);
+    expect(r.status).toBe(1);
+    expect(r.out).toContain('signature does not verify');
+  });
+
+  it('verifies a fresh `killswitch replay --key` output, kill events and addenda', () => {
+    const dir = tempDir('independent-');
+    expect(runCli(['keys', 'generate', '--out', join(dir, 'keys')]).status).toBe(0);
+    const lines: string[] = [];
+    for (let i = 0; i < 300; i++) {
+      const who = `spiffe://example.org/ns/team/agent-${i % 9}`;
+      lines.push(decision(who, i % 9 < 4 ? 'deny' : i % 4 === 0 ? 'advisory_deny' : 'allow', i * 0.7, { session_id: `sess-\u00fc-${i % 5}-\u{1F600}` }));
+    }
+    lines.push(...repeat('spiffe://example.org/late/agent', 'deny', 12, 300));
+    const cfg = configFile(dir, { min_calls: 7, deny_rate_threshold: 0.7 });
+    const input = writeIn(dir, 'in.ndjson', ndjson(lines));
+    const addenda = join(dir, 'addenda.ndjson');
+    const r = runCli(['replay', '--config', cfg, '--key', join(dir, 'keys/signing-key.pem'), '--addenda', addenda, input]);
+    expect(r.status).toBe(0);
+    const kills = writeIn(dir, 'kills.ndjson', r.stdout);
+    const count = r.stdout.trim().split('\n').length;
+    expect(count).toBeGreaterThanOrEqual(4);
+    expect(python([join(dir, 'keys/jwks.json'), kills]).out).toBe(`independent check: ${count} documents, 0 problems\n`);
+    expect(python([join(dir, 'keys/jwks.json'), addenda]).out).toBe(`independent check: ${count} documents, 0 problems\n`);
+  });
+});
