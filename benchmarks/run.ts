@@ -5,6 +5,7 @@ const scenarios: Record<string, () => Promise<{ run: () => void | Promise<void> 
   'core-throughput': () => import('./core-throughput.js'),
   'memory-per-identity': () => import('./memory-per-identity.js'),
   'replay-throughput': () => import('./replay-throughput.js'),
+  signing: () => import('./signing.js'),
 };
 
 const wanted = process.argv.slice(2);

@@ -57,6 +57,23 @@ describe('independent check with Python (json + cryptography)', () => {
     expect(r.out).toContain('signature does not verify');
   });
 
+  it('the README\'s by-hand Python snippet verifies a genuine addendum and rejects a forged one', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const snippet = /By hand[\s\S]*?```python\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(snippet).toBeDefined();
+    const dir = tempDir('by-hand-');
+    writeFileSync(join(dir, 'jwks.json'), readFileSync(join(VECTORS, 'jwks.json')));
+    const addendum = vectors.documents.find((d) => d.type === 'killswitch.trace-addendum/v1')!;
+    writeFileSync(join(dir, 'addenda.ndjson'), canonicalJson(addendum) + '\n');
+    const ok = spawnSync('python3', ['-c', snippet!], { cwd: dir, encoding: 'utf8' });
+    expect(ok.stderr).toBe('');
+    expect(ok.stdout).toBe(`valid: ${addendum.agent_id} True ${addendum.issued_at}\n`);
+    writeFileSync(join(dir, 'addenda.ndjson'), canonicalJson({ ...addendum, issued_at: '2026-01-01T00:00:00.000Z' }) + '\n');
+    const forged = spawnSync('python3', ['-c', snippet!], { cwd: dir, encoding: 'utf8' });
+    expect(forged.status).not.toBe(0);
+    expect(forged.stderr).toContain('InvalidSignature');
+  });
+
   it('verifies a fresh `killswitch replay --key` output, kill events and addenda', () => {
     const dir = tempDir('independent-');
     expect(runCli(['keys', 'generate', '--out', join(dir, 'keys')]).status).toBe(0);
