@@ -6,9 +6,16 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     reporters: ['default', './test/summary-reporter.ts'],
+    teardownTimeout: 30_000, // stopping the broker and registry
     projects: [
       { test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
-      { test: { name: 'integration', include: ['test/integration/**/*.test.ts'], testTimeout: 60_000 } },
+      {
+        test: {
+          name: 'integration', include: ['test/integration/**/*.test.ts'],
+          // a real Kafka broker and Schema Registry, started once for the project (or KAFKA_BROKERS / SCHEMA_REGISTRY_URL)
+          globalSetup: ['test/setup/kafka-global.ts'], testTimeout: 120_000, hookTimeout: 120_000,
+        },
+      },
       { test: { name: 'acceptance', include: ['test/acceptance/**/*.test.ts'], testTimeout: 60_000 } },
     ],
   },

@@ -11,6 +11,7 @@ import { KillSwitchError } from './core/errors.js';
 import { createLogger } from './adapters/log/logger.js';
 import { replay } from './commands/replay.js';
 import { runEmbedded } from './commands/run-embedded.js';
+import { runKafka } from './commands/run-kafka.js';
 import { generateKeys, SIGNING_KEY_FILE } from './commands/keys.js';
 import { loadSigningKey } from './adapters/signing/keys.js';
 import { signingSetup } from './commands/signing.js';
@@ -110,12 +111,18 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function run(config: Config, configFile: string, inputs: string[]): Promise<number> {
-  if (config.kafka !== undefined) notYet('run with a kafka section (Kafka mode)');
-  if (config.http !== undefined) notYet('run with an http section (HTTP API and ingest)');
+  if (config.kafka === undefined && config.http !== undefined) notYet('run with an http section in embedded mode (HTTP ingest)');
   const log = createLogger(config.log.level);
   const signing = signingSetup(config, { requireKey: true });
   if (signing.signer === undefined && config.kill_switch.enabled) {
     log.warn({ allow_unsigned: true }, 'signing.allow_unsigned is set: kill events and addenda are NOT signed; session guards and regulators cannot tell them from forgeries');
+  }
+  if (config.kafka !== undefined) {
+    if (inputs.length > 0) throw usageError('run: INPUT files are for embedded mode; in Kafka mode decisions come from the decisions topic');
+    const code = await runKafka(config, signing.signer, signing.trusted, log);
+    // A client library that did not let go of a socket must not keep a stopped service alive.
+    setTimeout(() => process.exit(code), 2000).unref();
+    return code;
   }
   return runEmbedded({ config, configFile, inputs, signer: signing.signer, trusted: signing.trusted, log, out: process.stdout });
 }

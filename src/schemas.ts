@@ -59,6 +59,18 @@ export function validator(name: SchemaName): ValidateFunction {
   return v;
 }
 
+/**
+ * A schema someone else registered (Schema Registry): compiled leniently (unknown keywords and formats
+ * are annotations to us), in its own Ajv instance so it cannot clash with ours by $id.
+ */
+export function compileForeignSchema(schema: object): ValidateFunction {
+  const foreign = new Ajv2020({ allErrors: true, strict: false, validateFormats: true });
+  addFormats(foreign);
+  // Registries mostly hold draft-07 schemas; their keywords validate the same way under 2020-12 here.
+  const { $schema: _dialect, ...body } = schema as Record<string, unknown>;
+  return foreign.compile(body);
+}
+
 /** Ajv errors as `path: message` lines, the form config errors and DLQ reasons use. */
 export function formatErrors(errors: readonly ErrorObject[] | null | undefined): string[] {
   if (errors === null || errors === undefined) return [];

@@ -35,6 +35,10 @@ export interface Config {
     readonly brokers: readonly string[];
     readonly client_id: string;
     readonly group_id: string;
+    readonly partitions: number;
+    readonly replication_factor: number;
+    readonly transaction_timeout_ms: number;
+    readonly session_timeout_ms: number;
     readonly topics: { readonly decisions: string; readonly kills: string; readonly addenda: string; readonly dlq: string };
   };
   readonly schema_registry?: { readonly url: string; readonly basic_auth?: { readonly username: string; readonly password: string } };

@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   LEDGER_WRITE_FAILED: { status: 503, retryable: true, summary: 'a kill event or addendum could not be written durably' },
   KEY_INVALID: { status: undefined, retryable: false, summary: 'a signing key or JWKS file is missing, unreadable or not an Ed25519 key' },
   SIGNING_REQUIRED: { status: undefined, retryable: false, summary: 'the kill switch is enabled but no signing key is configured (set signing.private_key_file, or signing.allow_unsigned: true)' },
+  KAFKA_FAILED: { status: undefined, retryable: true, summary: 'Kafka mode could not start or stopped on an error it cannot recover from in place (broker unreachable, transaction failed)' },
   KILL_SWITCH_TRIPPED: { status: 403, retryable: false, summary: 'the identity is blocked by the kill switch (CONTRACTS.md section 6)' },
 } as const;
 

@@ -77,7 +77,8 @@ interface SessionTracker {
 
 export class Evaluator {
   readonly config: TripRuleConfig;
-  readonly ledger = new LedgerFold();
+  /** who is blocked; may be shared by several evaluators (one per input partition) */
+  readonly ledger: LedgerFold;
   readonly stats: EvaluatorStats = {
     accepted: 0, calls: 0, denies: 0, advisoryDenies: 0, ignored: 0, anonymous: 0, late: 0, outsideWindow: 0,
     whileBlocked: 0, trips: 0,
@@ -94,8 +95,9 @@ export class Evaluator {
   private readonly windowBuckets: number;
   private readonly isBlockedId = (id: string): boolean => this.ledger.isBlocked(id);
 
-  constructor(config: TripRuleConfig) {
+  constructor(config: TripRuleConfig, ledger: LedgerFold = new LedgerFold()) {
     this.config = config;
+    this.ledger = ledger;
     const g = config.resolutionMs;
     this.windowBuckets = Math.ceil(config.windowMs / g);
     this.ringSize = this.windowBuckets + 1;
@@ -159,9 +161,9 @@ export class Evaluator {
 
   /**
    * Accept one decision read at `position` (offset or line number) of `clock`'s stream.
-   * Returns the trip it causes, or null.
+   * Returns the trip it causes, or null. `restoring`: rebuild windows only, never trip.
    */
-  accept(clock: StreamClock, d: Decision, position: number): Trip | null {
+  accept(clock: StreamClock, d: Decision, position: number, restoring = false): Trip | null {
     const t = d.timeMs;
     const stats = this.stats;
     if (t < clock.time - this.config.latenessMs) {
@@ -218,6 +220,9 @@ export class Evaluator {
 
     const c = this.store.counts(slot, cutoff, this.counts);
     if (c.calls < this.config.minCalls || c.denies / c.calls < this.config.threshold) return null;
+    // Restoring (re-reading input already processed to rebuild windows): a trip that happened then is in
+    // the ledger, so the identity is latched; one that did not happen must not be invented now.
+    if (restoring) return null;
     return this.trip(clock, slot, agentId, d, position, cutoff, c);
   }
 
@@ -227,14 +232,17 @@ export class Evaluator {
    */
   applyLedger(entry: LedgerEntry): FoldChange {
     const change = this.ledger.apply(entry);
-    if (change === 'unchanged') return change;
-    const slot = this.store.peekSlot(entry.agent_id);
-    if (change === 'unblocked') {
-      if (slot >= 0) this.store.clear(entry.agent_id);
-    } else if (slot >= 0) {
-      this.store.setBlocked(slot, true);
-    }
+    this.ledgerChanged(entry.agent_id, change);
     return change;
+  }
+
+  /** Bring this evaluator's windows in line with a change already applied to a shared ledger fold. */
+  ledgerChanged(agentId: string, change: FoldChange): void {
+    if (change === 'unchanged') return;
+    const slot = this.store.peekSlot(agentId);
+    if (slot < 0) return; // a new slot asks the fold
+    if (change === 'unblocked') this.store.clear(agentId);
+    else this.store.setBlocked(slot, true);
   }
 
   private cutoffBucket(streamTime: number): number {

@@ -276,6 +276,10 @@ describe('config.schema.json', () => {
       brokers: ['127.0.0.1:9092', '[::1]:9093'],
       client_id: 'killswitch',
       group_id: 'killswitch',
+      partitions: 6,
+      replication_factor: -1,
+      transaction_timeout_ms: 60_000,
+      session_timeout_ms: 30_000,
       topics: { decisions: 'policy.decisions', kills: 'killswitch.kills', addenda: 'killswitch.addenda', dlq: 'policy.decisions.dlq' },
     });
     expect(cfg.signing).toEqual({ private_key_file: 'key.pem', jwks_file: 'jwks.json', allow_unsigned: false });

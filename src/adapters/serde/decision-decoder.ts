@@ -9,7 +9,7 @@ import { parseSpiffeId } from '../../core/spiffe-id.js';
 import { formatErrors, validator } from '../../schemas.js';
 
 /** Stable reasons: DLQ header values and metric labels. */
-export const BAD_RECORD_REASONS = ['invalid_json', 'schema_invalid', 'invalid_spiffe_id', 'unknown_decision', 'key_mismatch', 'too_large'] as const;
+export const BAD_RECORD_REASONS = ['invalid_json', 'schema_invalid', 'invalid_spiffe_id', 'unknown_decision', 'key_mismatch', 'too_large', 'unknown_schema'] as const;
 export type BadRecordReason = (typeof BAD_RECORD_REASONS)[number];
 
 export type DecodeResult =

@@ -1,0 +1,126 @@
+/**
+ * Reads chosen partitions of a topic from chosen offsets (read_committed). kafkajs has no manual
+ * partition assignment, so this is a consumer in a group of its own that seeks on join. "Caught up" is
+ * the start-time high watermark reached (transaction markers occupy offsets that are never delivered,
+ * so the last data offset may sit a little below it), or a quiet second with nothing more to read.
+ */
+import { retrying } from './retry.js';
+import { randomUUID } from 'node:crypto';
+import type { Consumer, Kafka, KafkaMessage } from 'kafkajs';
+
+export interface ReadFrom {
+  readonly partition: number;
+  readonly offset: number;
+}
+
+export interface PartitionReaderOptions {
+  readonly kafka: Kafka;
+  readonly topic: string;
+  readonly groupPrefix: string;
+  /** where to start, per partition; partitions not listed are not read */
+  readonly from: readonly ReadFrom[];
+  readonly onMessage: (partition: number, message: KafkaMessage) => void;
+  /** keep following after catching up (the ledger follower) or stop (a one-off read) */
+  readonly follow: boolean;
+}
+
+const QUIET_MS = 1000;
+const MARKER_SLACK = 2;
+
+export class PartitionReader {
+  private consumer: Consumer | undefined;
+  private caughtUpResolve: (() => void) | undefined;
+  private readonly lastSeen = new Map<number, number>();
+  readonly caughtUp: Promise<void>;
+
+  constructor(private readonly o: PartitionReaderOptions) {
+    this.caughtUp = new Promise((resolve) => {
+      this.caughtUpResolve = resolve;
+    });
+  }
+
+  async start(): Promise<void> {
+    const { kafka, topic } = this.o;
+    const admin = kafka.admin();
+    await admin.connect();
+    const offsets = await retrying(() => admin.fetchTopicOffsets(topic));
+    await admin.disconnect();
+    const wanted = new Map(this.o.from.map((f) => [f.partition, f.offset]));
+    const remaining = new Map<number, number>(); // partition -> high watermark at start
+    for (const o of offsets) {
+      const start = wanted.get(o.partition);
+      if (start !== undefined && Number(o.high) > Math.max(start, Number(o.low))) remaining.set(o.partition, Number(o.high));
+    }
+    if (remaining.size === 0) this.caughtUpResolve!();
+
+    const consumer = kafka.consumer({ groupId: `${this.o.groupPrefix}.${randomUUID()}`, readUncommitted: false, allowAutoTopicCreation: false });
+    this.consumer = consumer;
+    let quiet: NodeJS.Timeout | undefined;
+    const armQuiet = (): void => {
+      if (quiet !== undefined) clearTimeout(quiet);
+      if (remaining.size === 0) return;
+      quiet = setTimeout(() => {
+        remaining.clear();
+        this.caughtUpResolve!();
+      }, QUIET_MS);
+      quiet.unref();
+    };
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      for (const [partition, offset] of wanted) consumer.seek({ topic, partition, offset: String(offset) });
+      armQuiet();
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning: true });
+    const skip = [...new Set(offsets.map((o) => o.partition))].filter((p) => !wanted.has(p));
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      eachBatch: async (payload) => {
+        const { batch } = payload;
+        if (payload.isStale()) return;
+        const p = batch.partition;
+        if (!wanted.has(p)) return;
+        for (const m of batch.messages) this.o.onMessage(p, m);
+        this.lastSeen.set(p, Number(batch.lastOffset()));
+        const high = remaining.get(p);
+        if (high !== undefined && Number(batch.lastOffset()) + 1 >= high - MARKER_SLACK) {
+          remaining.delete(p);
+          if (remaining.size === 0) this.caughtUpResolve!();
+        }
+        armQuiet();
+        // not from inside eachBatch: disconnect waits for the running batch
+        if (!this.o.follow && remaining.size === 0) setImmediate(() => void this.stop());
+        return Promise.resolve();
+      },
+    });
+    if (skip.length > 0) consumer.pause([{ topic, partitions: skip }]);
+    armQuiet();
+  }
+
+  /**
+   * Wait until what the topic holds now has been read (or a quiet second passed): after fencing a
+   * partition's previous owner, its last committed outputs are then known.
+   */
+  async catchUpNow(): Promise<void> {
+    const admin = this.o.kafka.admin();
+    await admin.connect();
+    const offsets = await retrying(() => admin.fetchTopicOffsets(this.o.topic));
+    await admin.disconnect();
+    const deadline = Date.now() + QUIET_MS * 5;
+    for (;;) {
+      const behind = offsets.some((o) => {
+        const high = Number(o.high);
+        const seen = this.lastSeen.get(o.partition) ?? -1;
+        return this.o.from.some((f) => f.partition === o.partition) && high > Number(o.low) && seen + 1 < high - MARKER_SLACK;
+      });
+      if (!behind || Date.now() > deadline) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async stop(): Promise<void> {
+    const c = this.consumer;
+    this.consumer = undefined;
+    if (c !== undefined) await c.disconnect();
+  }
+}

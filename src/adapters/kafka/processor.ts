@@ -1,0 +1,385 @@
+/**
+ * Kafka mode (issue #3): decisions from a consumer group, outputs and input offsets in one Kafka
+ * transaction per batch (exactly once), bad records to the DLQ, the kills topic followed by every
+ * instance, windows rebuilt on assignment.
+ *
+ * One evaluator per assigned input partition (an identity's decisions share a partition, so windows
+ * never span two), all sharing one ledger fold. One transactional producer per input partition, with a
+ * transactional id derived from the partition: when a partition moves, its new owner's producer fences
+ * the old owner's, so a zombie can neither commit outputs nor offsets for it.
+ */
+import { retrying } from './retry.js';
+import { randomUUID } from 'node:crypto';
+import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Message, Producer } from 'kafkajs';
+import { canonicalJson } from '../../core/canonical-json.js';
+import { AddendumChains, type KillEvent, type TraceAddendum } from '../../core/documents.js';
+import { Evaluator, type StreamClock, type TripRuleConfig } from '../../core/evaluator.js';
+import { LedgerFold } from '../../core/ledger-fold.js';
+import type { Logger } from '../../ports/logger.js';
+import type { Signer } from '../../ports/signer.js';
+import { tripDocuments } from '../../pipeline/trip-documents.js';
+import { checkSignature } from '../signing/ed25519-signer.js';
+import type { TrustedKey } from '../signing/keys.js';
+import type { DecodeResult } from '../serde/decision-decoder.js';
+import type { KafkaValueDecoder } from '../serde/kafka-value-decoder.js';
+import { PartitionReader } from './partition-reader.js';
+import { ensureTopics, type TopicNames } from './topics.js';
+import type { KafkaMetrics } from '../metrics/metrics.js';
+import { DecisionClass } from '../../core/decision-class.js';
+
+export interface KafkaProcessorOptions {
+  readonly kafka: Kafka;
+  readonly groupId: string;
+  readonly topics: TopicNames;
+  readonly partitions: number;
+  readonly replicationFactor: number;
+  readonly transactionTimeoutMs: number;
+  readonly sessionTimeoutMs: number;
+  readonly tripConfig: TripRuleConfig;
+  readonly decoder: KafkaValueDecoder;
+  readonly signer: Signer | undefined;
+  readonly trusted: ReadonlyMap<string, TrustedKey>;
+  readonly log: Logger;
+  readonly metrics: KafkaMetrics;
+}
+
+interface PartitionState {
+  readonly evaluator: Evaluator;
+  readonly clock: StreamClock;
+  /** offsets below this were processed before (restore mode: windows only, no output) */
+  readonly liveFrom: number;
+  readonly producer: Producer;
+  readonly restoreStartedAt: number;
+  restored: boolean;
+}
+
+const CLASS_LABEL: Record<DecisionClass, string> = {
+  [DecisionClass.Ignored]: 'ignored', [DecisionClass.Call]: 'call', [DecisionClass.Deny]: 'deny', [DecisionClass.AdvisoryDeny]: 'advisory_deny',
+};
+
+export const DLQ_HEADERS = {
+  reason: 'killswitch.reason',
+  message: 'killswitch.message',
+  topic: 'killswitch.source.topic',
+  partition: 'killswitch.source.partition',
+  offset: 'killswitch.source.offset',
+} as const;
+
+function bySize(messages: Message[], limit: number): Message[][] {
+  const groups: Message[][] = [];
+  let current: Message[] = [];
+  let size = 0;
+  for (const m of messages) {
+    const n = m.value === null || m.value === undefined ? 0 : typeof m.value === 'string' ? Buffer.byteLength(m.value) : m.value.length;
+    if (current.length > 0 && size + n > limit) {
+      groups.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(m);
+    size += n;
+  }
+  if (current.length > 0) groups.push(current);
+  return groups;
+}
+
+/** Shutdown steps must not hang the process: each gets a bound, and a failure is only logged. */
+async function bounded(step: Promise<unknown> | undefined, what: string, log: Logger, ms = 10_000): Promise<void> {
+  if (step === undefined) return;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  try {
+    const r = await Promise.race([step.then(() => 'done' as const), timeout]);
+    if (r === 'timeout') log.warn({ step: what, ms }, 'shutdown step did not finish in time; going on');
+  } catch (err) {
+    log.debug({ step: what, err: (err as Error).message }, 'shutdown step failed');
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function isFenced(err: unknown): boolean {
+  const e = err as { type?: string; name?: string; message?: string; cause?: unknown };
+  if (e.type === 'INVALID_PRODUCER_EPOCH' || e.type === 'PRODUCER_FENCED' || e.type === 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED') return true;
+  if (typeof e.message === 'string' && /fenced|producer epoch/i.test(e.message)) return true;
+  return e.cause !== undefined && e.cause !== err && isFenced(e.cause);
+}
+
+/** Stream name of an input partition: its addenda chain is named after it. */
+export const partitionStream = (topic: string, partition: number): string => `${topic}/${partition}`;
+
+export class KafkaProcessor {
+  private readonly fold = new LedgerFold();
+  private readonly chains = new AddendumChains();
+  private readonly partitionsState = new Map<number, PartitionState>();
+  private consumer: Consumer | undefined;
+  private ledgerReader: PartitionReader | undefined;
+  private admin: Admin | undefined;
+  private stopping = false;
+  private assignments: Promise<void> = Promise.resolve();
+  private readonly instance = randomUUID();
+  private failure: ((err: unknown) => void) | undefined;
+  /** resolves when the processor stops on its own because of an error it cannot recover from in place */
+  readonly failed: Promise<unknown>;
+
+  constructor(private readonly o: KafkaProcessorOptions) {
+    this.failed = new Promise((resolve) => {
+      this.failure = resolve;
+    });
+  }
+
+  get blocked(): number {
+    return this.fold.blocked;
+  }
+
+  async start(): Promise<void> {
+    const { kafka, topics, log } = this.o;
+    const admin = kafka.admin();
+    this.admin = admin;
+    await admin.connect();
+    const decisionsPartitions = await ensureTopics(admin, topics, { partitions: this.o.partitions, replicationFactor: this.o.replicationFactor });
+    log.info({ topics, partitions: decisionsPartitions }, 'kafka topics ready');
+
+    // Who is blocked, before the first decision: a restart never lifts a block.
+    this.ledgerReader = new PartitionReader({
+      kafka, topic: topics.kills, groupPrefix: `${this.o.groupId}.ledger`, follow: true,
+      from: [{ partition: 0, offset: 0 }],
+      onMessage: (_p, m) => this.onLedgerMessage(m),
+    });
+    await this.ledgerReader.start();
+    await this.ledgerReader.caughtUp;
+    log.info({ blocked: this.fold.blocked }, 'block ledger read');
+
+    const consumer = kafka.consumer({
+      groupId: this.o.groupId, readUncommitted: false, allowAutoTopicCreation: false,
+      sessionTimeout: this.o.sessionTimeoutMs, rebalanceTimeout: 60_000, heartbeatInterval: Math.max(500, Math.floor(this.o.sessionTimeoutMs / 10)),
+    });
+    this.consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      const assigned = (e.payload.memberAssignment[topics.decisions] ?? []);
+      // one assignment at a time, in the order the group gave them
+      this.assignments = this.assignments.then(() => this.onAssignment(assigned)).catch((err: unknown) => this.fail(err));
+    });
+    consumer.on(consumer.events.CRASH, (e) => {
+      if (!this.stopping) this.fail(e.payload.error);
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topic: topics.decisions, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 1,
+      eachBatch: (payload) => this.onBatch(payload),
+    });
+  }
+
+  private fail(err: unknown): void {
+    this.o.log.error({ err: (err as Error).message }, 'kafka processing failed; stopping so a restart restores from committed state');
+    this.failure?.(err);
+  }
+
+  private onLedgerMessage(m: KafkaMessage): void {
+    if (m.value === null) return;
+    let ev: KillEvent;
+    try {
+      ev = JSON.parse(m.value.toString('utf8')) as KillEvent;
+    } catch {
+      this.o.metrics.ledgerRejected.inc({ reason: 'invalid_json' });
+      return;
+    }
+    if (this.o.trusted.size > 0) {
+      const check = checkSignature(ev as unknown as Record<string, unknown>, this.o.trusted);
+      if (!check.ok) {
+        this.o.metrics.ledgerRejected.inc({ reason: check.code });
+        this.o.log.warn({ agent_id: ev.agent_id, code: check.code }, 'ignored a kill event that does not verify');
+        return;
+      }
+    }
+    const change = this.fold.apply(ev);
+    if (change === 'unchanged') return;
+    for (const st of this.partitionsState.values()) st.evaluator.ledgerChanged(ev.agent_id, change);
+    this.o.metrics.blocked.set(this.fold.blocked);
+    if (change === 'unblocked') this.o.metrics.unblocks.inc();
+  }
+
+  /** New assignment: keep what we still own, drop what moved away, restore what is new. */
+  private async onAssignment(assigned: readonly number[]): Promise<void> {
+    const { topics, log } = this.o;
+    const now = new Set(assigned);
+    for (const [p, st] of this.partitionsState) {
+      if (!now.has(p)) {
+        this.partitionsState.delete(p);
+        st.evaluator.closeStream(st.clock);
+        await st.producer.disconnect();
+      }
+    }
+    const fresh = assigned.filter((p) => !this.partitionsState.has(p));
+    if (fresh.length === 0) return;
+    // Fence the previous owners first: initialising our transactional producer for a partition aborts
+    // its old owner's open transaction and stops it from committing anything more. Only then are the
+    // committed offsets, the ledger and the chain tips final.
+    const producers = new Map<number, Producer>();
+    for (const p of fresh) {
+      const producer = this.o.kafka.producer({
+        transactionalId: `${this.o.groupId}.${topics.decisions}.${p}`,
+        idempotent: true, maxInFlightRequests: 1, transactionTimeout: this.o.transactionTimeoutMs, allowAutoTopicCreation: false,
+      });
+      await producer.connect();
+      producers.set(p, producer);
+    }
+    await this.ledgerReader!.catchUpNow();
+    const admin = this.admin!;
+    const committed = await retrying(() => admin.fetchOffsets({ groupId: this.o.groupId, topics: [topics.decisions] }));
+    const committedOf = new Map((committed[0]?.partitions ?? []).map((x) => [x.partition, Number(x.offset)]));
+    const bounds = new Map((await retrying(() => admin.fetchTopicOffsets(topics.decisions))).map((o) => [o.partition, Number(o.low)]));
+    await this.restoreChainTips(fresh);
+    for (const p of fresh) {
+      const liveFrom = Math.max(committedOf.get(p) ?? -1, bounds.get(p) ?? 0, 0);
+      const restoreFrom = await this.restoreStart(p, liveFrom);
+      const evaluator = new Evaluator(this.o.tripConfig, this.fold);
+      const clock = evaluator.openStream(partitionStream(topics.decisions, p), { topic: topics.decisions, partition: p });
+      this.partitionsState.set(p, { evaluator, clock, liveFrom, producer: producers.get(p)!, restoreStartedAt: performance.now(), restored: restoreFrom >= liveFrom });
+      if (restoreFrom < liveFrom) this.consumer!.seek({ topic: topics.decisions, partition: p, offset: String(restoreFrom) });
+      log.info({ partition: p, live_from: liveFrom, restore_from: restoreFrom }, 'partition assigned');
+    }
+  }
+
+  /** Where to start re-reading a partition so every window that is open at `liveFrom` is rebuilt. */
+  private async restoreStart(partition: number, liveFrom: number): Promise<number> {
+    if (liveFrom <= 0) return liveFrom;
+    // Event time is in the records; the broker indexes record timestamps. Producers stamp records at or
+    // after the decision, so the offset of (now - window - lateness - margin) is early enough.
+    const ks = this.o.tripConfig;
+    const from = Date.now() - ks.windowMs - ks.latenessMs - 60_000;
+    const offsets = await retrying(() => this.admin!.fetchTopicOffsetsByTimestamp(this.o.topics.decisions, from));
+    const at = offsets.find((o) => o.partition === partition);
+    const off = at === undefined ? 0 : Number(at.offset);
+    return off < 0 ? liveFrom : Math.min(off, liveFrom);
+  }
+
+  /** The chain of partition p continues from the last committed addendum of addenda partition p. */
+  private async restoreChainTips(partitions: readonly number[]): Promise<void> {
+    const offsets = await retrying(() => this.admin!.fetchTopicOffsets(this.o.topics.addenda));
+    const from = partitions.map((p) => {
+      const o = offsets.find((x) => x.partition === p);
+      return { partition: p, offset: Math.max(Number(o?.low ?? 0), Number(o?.high ?? 0) - 64) };
+    });
+    const last = new Map<number, TraceAddendum>();
+    const reader = new PartitionReader({
+      kafka: this.o.kafka, topic: this.o.topics.addenda, groupPrefix: `${this.o.groupId}.tips`, follow: false, from,
+      onMessage: (p, m) => {
+        if (m.value !== null) last.set(p, JSON.parse(m.value.toString('utf8')) as TraceAddendum);
+      },
+    });
+    await reader.start();
+    await reader.caughtUp;
+    await reader.stop();
+    for (const a of last.values()) this.chains.restoreTip(a);
+  }
+
+  private async onBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch } = payload;
+    const isStale = (): boolean => payload.isStale();
+    const isRunning = (): boolean => payload.isRunning();
+    const { topics, metrics } = this.o;
+    const p = batch.partition;
+    const st = this.partitionsState.get(p);
+    if (st === undefined || isStale() || !isRunning()) return; // not ours (yet), or a seek is pending
+    const started = performance.now();
+    const kills: Message[] = [];
+    const addenda: Message[] = [];
+    const dlq: Message[] = [];
+    let last = -1;
+    for (const m of batch.messages) {
+      if (isStale() || !isRunning()) return;
+      const offset = Number(m.offset);
+      const restoring = offset < st.liveFrom;
+      const decoded = this.o.decoder.decode(m.value, m.key);
+      const r: DecodeResult = decoded instanceof Promise ? await decoded : decoded;
+      if (!restoring) last = offset;
+      if (!r.ok) {
+        if (!restoring) {
+          metrics.dlq.inc({ reason: r.reason });
+          dlq.push(this.dlqRecord(m, p, r.reason, r.message));
+        }
+        continue;
+      }
+      if (!restoring) metrics.decisions.inc({ class: CLASS_LABEL[r.decision.cls] });
+      const lateBefore = st.evaluator.stats.late;
+      const trip = st.evaluator.accept(st.clock, r.decision, offset, restoring);
+      if (!restoring && st.evaluator.stats.late !== lateBefore) metrics.late.inc();
+      if (trip !== null) {
+        const docs = tripDocuments(trip, this.o.tripConfig.settings, this.chains, this.o.signer);
+        kills.push({ key: trip.agentId, value: canonicalJson(docs.killEvent) });
+        addenda.push({ key: trip.agentId, value: canonicalJson(docs.addendum), partition: p });
+        metrics.trips.inc();
+      }
+    }
+    if (!st.restored && Number(batch.lastOffset()) + 1 >= st.liveFrom) {
+      st.restored = true;
+      metrics.restoreSeconds.observe((performance.now() - st.restoreStartedAt) / 1000);
+    }
+    // Processed (restore or live): the next fetch starts after them. Commits happen in the transaction.
+    payload.resolveOffset(batch.lastOffset());
+    if (last < 0) return; // restore only: nothing to commit
+    const trx = await st.producer.transaction();
+    try {
+      if (kills.length > 0) await trx.send({ topic: topics.kills, messages: kills });
+      if (addenda.length > 0) await trx.send({ topic: topics.addenda, messages: addenda });
+      // Each send is its own record batch: keep every batch under the broker's message size limit.
+      for (const group of bySize(dlq, 512 * 1024)) await trx.send({ topic: topics.dlq, messages: group });
+      await trx.sendOffsets({ consumerGroupId: this.o.groupId, topics: [{ topic: topics.decisions, partitions: [{ partition: p, offset: String(last + 1) }] }] });
+      await trx.commit();
+    } catch (err) {
+      await trx.abort().catch(() => undefined);
+      if (isFenced(err)) {
+        // The partition has a new owner, which fenced us: nothing of this batch was committed, and the
+        // new owner restores it. Forget the partition here.
+        this.o.log.info({ partition: p }, 'partition taken over by another instance (fenced); dropping it');
+        this.partitionsState.delete(p);
+        st.evaluator.closeStream(st.clock);
+        await st.producer.disconnect().catch(() => undefined);
+        return;
+      }
+      // The evaluator already counted this batch and may have latched trips that were not committed:
+      // the only safe state is the committed one, which a restart restores.
+      this.fail(err);
+      throw err;
+    }
+    metrics.batchSeconds.observe((performance.now() - started) / 1000);
+    metrics.lag.set({ partition: String(p) }, Math.max(0, Number(batch.highWatermark) - 1 - last));
+    metrics.tracked.set([...this.partitionsState.values()].reduce((n, s) => n + s.evaluator.trackedIdentities, 0));
+    metrics.blocked.set(this.fold.blocked);
+    await payload.heartbeat();
+  }
+
+  private dlqRecord(m: KafkaMessage, partition: number, reason: string, message: string): Message {
+    const headers: IHeaders = {
+      ...(m.headers ?? {}),
+      [DLQ_HEADERS.reason]: reason,
+      [DLQ_HEADERS.message]: message.slice(0, 1000),
+      [DLQ_HEADERS.topic]: this.o.topics.decisions,
+      [DLQ_HEADERS.partition]: String(partition),
+      [DLQ_HEADERS.offset]: m.offset,
+    };
+    return { key: m.key, value: m.value, headers };
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    const log = this.o.log;
+    // Disconnecting the consumer waits for the batch in hand, whose transaction commits or aborts.
+    await bounded(this.consumer?.disconnect(), 'consumer', log);
+    await bounded(this.assignments, 'assignment in progress', log);
+    for (const st of this.partitionsState.values()) await bounded(st.producer.disconnect(), 'producer', log);
+    this.partitionsState.clear();
+    await bounded(this.ledgerReader?.stop(), 'ledger reader', log);
+    await bounded(this.admin?.disconnect(), 'admin', log);
+  }
+
+  get instanceId(): string {
+    return this.instance;
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * Topic setup at start: create what is missing with the right settings, refuse (one line) what exists
+ * with the wrong ones. The kills topic is the block ledger: compacted. Addenda are append-only (never
+ * compacted) and have one partition per decisions partition, so each input partition's hash chain
+ * lives in the addenda partition of the same number.
+ */
+import kafkajs, { type Admin } from 'kafkajs';
+import { retrying } from './retry.js';
+import { KillSwitchError } from '../../core/errors.js';
+
+export interface TopicNames {
+  readonly decisions: string;
+  readonly kills: string;
+  readonly addenda: string;
+  readonly dlq: string;
+}
+
+export interface TopicSettings {
+  readonly partitions: number;
+  readonly replicationFactor: number;
+}
+
+async function partitionCounts(admin: Admin, names: readonly string[]): Promise<Map<string, number>> {
+  const existing = new Set(await retrying(() => admin.listTopics()));
+  const present = names.filter((n) => existing.has(n));
+  const counts = new Map<string, number>();
+  if (present.length === 0) return counts;
+  const meta = await retrying(() => admin.fetchTopicMetadata({ topics: present }));
+  for (const t of meta.topics) counts.set(t.name, t.partitions.length);
+  return counts;
+}
+
+async function cleanupPolicy(admin: Admin, topic: string): Promise<string> {
+  const r = await retrying(() => admin.describeConfigs({
+    includeSynonyms: false,
+    resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['cleanup.policy'] }],
+  }));
+  return r.resources[0]?.configEntries.find((e) => e.configName === 'cleanup.policy')?.configValue ?? 'delete';
+}
+
+// kafkajs is CommonJS and this enum is not among its ESM named exports.
+const { ConfigResourceTypes } = kafkajs;
+
+function misconfigured(message: string): KillSwitchError {
+  return new KillSwitchError('CONFIG_INVALID', message);
+}
+
+/** Returns the number of decisions partitions. */
+export async function ensureTopics(admin: Admin, topics: TopicNames, settings: TopicSettings): Promise<number> {
+  const counts = await partitionCounts(admin, [topics.decisions, topics.kills, topics.addenda, topics.dlq]);
+  const decisionsPartitions = counts.get(topics.decisions) ?? settings.partitions;
+  const create: { topic: string; numPartitions: number; replicationFactor: number; configEntries: { name: string; value: string }[] }[] = [];
+  const want = (topic: string, numPartitions: number, config: Record<string, string>): void => {
+    if (!counts.has(topic)) {
+      create.push({ topic, numPartitions, replicationFactor: settings.replicationFactor, configEntries: Object.entries(config).map(([name, value]) => ({ name, value })) });
+    }
+  };
+  want(topics.decisions, decisionsPartitions, {});
+  want(topics.kills, 1, { 'cleanup.policy': 'compact', 'min.compaction.lag.ms': '0' });
+  want(topics.addenda, decisionsPartitions, { 'cleanup.policy': 'delete', 'retention.ms': '-1', 'retention.bytes': '-1' });
+  want(topics.dlq, decisionsPartitions, { 'cleanup.policy': 'delete' });
+  if (create.length > 0) {
+    try {
+      await admin.createTopics({ topics: create, waitForLeaders: true });
+    } catch (err) {
+      // Another instance may have created them a moment ago: only a real mismatch below is an error.
+      if ((err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw err;
+    }
+  }
+  const addendaPartitions = counts.get(topics.addenda);
+  if (addendaPartitions !== undefined && addendaPartitions !== decisionsPartitions) {
+    throw misconfigured(`kafka topic ${topics.addenda} has ${addendaPartitions} partitions but ${topics.decisions} has ${decisionsPartitions}: ` +
+      'each decisions partition needs its addenda partition (one hash chain per input partition)');
+  }
+  if (counts.has(topics.kills)) {
+    const policy = await cleanupPolicy(admin, topics.kills);
+    if (!policy.split(',').includes('compact')) {
+      throw misconfigured(`kafka topic ${topics.kills} has cleanup.policy=${policy}; the block ledger must be compacted (cleanup.policy=compact), or old blocks are deleted`);
+    }
+  }
+  if (counts.has(topics.addenda)) {
+    const policy = await cleanupPolicy(admin, topics.addenda);
+    if (policy.split(',').includes('compact')) {
+      throw misconfigured(`kafka topic ${topics.addenda} has cleanup.policy=${policy}; addenda are append-only and must never be compacted`);
+    }
+  }
+  return decisionsPartitions;
+}

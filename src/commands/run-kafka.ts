@@ -1,0 +1,65 @@
+/** `killswitch run` in Kafka mode: the processor, the metrics endpoint, signals. */
+import type { Server } from 'node:http';
+import { SchemaRegistryClient } from '@confluentinc/schemaregistry';
+import type { Config } from '../config/config.js';
+import { KillSwitchError } from '../core/errors.js';
+import { createKafka } from '../adapters/kafka/client.js';
+import { KafkaProcessor } from '../adapters/kafka/processor.js';
+import { startMetricsServer } from '../adapters/http/metrics-server.js';
+import { createMetrics } from '../adapters/metrics/metrics.js';
+import { DecisionDecoder } from '../adapters/serde/decision-decoder.js';
+import { KafkaValueDecoder } from '../adapters/serde/kafka-value-decoder.js';
+import type { TrustedKey } from '../adapters/signing/keys.js';
+import { tripRuleConfig } from '../pipeline/trip-rule-config.js';
+import type { Logger } from '../ports/logger.js';
+import type { Signer } from '../ports/signer.js';
+
+export async function runKafka(config: Config, signer: Signer | undefined, trusted: ReadonlyMap<string, TrustedKey>, log: Logger): Promise<number> {
+  const k = config.kafka!;
+  const trip = tripRuleConfig(config);
+  const metrics = createMetrics();
+  const sr = config.schema_registry;
+  const registry = sr === undefined ? undefined : new SchemaRegistryClient({
+    baseURLs: [sr.url],
+    ...(sr.basic_auth === undefined ? {} : { basicAuthCredentials: { credentialsSource: 'USER_INFO', userInfo: `${sr.basic_auth.username}:${sr.basic_auth.password}` } }),
+  });
+  const decoder = new KafkaValueDecoder(new DecisionDecoder(trip.classifier), registry, `${k.topics.decisions}-value`);
+  const processor = new KafkaProcessor({
+    kafka: createKafka(k.brokers, k.client_id, log), groupId: k.group_id, topics: k.topics, partitions: k.partitions,
+    replicationFactor: k.replication_factor, transactionTimeoutMs: k.transaction_timeout_ms, sessionTimeoutMs: k.session_timeout_ms, tripConfig: trip, decoder, signer, trusted, log, metrics,
+  });
+  let ready = false;
+  let server: Server | undefined;
+  if (config.http !== undefined) {
+    server = await startMetricsServer(config.http.listen, metrics.registry, { ready: () => ready });
+    log.info({ listen: config.http.listen }, 'metrics on /metrics');
+  }
+  let stop: (reason: string) => void = () => undefined;
+  const stopped = new Promise<string>((resolve) => {
+    stop = resolve;
+  });
+  const onSignal = (signal: string): void => stop(signal);
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  try {
+    const starting = processor.start();
+    const first = await Promise.race([starting.then(() => 'started'), processor.failed.then(() => 'failed'), stopped]);
+    if (first === 'started') {
+      ready = true;
+      log.info({ group: k.group_id, topics: k.topics, instance: processor.instanceId }, 'kafka mode running');
+      const end = await Promise.race([processor.failed.then(() => 'failed'), stopped]);
+      if (end === 'failed') return 1;
+      log.info({ signal: end }, 'stopping: finishing the batch in hand, leaving the group');
+      return 0;
+    }
+    return first === 'failed' ? 1 : 0;
+  } catch (err) {
+    if (err instanceof KillSwitchError) throw err;
+    throw new KillSwitchError('KAFKA_FAILED', `kafka: ${(err as Error).message}`, { cause: err });
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    await processor.stop();
+    server?.close();
+  }
+}

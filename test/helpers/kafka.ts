@@ -1,0 +1,112 @@
+/** Helpers for tests against the real broker started by test/setup/kafka-global.ts. */
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { Kafka, logLevel, type Message } from 'kafkajs';
+import { runCli, startCli, writeIn } from './cli.js';
+
+export function kafkaClient(brokers: string): Kafka {
+  return new Kafka({ brokers: brokers.split(','), clientId: 'killswitch-test', logLevel: logLevel.NOTHING });
+}
+
+export interface TestTopics { decisions: string; kills: string; addenda: string; dlq: string }
+
+/** Fresh topic names for one test, so tests never see each other's records. */
+export function freshTopics(prefix = 't'): TestTopics {
+  const id = `${prefix}-${randomUUID().slice(0, 8)}`;
+  return { decisions: `${id}.decisions`, kills: `${id}.kills`, addenda: `${id}.addenda`, dlq: `${id}.dlq` };
+}
+
+/** A Kafka-mode config in `dir`, signing with a key generated there. */
+export function kafkaConfig(dir: string, brokers: string, topics: TestTopics, o: {
+  killSwitch?: Record<string, unknown>; partitions?: number; registry?: string; group?: string; http?: string;
+} = {}): string {
+  const keys = join(dir, 'keys');
+  const g = runCli(['keys', 'generate', '--out', keys, '--if-missing']);
+  if (g.status !== 0) throw new Error(g.stderr);
+  return writeIn(dir, `kafka-${randomUUID().slice(0, 6)}.json`, JSON.stringify({
+    kill_switch: { enabled: true, ...o.killSwitch },
+    kafka: {
+      brokers: brokers.split(','), group_id: o.group ?? `g-${topics.decisions}`, partitions: o.partitions ?? 3, topics,
+      session_timeout_ms: 6000,
+    },
+    ...(o.registry === undefined ? {} : { schema_registry: { url: o.registry } }),
+    ...(o.http === undefined ? {} : { http: { listen: o.http } }),
+    signing: { private_key_file: join(keys, 'signing-key.pem'), jwks_file: join(keys, 'jwks.json') },
+    log: { level: 'info' },
+  }));
+}
+
+/** Create a topic the way its producers' team would, before any processor runs. */
+export async function createTopic(brokers: string, topic: string, partitions: number): Promise<void> {
+  const admin = kafkaClient(brokers).admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+export async function produce(brokers: string, topic: string, messages: Message[]): Promise<void> {
+  const p = kafkaClient(brokers).producer();
+  await p.connect();
+  try {
+    for (let i = 0; i < messages.length; i += 2000) await p.send({ topic, messages: messages.slice(i, i + 2000) });
+  } finally {
+    await p.disconnect();
+  }
+}
+
+export interface ReadRecord { partition: number; offset: number; key: string | null; value: Buffer | null; headers: Record<string, string> }
+
+/**
+ * Everything committed on `topic` (read_committed), once `until` says enough has arrived or the topic
+ * has been quiet for `quietMs` after the deadline's first half.
+ */
+export async function readTopic(brokers: string, topic: string, o: { until?: (records: ReadRecord[]) => boolean; timeoutMs?: number } = {}): Promise<ReadRecord[]> {
+  const c = kafkaClient(brokers).consumer({ groupId: `reader-${randomUUID()}`, readUncommitted: false });
+  const out: ReadRecord[] = [];
+  await c.connect();
+  await c.subscribe({ topic, fromBeginning: true });
+  const deadline = Date.now() + (o.timeoutMs ?? 20_000);
+  await c.run({
+    eachMessage: ({ partition, message }) => {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries((message.headers ?? {}))) headers[k] = String(v);
+      out.push({ partition, offset: Number(message.offset), key: message.key?.toString('utf8') ?? null, value: message.value, headers });
+      return Promise.resolve();
+    },
+  });
+  while (Date.now() < deadline && !(o.until?.(out) ?? false)) await new Promise((r) => setTimeout(r, 100));
+  await c.disconnect();
+  return out.sort((a, b) => a.partition - b.partition || a.offset - b.offset);
+}
+
+/** A running `killswitch run` in Kafka mode; resolves once it logs that it is running. */
+export async function startProcessor(config: string): Promise<{ child: ReturnType<typeof startCli>; log: () => string; stop: (signal?: NodeJS.Signals) => Promise<number | null> }> {
+  const child = startCli(['run', '--config', config]);
+  let log = '';
+  child.stderr!.on('data', (b: Buffer) => (log += b.toString()));
+  child.stdout!.on('data', (b: Buffer) => (log += b.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const started = Date.now();
+  while (!log.includes('"partition assigned"') && !log.includes('"kafka mode running"')) {
+    if (child.exitCode !== null) throw new Error(`processor exited with ${child.exitCode}: ${log}`);
+    if (Date.now() - started > 60_000) throw new Error(`processor did not start: ${log}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    child,
+    log: () => log,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      // a process that does not stop within 30 s is a failure the caller sees (exit code null), not a hang
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      try {
+        return await exited;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}

@@ -1,0 +1,340 @@
+/**
+ * Kafka mode on the real broker (and registry) started by test/setup/kafka-global.ts: trips from
+ * kafkajs and kcat producers, exactly-once outputs under SIGKILL, scale-out, the DLQ, the ledger view,
+ * Schema Registry framing.
+ */
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, inject, it } from 'vitest';
+import { canonicalJson } from '../../src/core/canonical-json.js';
+import { Ed25519Signer, checkSignature } from '../../src/adapters/signing/ed25519-signer.js';
+import { generateSigningKey, loadJwks, loadSigningKey } from '../../src/adapters/signing/keys.js';
+import { buildKillEvent } from '../../src/core/documents.js';
+import { validator } from '../../src/schemas.js';
+import { decision, parseLines, runCli, tempDir, writeIn } from '../helpers/cli.js';
+import { createTopic, freshTopics, kafkaClient, kafkaConfig, produce, readTopic, startProcessor, type ReadRecord, type TestTopics } from '../helpers/kafka.js';
+
+const brokers = inject('kafkaBrokers');
+const registryUrl = inject('schemaRegistryUrl');
+
+type Doc = Record<string, unknown> & { agent_id: string; epoch: number; evidence?: Record<string, unknown> };
+
+const denies = (agent: string, n: number, from: number): { key: string; value: string }[] =>
+  Array.from({ length: n }, (_, i) => ({ key: agent, value: decision(agent, 'deny', from + i) }));
+
+const parse = (r: ReadRecord): Doc => JSON.parse(r.value!.toString('utf8')) as Doc;
+
+async function committedTotal(topics: TestTopics, group: string): Promise<number> {
+  const admin = kafkaClient(brokers).admin();
+  await admin.connect();
+  try {
+    const committed = (await admin.fetchOffsets({ groupId: group, topics: [topics.decisions] }))[0]?.partitions ?? [];
+    return committed.reduce((n, c) => n + Math.max(0, Number(c.offset)), 0);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Committed offsets of the group equal the high watermarks: everything produced is processed. */
+async function drained(topics: TestTopics, group: string, timeoutMs = 60_000): Promise<void> {
+  const admin = kafkaClient(brokers).admin();
+  await admin.connect();
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const high = await admin.fetchTopicOffsets(topics.decisions);
+      const committed = (await admin.fetchOffsets({ groupId: group, topics: [topics.decisions] }))[0]?.partitions ?? [];
+      const done = high.every((h) => Number(h.high) === 0 || Number(committed.find((c) => c.partition === h.partition)?.offset ?? -1) >= Number(h.high));
+      if (done) return;
+      if (Date.now() > deadline) throw new Error(`not drained: high ${JSON.stringify(high)} committed ${JSON.stringify(committed)}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+describe('killswitch run (Kafka mode)', () => {
+  it('trips on decisions produced with kafkajs and with kcat; kill event and addendum are committed, signed and schema-valid', async () => {
+    const dir = tempDir('kafka-trip-');
+    const topics = freshTopics('trip');
+    const cfg = kafkaConfig(dir, brokers, topics);
+    const proc = await startProcessor(cfg);
+    try {
+      const A = 'spiffe://example.org/agent/kafkajs';
+      const B = 'spiffe://example.org/agent/kcat';
+      await produce(brokers, topics.decisions, denies(A, 10, 0));
+      const lines = Array.from({ length: 10 }, (_, i) => `${B}\t${decision(B, 'deny', 100 + i, { session_id: 'kcat-session' })}`).join('\n') + '\n';
+      execFileSync('kcat', ['-b', brokers, '-t', topics.decisions, '-P', '-K', '\t'], { input: lines });
+      const kills = await readTopic(brokers, topics.kills, { until: (r) => r.length >= 2 });
+      const addenda = await readTopic(brokers, topics.addenda, { until: (r) => r.length >= 2 });
+      expect(kills.map((k) => k.key).sort()).toEqual([B, A].sort());
+      const trusted = loadJwks(join(dir, 'keys/jwks.json'));
+      for (const k of kills) {
+        const doc = parse(k);
+        expect(validator('killEvent')(doc)).toBe(true);
+        expect(checkSignature(doc, trusted)).toMatchObject({ ok: true });
+        expect(doc.evidence).toMatchObject({ calls: 10, denies: 10, source: { topic: topics.decisions } });
+      }
+      for (const a of addenda) {
+        const doc = parse(a);
+        expect(validator('addendum')(doc)).toBe(true);
+        expect(checkSignature(doc, trusted)).toMatchObject({ ok: true });
+        // the addendum sits in the addenda partition of its input partition, chained per partition
+        const source = (doc.evidence as { source: { partition: number } }).source;
+        expect(a.partition).toBe(source.partition);
+        expect(doc.chain).toEqual({ stream: `${topics.decisions}/${a.partition}`, sequence_number: 1, prev_hash: 'genesis' });
+      }
+      expect(parse(addenda.find((a) => a.key === B)!).session_ids).toEqual(['kcat-session']);
+    } finally {
+      expect(await proc.stop()).toBe(0);
+    }
+  });
+
+  it('sends every kind of bad record to the DLQ with its reason and source, and the good records around them still trip', async () => {
+    const dir = tempDir('kafka-dlq-');
+    const topics = freshTopics('dlq');
+    const cfg = kafkaConfig(dir, brokers, topics, { partitions: 1, registry: registryUrl });
+    const proc = await startProcessor(cfg);
+    try {
+      const A = 'spiffe://example.org/agent/dlq';
+      const framedUnknown = Buffer.concat([Buffer.from([0, 0x7f, 0xff, 0xff, 0xf0]), Buffer.from(decision(A, 'deny', 1))]);
+      const bad: { value: Buffer | string; key?: string; reason: string }[] = [
+        { value: Buffer.from([0xff, 0xfe, 0x00, 0x13, 0x37]), reason: 'invalid_json' },
+        { value: decision(A, 'deny', 1).slice(0, 30), reason: 'invalid_json' },
+        { value: JSON.stringify({ decision_id: 'x', agent_id: A, decision: 'deny' }), reason: 'schema_invalid' },
+        { value: decision('spiffe://EXAMPLE.org/a', 'deny', 1), reason: 'invalid_spiffe_id' },
+        { value: decision(A, 'deny', 1), key: 'spiffe://example.org/agent/other', reason: 'key_mismatch' },
+        { value: `{"pad":"${'x'.repeat(1_000_000)}"}`, reason: 'too_large' },
+        { value: framedUnknown, reason: 'unknown_schema' },
+      ];
+      const good = denies(A, 10, 10);
+      // one send per record: a record batch holding the 1 MB value and others would pass the broker's limit
+      for (const m of [...good.slice(0, 5), ...bad.map((b) => ({ key: b.key ?? A, value: b.value })), ...good.slice(5)]) {
+        await produce(brokers, topics.decisions, [m]);
+      }
+      const dlq = await readTopic(brokers, topics.dlq, { until: (r) => r.length >= bad.length });
+      expect(dlq.map((r) => r.headers['killswitch.reason'])).toEqual(bad.map((b) => b.reason));
+      dlq.forEach((r, i) => {
+        // the original bytes, untouched, with where they came from
+        expect(Buffer.compare(r.value!, Buffer.from(bad[i]!.value))).toBe(0);
+        expect(r.headers).toMatchObject({ 'killswitch.source.topic': topics.decisions, 'killswitch.source.partition': '0', 'killswitch.source.offset': String(5 + i) });
+        expect(r.headers['killswitch.message']!.length).toBeGreaterThan(0);
+      });
+      const kills = await readTopic(brokers, topics.kills, { until: (r) => r.length >= 1 });
+      expect(kills).toHaveLength(1);
+      expect(parse(kills[0]!).evidence).toMatchObject({ calls: 10, denies: 10, source: { offset_from: 0, offset_to: 16 } });
+    } finally {
+      await proc.stop();
+    }
+  });
+
+  it('decodes Schema Registry framing with a registered schema; the registry refuses an incompatible change', async () => {
+    const dir = tempDir('kafka-sr-');
+    const topics = freshTopics('sr');
+    const subject = `${topics.decisions}-value`;
+    // What a producer team registers: a draft-07 JSON schema of the decision (Apicurio checks
+    // compatibility of draft-07 schemas; our own 2020-12 contract schema still validates every value).
+    const producerSchema = {
+      $schema: 'http://json-schema.org/draft-07/schema#', type: 'object',
+      properties: { decision_id: { type: 'string' }, agent_id: { type: 'string' }, decision: { type: 'string' }, occurred_at: { type: 'string' } },
+      required: ['decision_id', 'decision', 'occurred_at'],
+    };
+    const schema = JSON.stringify(producerSchema);
+    const post = async (path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
+      const res = await fetch(`${registryUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/vnd.schemaregistry.v1+json' }, body: JSON.stringify(body) });
+      return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+    };
+    const put = await fetch(`${registryUrl}/config/${subject}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ compatibility: 'BACKWARD' }) });
+    expect(put.status).toBe(200);
+    const reg = await post(`/subjects/${subject}/versions`, { schemaType: 'JSON', schema });
+    expect(reg.status).toBe(200);
+    const id = reg.json.id as number;
+    // an incompatible change: a new required field that old records do not have
+    const incompatible = { ...producerSchema, required: [...producerSchema.required, 'tenant_id'], properties: { ...producerSchema.properties, tenant_id: { type: 'string' } } };
+    const refused = await post(`/subjects/${subject}/versions`, { schemaType: 'JSON', schema: JSON.stringify(incompatible) });
+    expect(refused.status).toBe(409);
+
+    const cfg = kafkaConfig(dir, brokers, topics, { partitions: 1, registry: registryUrl });
+    const proc = await startProcessor(cfg);
+    try {
+      const A = 'spiffe://example.org/agent/framed';
+      const frame = (json: string): Buffer => {
+        const header = Buffer.alloc(5);
+        header.writeUInt32BE(id, 1);
+        return Buffer.concat([header, Buffer.from(json)]);
+      };
+      await produce(brokers, topics.decisions, denies(A, 10, 0).map((m) => ({ key: m.key, value: frame(m.value) })));
+      const kills = await readTopic(brokers, topics.kills, { until: (r) => r.length >= 1 });
+      expect(kills.map((k) => k.key)).toEqual([A]);
+    } finally {
+      await proc.stop();
+    }
+  });
+
+  it('never lifts a block on restart; an unblock written to the ledger clears the owner\'s window', async () => {
+    const dir = tempDir('kafka-restart-');
+    const topics = freshTopics('restart');
+    const cfg = kafkaConfig(dir, brokers, topics, { partitions: 1 });
+    const A = 'spiffe://example.org/agent/restart';
+    let proc = await startProcessor(cfg);
+    await produce(brokers, topics.decisions, denies(A, 10, 0));
+    await readTopic(brokers, topics.kills, { until: (r) => r.length >= 1 });
+    expect(await proc.stop()).toBe(0);
+
+    proc = await startProcessor(cfg);
+    try {
+      await produce(brokers, topics.decisions, denies(A, 20, 20));
+      await drained(topics, `g-${topics.decisions}`);
+      expect((await readTopic(brokers, topics.kills, { timeoutMs: 2000 })).map((k) => parse(k).epoch)).toEqual([1]);
+
+      // An operator unblock of epoch 1, signed by the service key, written to the ledger by someone else.
+      const block = parse((await readTopic(brokers, topics.kills, { until: (r) => r.length >= 1 }))[0]!);
+      const unblock = new Ed25519Signer(loadSigningKey(join(dir, 'keys/signing-key.pem'))).sign(buildKillEvent({
+        action: 'unblock', agentId: A, epoch: block.epoch, trigger: 'operator', at: new Date().toISOString(), reason: 'false positive',
+        authorizedBy: 'oncall', killSwitch: block.kill_switch as never,
+      }), false);
+      await produce(brokers, topics.kills, [{ key: A, value: canonicalJson(unblock) }]);
+      await new Promise((r) => setTimeout(r, 1500));
+      // a fresh min_calls is needed: 9 denies do not trip, the 10th does, at epoch 2
+      await produce(brokers, topics.decisions, denies(A, 9, 100));
+      await drained(topics, `g-${topics.decisions}`);
+      expect((await readTopic(brokers, topics.kills, { timeoutMs: 2000 })).filter((k) => parse(k).action === 'block')).toHaveLength(1);
+      await produce(brokers, topics.decisions, denies(A, 1, 109));
+      const kills = await readTopic(brokers, topics.kills, { until: (r) => r.length >= 3 });
+      expect(kills.map((k) => [parse(k).action, parse(k).epoch])).toEqual([['block', 1], ['unblock', 1], ['block', 2]]);
+      expect(parse(kills[2]!).evidence).toMatchObject({ calls: 10, denies: 10 });
+    } finally {
+      await proc.stop();
+    }
+  });
+
+  it('ignores a forged kill event on the ledger (an unblock signed by an untrusted key)', async () => {
+    const dir = tempDir('kafka-forged-');
+    const topics = freshTopics('forged');
+    const cfg = kafkaConfig(dir, brokers, topics, { partitions: 1 });
+    const A = 'spiffe://example.org/agent/forged';
+    const proc = await startProcessor(cfg);
+    try {
+      await produce(brokers, topics.decisions, denies(A, 10, 0));
+      const block = parse((await readTopic(brokers, topics.kills, { until: (r) => r.length >= 1 }))[0]!);
+      const forged = new Ed25519Signer(generateSigningKey()).sign(buildKillEvent({
+        action: 'unblock', agentId: A, epoch: block.epoch, trigger: 'operator', at: new Date().toISOString(), reason: 'let me in',
+        authorizedBy: 'mallory', killSwitch: block.kill_switch as never,
+      }), false);
+      await produce(brokers, topics.kills, [{ key: A, value: canonicalJson(forged) }]);
+      await new Promise((r) => setTimeout(r, 1500));
+      // Had the forged unblock been obeyed, these would trip A again at epoch 2.
+      await produce(brokers, topics.decisions, denies(A, 15, 100));
+      await drained(topics, `g-${topics.decisions}`);
+      const blocks = (await readTopic(brokers, topics.kills, { timeoutMs: 2500 })).map(parse).filter((d) => d.action === 'block');
+      expect(blocks.map((b) => b.epoch)).toEqual([1]);
+      expect(proc.log()).toMatch(/ignored a kill event that does not verify/);
+    } finally {
+      await proc.stop();
+    }
+  });
+});
+
+/** Kill events compared without their source (file lines in replay, topic offsets in Kafka). */
+function comparable(doc: Doc): unknown {
+  const { signature: _s, issuer: _i, evidence, ...rest } = doc;
+  const { source: _src, ...ev } = (evidence ?? {});
+  return canonicalJson({ ...rest, evidence: ev });
+}
+
+/** What `killswitch replay` gives for the same decisions: each partition, in offset order, is one input. */
+async function replayOfTopic(dir: string, topics: TestTopics, cfg: string): Promise<string[]> {
+  const records = await readTopic(brokers, topics.decisions, { timeoutMs: 5000 });
+  const inputs: string[] = [];
+  for (const p of [...new Set(records.map((r) => r.partition))].sort()) {
+    const lines = records.filter((r) => r.partition === p).map((r) => r.value!.toString('utf8'));
+    inputs.push(writeIn(dir, `partition-${p}.ndjson`, lines.join('\n') + '\n'));
+  }
+  const r = runCli(['replay', '--config', cfg, ...inputs]);
+  expect(r.status).toBe(0);
+  return parseLines<Doc>(r.stdout).map(comparable).map(String).sort();
+}
+
+function decisionsWithTrips(n: number, identities: number, bad: number): { key: string; value: string }[] {
+  const out: { key: string; value: string }[] = [];
+  for (let i = 0; i < n; i++) {
+    const who = (i * 7919) % identities;
+    const agent = `spiffe://example.org/fleet/agent-${who}`;
+    const deny = who < bad ? i % 20 !== 0 : i % 5 === 0;
+    out.push({ key: agent, value: decision(agent, deny ? 'deny' : 'allow', i * 0.01) });
+  }
+  return out;
+}
+
+describe('exactly once, on the real broker', () => {
+  it('SIGKILLed at random moments and restarted, it writes exactly the kill events replay gives: nothing missing, nothing twice', async () => {
+    const dir = tempDir('kafka-crash-');
+    const topics = freshTopics('crash');
+    const cfg = kafkaConfig(dir, brokers, topics, { partitions: 3 });
+    const decisions = decisionsWithTrips(50_000, 1000, 300);
+    await createTopic(brokers, topics.decisions, 3);
+    await produce(brokers, topics.decisions, decisions);
+    const expected = await replayOfTopic(dir, topics, writeIn(dir, 'replay.json', JSON.stringify({ kill_switch: { enabled: true } })));
+    expect(expected.length).toBeGreaterThanOrEqual(200);
+
+    // Kill it while it works: each round waits for some progress, then SIGKILLs at a random moment.
+    const progress: number[] = [];
+    for (let round = 0; round < 4; round++) {
+      const before = await committedTotal(topics, `g-${topics.decisions}`);
+      const proc = await startProcessor(cfg);
+      const deadline = Date.now() + 30_000;
+      while ((await committedTotal(topics, `g-${topics.decisions}`)) === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 200)));
+      await proc.stop('SIGKILL');
+      progress.push(await committedTotal(topics, `g-${topics.decisions}`));
+    }
+    // it was killed mid-stream: work was left after every kill but the last may have finished it
+    expect(progress[0]!).toBeLessThan(decisions.length);
+    expect(new Set(progress).size).toBeGreaterThan(1);
+    const proc = await startProcessor(cfg);
+    try {
+      await drained(topics, `g-${topics.decisions}`, 120_000);
+    } catch (err) {
+      process.stderr.write(`processor log:\n${proc.log().slice(-6000)}\n`);
+      throw err;
+    } finally {
+      expect(await proc.stop()).toBe(0);
+    }
+    const written = (await readTopic(brokers, topics.kills, { until: (r) => r.length >= expected.length, timeoutMs: 20_000 })).map(parse);
+    expect(written.map(comparable).map(String).sort()).toEqual(expected);
+    // and every addendum chain is continuous: sequence 1..n per partition, no gap, no duplicate
+    const addenda = (await readTopic(brokers, topics.addenda, { until: (r) => r.length >= expected.length })).map(parse);
+    const byStream = new Map<string, number[]>();
+    for (const a of addenda) {
+      const c = a.chain as { stream: string; sequence_number: number };
+      byStream.set(c.stream, [...(byStream.get(c.stream) ?? []), c.sequence_number]);
+    }
+    for (const seqs of byStream.values()) expect(seqs).toEqual(seqs.map((_, i) => i + 1));
+  }, 300_000);
+
+  it('scales out: three instances in one group, one stopped mid-stream, the same kill events', async () => {
+    const dir = tempDir('kafka-scale-');
+    const topics = freshTopics('scale');
+    const cfg = kafkaConfig(dir, brokers, topics, { partitions: 6 });
+    const decisions = decisionsWithTrips(30_000, 600, 200);
+    const procs = [await startProcessor(cfg), await startProcessor(cfg), await startProcessor(cfg)];
+    let ok = false;
+    try {
+      await produce(brokers, topics.decisions, decisions.slice(0, 15_000));
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(await procs[1]!.stop()).toBe(0);
+      await produce(brokers, topics.decisions, decisions.slice(15_000));
+      await drained(topics, `g-${topics.decisions}`, 120_000);
+      ok = true;
+    } finally {
+      const codes = await Promise.all(procs.map((p) => p.stop()));
+      if (!ok) for (const p of procs) process.stderr.write(p.log().slice(-4000) + '\n----\n');
+      expect(codes).toEqual([0, 0, 0]);
+    }
+    const expected = await replayOfTopic(dir, topics, writeIn(dir, 'replay.json', JSON.stringify({ kill_switch: { enabled: true } })));
+    expect(expected.length).toBeGreaterThanOrEqual(100);
+    const written = (await readTopic(brokers, topics.kills, { until: (r) => r.length >= expected.length })).map(parse);
+    expect(written.map(comparable).map(String).sort()).toEqual(expected);
+  }, 300_000);
+});
