@@ -11,7 +11,7 @@ import { Ed25519Signer, checkSignature } from '../../src/adapters/signing/ed2551
 import { generateSigningKey, loadJwks, loadSigningKey } from '../../src/adapters/signing/keys.js';
 import { buildKillEvent } from '../../src/core/documents.js';
 import { validator } from '../../src/schemas.js';
-import { decision, parseLines, runCli, tempDir, writeIn } from '../helpers/cli.js';
+import { decision, parseLines, runCli, T0, tempDir, writeIn } from '../helpers/cli.js';
 import { createTopic, freshTopics, kafkaClient, kafkaConfig, produce, readTopic, startProcessor, type ReadRecord, type TestTopics } from '../helpers/kafka.js';
 
 const brokers = inject('kafkaBrokers');
@@ -58,7 +58,8 @@ describe('killswitch run (Kafka mode)', () => {
   it('trips on decisions produced with kafkajs and with kcat; kill event and addendum are committed, signed and schema-valid', async () => {
     const dir = tempDir('kafka-trip-');
     const topics = freshTopics('trip');
-    const cfg = kafkaConfig(dir, brokers, topics);
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const cfg = kafkaConfig(dir, brokers, topics, { http: `127.0.0.1:${port}` });
     const proc = await startProcessor(cfg);
     try {
       const A = 'spiffe://example.org/agent/kafkajs';
@@ -86,6 +87,14 @@ describe('killswitch run (Kafka mode)', () => {
         expect(doc.chain).toEqual({ stream: `${topics.decisions}/${a.partition}`, sequence_number: 1, prev_hash: 'genesis' });
       }
       expect(parse(addenda.find((a) => a.key === B)!).session_ids).toEqual(['kcat-session']);
+      // metrics count what happened, and no SPIFFE ID appears in any label
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(metrics).toMatch(/^killswitch_trips_total 2$/m);
+      expect(metrics).toMatch(/^killswitch_decisions_total\{class="deny"\} 20$/m);
+      expect(metrics).toMatch(/^killswitch_blocked_identities 2$/m);
+      expect(metrics).not.toContain('spiffe://');
+      expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${port}/metrics`, { method: 'POST', body: 'x' })).status).toBe(405);
     } finally {
       expect(await proc.stop()).toBe(0);
     }
@@ -256,13 +265,17 @@ async function replayOfTopic(dir: string, topics: TestTopics, cfg: string): Prom
   return parseLines<Doc>(r.stdout).map(comparable).map(String).sort();
 }
 
-function decisionsWithTrips(n: number, identities: number, bad: number): { key: string; value: string }[] {
-  const out: { key: string; value: string }[] = [];
+/**
+ * Records stamped with their decision's event time (hours in the past), as a producer replaying history
+ * would: restore must find the window by the committed records' timestamps, not by the wall clock.
+ */
+function decisionsWithTrips(n: number, identities: number, bad: number): { key: string; value: string; timestamp: string }[] {
+  const out: { key: string; value: string; timestamp: string }[] = [];
   for (let i = 0; i < n; i++) {
     const who = (i * 7919) % identities;
     const agent = `spiffe://example.org/fleet/agent-${who}`;
     const deny = who < bad ? i % 20 !== 0 : i % 5 === 0;
-    out.push({ key: agent, value: decision(agent, deny ? 'deny' : 'allow', i * 0.01) });
+    out.push({ key: agent, value: decision(agent, deny ? 'deny' : 'allow', i * 0.01), timestamp: String(T0 + i * 10) });
   }
   return out;
 }
@@ -283,8 +296,9 @@ describe('exactly once, on the real broker', () => {
     for (let round = 0; round < 4; round++) {
       const before = await committedTotal(topics, `g-${topics.decisions}`);
       const proc = await startProcessor(cfg);
-      const deadline = Date.now() + 30_000;
+      const deadline = Date.now() + 45_000;
       while ((await committedTotal(topics, `g-${topics.decisions}`)) === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      if (Date.now() >= deadline) process.stderr.write(`round ${round}: no progress in 45 s; processor log:\n${proc.log().slice(-8000)}\n`);
       await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 200)));
       await proc.stop('SIGKILL');
       progress.push(await committedTotal(topics, `g-${topics.decisions}`));

@@ -82,6 +82,8 @@ export class PartitionReader {
         if (!wanted.has(p)) return;
         for (const m of batch.messages) this.o.onMessage(p, m);
         this.lastSeen.set(p, Number(batch.lastOffset()));
+        // without this the next fetch starts at the same offset again (auto-resolve is off)
+        payload.resolveOffset(batch.lastOffset());
         const high = remaining.get(p);
         if (high !== undefined && Number(batch.lastOffset()) + 1 >= high - MARKER_SLACK) {
           remaining.delete(p);

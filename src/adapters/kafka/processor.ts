@@ -154,7 +154,9 @@ export class KafkaProcessor {
 
     const consumer = kafka.consumer({
       groupId: this.o.groupId, readUncommitted: false, allowAutoTopicCreation: false,
-      sessionTimeout: this.o.sessionTimeoutMs, rebalanceTimeout: 60_000, heartbeatInterval: Math.max(500, Math.floor(this.o.sessionTimeoutMs / 10)),
+      // A member killed mid-rebalance holds the group up to the rebalance timeout, not the session
+      // timeout; our batches are short, so twice the session timeout is plenty to rejoin.
+      sessionTimeout: this.o.sessionTimeoutMs, rebalanceTimeout: Math.max(10_000, 2 * this.o.sessionTimeoutMs), heartbeatInterval: Math.max(500, Math.floor(this.o.sessionTimeoutMs / 10)),
     });
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
@@ -176,6 +178,7 @@ export class KafkaProcessor {
   }
 
   private fail(err: unknown): void {
+    this.stopping = true;
     this.o.log.error({ err: (err as Error).message }, 'kafka processing failed; stopping so a restart restores from committed state');
     this.failure?.(err);
   }
@@ -221,6 +224,7 @@ export class KafkaProcessor {
     // its old owner's open transaction and stops it from committing anything more. Only then are the
     // committed offsets, the ledger and the chain tips final.
     const producers = new Map<number, Producer>();
+    log.info({ partitions: fresh }, 'assignment: fencing previous owners');
     for (const p of fresh) {
       const producer = this.o.kafka.producer({
         transactionalId: `${this.o.groupId}.${topics.decisions}.${p}`,
@@ -229,34 +233,62 @@ export class KafkaProcessor {
       await producer.connect();
       producers.set(p, producer);
     }
+    log.info({ partitions: fresh }, 'assignment: reading the ledger to its end');
     await this.ledgerReader!.catchUpNow();
     const admin = this.admin!;
     const committed = await retrying(() => admin.fetchOffsets({ groupId: this.o.groupId, topics: [topics.decisions] }));
     const committedOf = new Map((committed[0]?.partitions ?? []).map((x) => [x.partition, Number(x.offset)]));
     const bounds = new Map((await retrying(() => admin.fetchTopicOffsets(topics.decisions))).map((o) => [o.partition, Number(o.low)]));
+    log.info({ partitions: fresh }, 'assignment: reading chain tips');
     await this.restoreChainTips(fresh);
+    log.info({ partitions: fresh }, 'assignment: finding restore offsets');
+    const liveFromOf = new Map(fresh.map((p) => [p, Math.max(committedOf.get(p) ?? -1, bounds.get(p) ?? 0, 0)]));
+    const restoreFromOf = await this.restoreStarts(liveFromOf);
     for (const p of fresh) {
-      const liveFrom = Math.max(committedOf.get(p) ?? -1, bounds.get(p) ?? 0, 0);
-      const restoreFrom = await this.restoreStart(p, liveFrom);
+      const liveFrom = liveFromOf.get(p)!;
+      const restoreFrom = restoreFromOf.get(p)!;
       const evaluator = new Evaluator(this.o.tripConfig, this.fold);
       const clock = evaluator.openStream(partitionStream(topics.decisions, p), { topic: topics.decisions, partition: p });
       this.partitionsState.set(p, { evaluator, clock, liveFrom, producer: producers.get(p)!, restoreStartedAt: performance.now(), restored: restoreFrom >= liveFrom });
-      if (restoreFrom < liveFrom) this.consumer!.seek({ topic: topics.decisions, partition: p, offset: String(restoreFrom) });
+      if (restoreFrom < liveFrom) this.consumer!.seek({ topic: topics.decisions, partition: p, offset: String(restoreFrom) }); // throws if the consumer stopped: the assignment chain fails the processor
       log.info({ partition: p, live_from: liveFrom, restore_from: restoreFrom }, 'partition assigned');
     }
   }
 
-  /** Where to start re-reading a partition so every window that is open at `liveFrom` is rebuilt. */
-  private async restoreStart(partition: number, liveFrom: number): Promise<number> {
-    if (liveFrom <= 0) return liveFrom;
-    // Event time is in the records; the broker indexes record timestamps. Producers stamp records at or
-    // after the decision, so the offset of (now - window - lateness - margin) is early enough.
+  /**
+   * Where to start re-reading each partition so every window open at its committed offset is rebuilt:
+   * the offset of (timestamp of the last committed record - window - lateness - 60 s). Record timestamps
+   * are at or after the decision's event time (producers stamp when they send), so no record whose event
+   * time can still be in a window is left out. Using the last committed record, not the wall clock, keeps
+   * this right after any downtime.
+   */
+  private async restoreStarts(liveFrom: ReadonlyMap<number, number>): Promise<Map<number, number>> {
+    const lastTs = new Map<number, number>();
+    const from = [...liveFrom].filter(([, off]) => off > 0).map(([partition, off]) => ({ partition, offset: off - 1 }));
+    if (from.length > 0) {
+      const reader = new PartitionReader({
+        kafka: this.o.kafka, topic: this.o.topics.decisions, groupPrefix: `${this.o.groupId}.restore`, follow: false, from,
+        onMessage: (p, m) => {
+          if (!lastTs.has(p)) lastTs.set(p, Number(m.timestamp));
+        },
+      });
+      await reader.start();
+      await reader.caughtUp;
+      await reader.stop();
+    }
     const ks = this.o.tripConfig;
-    const from = Date.now() - ks.windowMs - ks.latenessMs - 60_000;
-    const offsets = await retrying(() => this.admin!.fetchTopicOffsetsByTimestamp(this.o.topics.decisions, from));
-    const at = offsets.find((o) => o.partition === partition);
-    const off = at === undefined ? 0 : Number(at.offset);
-    return off < 0 ? liveFrom : Math.min(off, liveFrom);
+    const starts = new Map<number, number>();
+    for (const [p, live] of liveFrom) {
+      if (live <= 0) {
+        starts.set(p, live);
+        continue;
+      }
+      const ts = Math.min(lastTs.get(p) ?? Date.now(), Date.now()) - ks.windowMs - ks.latenessMs - 60_000;
+      const offsets = await retrying(() => this.admin!.fetchTopicOffsetsByTimestamp(this.o.topics.decisions, ts));
+      const at = Number(offsets.find((o) => o.partition === p)?.offset ?? 0);
+      starts.set(p, at < 0 ? live : Math.min(at, live));
+    }
+    return starts;
   }
 
   /** The chain of partition p continues from the last committed addendum of addenda partition p. */
@@ -286,7 +318,7 @@ export class KafkaProcessor {
     const { topics, metrics } = this.o;
     const p = batch.partition;
     const st = this.partitionsState.get(p);
-    if (st === undefined || isStale() || !isRunning()) return; // not ours (yet), or a seek is pending
+    if (st === undefined || this.stopping || isStale() || !isRunning()) return; // not ours (yet), a seek is pending, or stopping
     const started = performance.now();
     const kills: Message[] = [];
     const addenda: Message[] = [];
@@ -326,12 +358,14 @@ export class KafkaProcessor {
     if (last < 0) return; // restore only: nothing to commit
     const trx = await st.producer.transaction();
     try {
-      if (kills.length > 0) await trx.send({ topic: topics.kills, messages: kills });
-      if (addenda.length > 0) await trx.send({ topic: topics.addenda, messages: addenda });
+      // CONCURRENT_TRANSACTIONS (the coordinator still finishing a fenced predecessor's transaction) and
+      // other retriable answers are retried; the transaction stays the same.
+      if (kills.length > 0) await retrying(() => trx.send({ topic: topics.kills, messages: kills }));
+      if (addenda.length > 0) await retrying(() => trx.send({ topic: topics.addenda, messages: addenda }));
       // Each send is its own record batch: keep every batch under the broker's message size limit.
-      for (const group of bySize(dlq, 512 * 1024)) await trx.send({ topic: topics.dlq, messages: group });
-      await trx.sendOffsets({ consumerGroupId: this.o.groupId, topics: [{ topic: topics.decisions, partitions: [{ partition: p, offset: String(last + 1) }] }] });
-      await trx.commit();
+      for (const group of bySize(dlq, 512 * 1024)) await retrying(() => trx.send({ topic: topics.dlq, messages: group }));
+      await retrying(() => trx.sendOffsets({ consumerGroupId: this.o.groupId, topics: [{ topic: topics.decisions, partitions: [{ partition: p, offset: String(last + 1) }] }] }));
+      await retrying(() => trx.commit());
     } catch (err) {
       await trx.abort().catch(() => undefined);
       if (isFenced(err)) {
@@ -344,9 +378,11 @@ export class KafkaProcessor {
         return;
       }
       // The evaluator already counted this batch and may have latched trips that were not committed:
-      // the only safe state is the committed one, which a restart restores.
+      // the only safe state is the committed one, which a restart restores. Stop consuming and let the
+      // process exit (throwing here would make kafkajs restart the consumer on a state it cannot trust).
+      this.partitionsState.clear();
       this.fail(err);
-      throw err;
+      return;
     }
     metrics.batchSeconds.observe((performance.now() - started) / 1000);
     metrics.lag.set({ partition: String(p) }, Math.max(0, Number(batch.highWatermark) - 1 - last));
@@ -372,11 +408,14 @@ export class KafkaProcessor {
     const log = this.o.log;
     // Disconnecting the consumer waits for the batch in hand, whose transaction commits or aborts.
     await bounded(this.consumer?.disconnect(), 'consumer', log);
-    await bounded(this.assignments, 'assignment in progress', log);
-    for (const st of this.partitionsState.values()) await bounded(st.producer.disconnect(), 'producer', log);
+    // The rest in parallel, each bounded: a client that does not let go must not hold the shutdown.
+    await Promise.all([
+      bounded(this.assignments, 'assignment in progress', log),
+      ...[...this.partitionsState.values()].map((st) => bounded(st.producer.disconnect(), 'producer', log)),
+      bounded(this.ledgerReader?.stop(), 'ledger reader', log),
+    ]);
     this.partitionsState.clear();
-    await bounded(this.ledgerReader?.stop(), 'ledger reader', log);
-    await bounded(this.admin?.disconnect(), 'admin', log);
+    await bounded(this.admin?.disconnect(), 'admin', log, 3000);
   }
 
   get instanceId(): string {
