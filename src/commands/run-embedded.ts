@@ -99,6 +99,10 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
     out.write(`\n${stop.signal.aborted ? 'stopped' : 'done'}: ${plural(c.decisions, 'decision')} from ${plural(inputs.length, 'input')}: ` +
       `${plural(c.trips, 'new block')}, ${plural(c.invalid, 'invalid line')} skipped${c.invalid > 0 ? ` (kept in ${paths.dlq})` : ''}, ` +
       `${st.late} late, ${st.anonymous} anonymous\n`);
+    if (evaluator.liveEvictions > 0) {
+      log.warn({ evicted: evaluator.liveEvictions, last: evaluator.lastLiveEvicted }, 'tracked-identity cap reached: live windows evicted (raise limits.max_tracked_identities)');
+      out.write(`warning: ${evaluator.liveEvictions} identities with live windows were evicted at limits.max_tracked_identities\n`);
+    }
     const blocked = [...evaluator.ledger.blockedIdentities()];
     out.write(blocked.length === 0 ? 'no identity is blocked\n' : `blocked identities (${blocked.length}):\n`);
     for (const s of blocked) out.write(`  ${s.agentId}  epoch ${s.epoch}, ${s.entry.trigger ?? 'deny_rate'}, since ${s.entry.at ?? '?'}\n`);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { canonicalDigest } from '../../src/core/hash.js';
 import {
-  signedConfigFile, type KillEventLine, ndjson, parseLines, repeat, runCli, startCli, tempDir, writeIn,
+  configFile, decision, signedConfigFile, type KillEventLine, ndjson, parseLines, repeat, runCli, startCli, tempDir, writeIn,
 } from '../helpers/cli.js';
 
 const SCRAPER = 'spiffe://example.org/ns/prod/sa/scraper-agent';
@@ -104,6 +104,20 @@ describe('killswitch run (embedded mode)', () => {
     const log = parseLines<{ level: number; msg: string; line: number }>(r.stderr);
     expect(log).toEqual([expect.objectContaining({ level: 40, msg: 'invalid decision skipped', line: 1 })]);
     expect(r.stderr).not.toContain('not json'); // payloads stay out of logs
+  });
+
+  it('warns when the tracked-identity cap evicts identities whose windows were still live', () => {
+    const dir = tempDir('cap-');
+    signedConfigFile(dir); // makes the keys
+    const cfg = configFile(dir, {}, {
+      limits: { max_tracked_identities: 2 },
+      signing: { private_key_file: join(dir, 'keys/signing-key.pem'), jwks_file: join(dir, 'keys/jwks.json') },
+    });
+    const lines = [0, 1, 2, 0, 1, 2].map((i, n) => decision(`spiffe://example.org/agent/${i}`, 'allow', n));
+    const r = runCli(['run', '--config', cfg, writeIn(dir, 'in.ndjson', ndjson(lines))]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^warning: \d+ identities with live windows were evicted at limits.max_tracked_identities$/m);
+    expect(r.stderr).toContain('tracked-identity cap reached');
   });
 
   it('holds data_dir against a second process, and stops cleanly on SIGTERM', async () => {

@@ -51,6 +51,7 @@ interface PartitionState {
   readonly producer: Producer;
   readonly restoreStartedAt: number;
   restored: boolean;
+  liveEvictionsSeen: number;
 }
 
 const CLASS_LABEL: Record<DecisionClass, string> = {
@@ -249,7 +250,7 @@ export class KafkaProcessor {
       const restoreFrom = restoreFromOf.get(p)!;
       const evaluator = new Evaluator(this.o.tripConfig, this.fold);
       const clock = evaluator.openStream(partitionStream(topics.decisions, p), { topic: topics.decisions, partition: p });
-      this.partitionsState.set(p, { evaluator, clock, liveFrom, producer: producers.get(p)!, restoreStartedAt: performance.now(), restored: restoreFrom >= liveFrom });
+      this.partitionsState.set(p, { evaluator, clock, liveFrom, producer: producers.get(p)!, restoreStartedAt: performance.now(), restored: restoreFrom >= liveFrom, liveEvictionsSeen: 0 });
       if (restoreFrom < liveFrom) this.consumer!.seek({ topic: topics.decisions, partition: p, offset: String(restoreFrom) }); // throws if the consumer stopped: the assignment chain fails the processor
       log.info({ partition: p, live_from: liveFrom, restore_from: restoreFrom }, 'partition assigned');
     }
@@ -387,6 +388,12 @@ export class KafkaProcessor {
     metrics.batchSeconds.observe((performance.now() - started) / 1000);
     metrics.lag.set({ partition: String(p) }, Math.max(0, Number(batch.highWatermark) - 1 - last));
     metrics.tracked.set([...this.partitionsState.values()].reduce((n, s) => n + s.evaluator.trackedIdentities, 0));
+    const evicted = st.evaluator.liveEvictions - st.liveEvictionsSeen;
+    if (evicted > 0) {
+      st.liveEvictionsSeen += evicted;
+      metrics.liveEvictions.inc(evicted);
+      this.o.log.warn({ partition: p, evicted, last: st.evaluator.lastLiveEvicted }, 'tracked-identity cap reached: live windows evicted (raise limits.max_tracked_identities)');
+    }
     metrics.blocked.set(this.fold.blocked);
     await payload.heartbeat();
   }
