@@ -4,7 +4,7 @@
  * Appends are fsynced before a trip counts as written; at start the ledger is read back so a restart
  * never lifts a block and every addendum chain continues where it stopped.
  */
-import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync,
+import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync,
   unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalJson } from '../../core/canonical-json.js';
@@ -163,10 +163,5 @@ export class LedgerFileSink implements TripSink {
     }
     return Promise.resolve();
   }
-}
-
-/** Size of a file, 0 when absent. */
-export function fileSize(file: string): number {
-  return existsSync(file) ? statSync(file).size : 0;
 }
 

@@ -131,10 +131,6 @@ export class KafkaProcessor {
     });
   }
 
-  get blocked(): number {
-    return this.fold.blocked;
-  }
-
   async start(): Promise<void> {
     const { kafka, topics, log } = this.o;
     const admin = kafka.admin();
