@@ -100,6 +100,34 @@ describe('killswitch run (Kafka mode)', () => {
     }
   });
 
+  it('refuses to start, in one line with exit 2, when an existing topic is set up wrongly', async () => {
+    const dir = tempDir('kafka-topics-');
+    const admin = kafkaClient(brokers).admin();
+    await admin.connect();
+    const notCompacted = freshTopics('badkills');
+    const wrongCount = freshTopics('badaddenda');
+    try {
+      await admin.createTopics({
+        topics: [
+          { topic: notCompacted.kills, numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'delete' }] },
+          { topic: wrongCount.decisions, numPartitions: 3 },
+          { topic: wrongCount.addenda, numPartitions: 2 },
+        ],
+        waitForLeaders: true,
+      });
+    } finally {
+      await admin.disconnect();
+    }
+    const kills = runCli(['run', '--config', kafkaConfig(dir, brokers, notCompacted)]);
+    expect(kills.status).toBe(2);
+    expect(kills.stderr.trim().split('\n').filter((l) => !l.startsWith('{'))).toEqual([
+      `killswitch: kafka topic ${notCompacted.kills} has cleanup.policy=delete; the block ledger must be compacted (cleanup.policy=compact), or old blocks are deleted`,
+    ]);
+    const addenda = runCli(['run', '--config', kafkaConfig(dir, brokers, wrongCount)]);
+    expect(addenda.status).toBe(2);
+    expect(addenda.stderr).toContain(`killswitch: kafka topic ${wrongCount.addenda} has 2 partitions but ${wrongCount.decisions} has 3`);
+  });
+
   it('sends every kind of bad record to the DLQ with its reason and source, and the good records around them still trip', async () => {
     const dir = tempDir('kafka-dlq-');
     const topics = freshTopics('dlq');
