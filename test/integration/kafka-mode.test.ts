@@ -319,21 +319,23 @@ describe('exactly once, on the real broker', () => {
     const expected = await replayOfTopic(dir, topics, writeIn(dir, 'replay.json', JSON.stringify({ kill_switch: { enabled: true } })));
     expect(expected.length).toBeGreaterThanOrEqual(200);
 
-    // Kill it while it works: each round waits for some progress, then SIGKILLs at a random moment.
+    // Kill it while it works: each round waits for the first committed progress, then SIGKILLs at a
+    // random moment soon after. Rounds stop once everything is committed.
     const progress: number[] = [];
     for (let round = 0; round < 4; round++) {
       const before = await committedTotal(topics, `g-${topics.decisions}`);
+      if (before >= decisions.length) break;
       const proc = await startProcessor(cfg);
       const deadline = Date.now() + 45_000;
-      while ((await committedTotal(topics, `g-${topics.decisions}`)) === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      while ((await committedTotal(topics, `g-${topics.decisions}`)) === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       if (Date.now() >= deadline) process.stderr.write(`round ${round}: no progress in 45 s; processor log:\n${proc.log().slice(-8000)}\n`);
-      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 200)));
+      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 100)));
       await proc.stop('SIGKILL');
       progress.push(await committedTotal(topics, `g-${topics.decisions}`));
     }
-    // it was killed mid-stream: work was left after every kill but the last may have finished it
+    // it was killed mid-stream, with work committed before the kill and work left after it
+    expect(progress[0]!).toBeGreaterThan(0);
     expect(progress[0]!).toBeLessThan(decisions.length);
-    expect(new Set(progress).size).toBeGreaterThan(1);
     const proc = await startProcessor(cfg);
     try {
       await drained(topics, `g-${topics.decisions}`, 120_000);
