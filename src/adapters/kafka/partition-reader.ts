@@ -22,6 +22,8 @@ export interface PartitionReaderOptions {
   readonly onMessage: (partition: number, message: KafkaMessage) => void;
   /** keep following after catching up (the ledger follower) or stop (a one-off read) */
   readonly follow: boolean;
+  /** a partition is done after its first batch (reading one record at a known offset, not the rest) */
+  readonly firstBatchOnly?: boolean;
 }
 
 const QUIET_MS = 1000;
@@ -85,7 +87,7 @@ export class PartitionReader {
         // without this the next fetch starts at the same offset again (auto-resolve is off)
         payload.resolveOffset(batch.lastOffset());
         const high = remaining.get(p);
-        if (high !== undefined && Number(batch.lastOffset()) + 1 >= high - MARKER_SLACK) {
+        if (high !== undefined && (this.o.firstBatchOnly === true || Number(batch.lastOffset()) + 1 >= high - MARKER_SLACK)) {
           remaining.delete(p);
           if (remaining.size === 0) this.caughtUpResolve!();
         }

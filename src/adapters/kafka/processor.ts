@@ -264,7 +264,7 @@ export class KafkaProcessor {
     const from = [...liveFrom].filter(([, off]) => off > 0).map(([partition, off]) => ({ partition, offset: off - 1 }));
     if (from.length > 0) {
       const reader = new PartitionReader({
-        kafka: this.o.kafka, topic: this.o.topics.decisions, groupPrefix: `${this.o.groupId}.restore`, follow: false, from,
+        kafka: this.o.kafka, topic: this.o.topics.decisions, groupPrefix: `${this.o.groupId}.restore`, follow: false, firstBatchOnly: true, from,
         onMessage: (p, m) => {
           if (!lastTs.has(p)) lastTs.set(p, Number(m.timestamp));
         },
