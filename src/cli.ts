@@ -12,8 +12,9 @@ import { createLogger } from './adapters/log/logger.js';
 import { replay } from './commands/replay.js';
 import { runEmbedded } from './commands/run-embedded.js';
 import { runKafka } from './commands/run-kafka.js';
+import { runAuthz } from './commands/authz.js';
 import { generateKeys, SIGNING_KEY_FILE } from './commands/keys.js';
-import { loadSigningKey } from './adapters/signing/keys.js';
+import { loadJwks, loadSigningKey } from './adapters/signing/keys.js';
 import { signingSetup } from './commands/signing.js';
 import { verify } from './commands/verify.js';
 import { USAGE, usageError } from './commands/usage.js';
@@ -103,8 +104,17 @@ async function main(argv: string[]): Promise<number> {
         (g.retired === undefined ? '' : `  previous key kept as ${g.retired}; its public key stays trusted\n`));
       return 0;
     }
-    case 'authz':
-      return notYet(command);
+    case 'authz': {
+      const { values, positionals } = parse(rest, { config: { type: 'string' } });
+      if (positionals.length > 0) throw usageError(`authz: unexpected argument "${positionals[0]}"`);
+      const config = loadConfig(requireString(values, 'config', 'authz'));
+      // the public keys are enough; the private key is read only when no JWKS is configured
+      const trusted = config.signing?.jwks_file !== undefined ? loadJwks(config.signing.jwks_file) : signingSetup(config, { requireKey: false }).trusted;
+      const code = await runAuthz(config, trusted, createLogger(config.log.level));
+      // a Kafka client that did not let go of a socket must not keep a stopped endpoint alive
+      setTimeout(() => process.exit(code), 2000).unref();
+      return code;
+    }
     default:
       throw usageError(`unknown command "${command}" (try: killswitch --help)`);
   }

@@ -44,7 +44,14 @@ export interface Config {
   readonly schema_registry?: { readonly url: string; readonly basic_auth?: { readonly username: string; readonly password: string } };
   readonly signing?: { readonly private_key_file?: string; readonly jwks_file?: string; readonly allow_unsigned: boolean };
   readonly http?: { readonly listen: string; readonly tokens?: readonly HttpToken[]; readonly max_body_bytes: number };
-  readonly authz?: { readonly listen: string; readonly identity_header: string };
+  readonly authz?: {
+    readonly listen: string;
+    readonly identity_header: string;
+    readonly chain_header?: string;
+    readonly failure_mode: 'closed' | 'open';
+    readonly max_staleness_seconds: number;
+    readonly metrics_listen?: string;
+  };
 }
 
 /**

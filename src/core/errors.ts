@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   SIGNING_REQUIRED: { status: undefined, retryable: false, summary: 'the kill switch is enabled but no signing key is configured (set signing.private_key_file, or signing.allow_unsigned: true)' },
   KAFKA_FAILED: { status: undefined, retryable: true, summary: 'Kafka mode could not start or stopped on an error it cannot recover from in place (broker unreachable, transaction failed)' },
   KILL_SWITCH_TRIPPED: { status: 403, retryable: false, summary: 'the identity is blocked by the kill switch (CONTRACTS.md section 6)' },
+  KILL_SWITCH_UNAVAILABLE: { status: 503, retryable: true, summary: 'a session guard with failure_mode closed cannot vouch for the identity: the block ledger is not read to its end yet, unreachable, or stale beyond max_staleness' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

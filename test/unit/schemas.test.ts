@@ -284,7 +284,7 @@ describe('config.schema.json', () => {
     });
     expect(cfg.signing).toEqual({ private_key_file: 'key.pem', jwks_file: 'jwks.json', allow_unsigned: false });
     expect(cfg.http).toEqual({ listen: '127.0.0.1:8080', max_body_bytes: 1_048_576 });
-    expect(cfg.authz).toEqual({ listen: '127.0.0.1:8181', identity_header: 'x-spiffe-id' });
+    expect(cfg.authz).toEqual({ listen: '127.0.0.1:8181', identity_header: 'x-spiffe-id', failure_mode: 'closed', max_staleness_seconds: 30 });
   });
 
   it('accepts the CONTRACTS.md section 8 example', () => {

@@ -24,6 +24,8 @@ export interface PartitionReaderOptions {
   readonly follow: boolean;
   /** a partition is done after its first batch (reading one record at a known offset, not the rest) */
   readonly firstBatchOnly?: boolean;
+  /** called after every fetch from the broker, empty ones included: the reader is in touch */
+  readonly onFetch?: () => void;
 }
 
 const QUIET_MS = 1000;
@@ -67,6 +69,8 @@ export class PartitionReader {
       }, QUIET_MS);
       quiet.unref();
     };
+    const onFetch = this.o.onFetch;
+    if (onFetch !== undefined) consumer.on(consumer.events.FETCH, () => onFetch());
     consumer.on(consumer.events.GROUP_JOIN, () => {
       for (const [partition, offset] of wanted) consumer.seek({ topic, partition, offset: String(offset) });
       armQuiet();

@@ -1,0 +1,292 @@
+/**
+ * The session guard: follows the block ledger, trusts only kill events signed by a trusted key, and
+ * answers `check(agentId)` from memory (one hash lookup; no I/O, no allocation).
+ *
+ * States: `starting` until the ledger has been read to its end once, then `ready`; `stale` when the
+ * source has not been in touch for `maxStalenessMs`, and `ready` again once it is. While not `ready`,
+ * `failureMode: 'closed'` (the default) refuses every non-anonymous request with 503
+ * KILL_SWITCH_UNAVAILABLE and `'open'` lets it through; blocks already known are refused in both.
+ * Every change of state is logged and counted.
+ */
+import type { Registry } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
+import { LedgerFold, type IdentityState } from '../core/ledger-fold.js';
+import type { KillEvent } from '../core/documents.js';
+import { KillSwitchError } from '../core/errors.js';
+import { checkSignature } from '../adapters/signing/ed25519-signer.js';
+import type { TrustedKey } from '../adapters/signing/keys.js';
+import type { Logger } from '../ports/logger.js';
+import { validator } from '../schemas.js';
+import type { LedgerSink, LedgerSource } from './ledger-source.js';
+import { ALLOWED, refusalError, trippedFor, unavailable, type CheckResult, type Tripped, type Unavailable } from './refusal.js';
+
+export type GuardState = 'starting' | 'ready' | 'stale';
+export type FailureMode = 'closed' | 'open';
+
+export interface SessionGuardSettings {
+  readonly source: LedgerSource;
+  readonly trusted: ReadonlyMap<string, TrustedKey>;
+  readonly failureMode: FailureMode;
+  readonly maxStalenessMs: number;
+  readonly log: Logger;
+  readonly registry: Registry;
+}
+
+export interface BlockInfo {
+  readonly agentId: string;
+  readonly epoch: number;
+  /** the kill event as read from the ledger (signature checked) */
+  readonly event: KillEvent;
+  /** the section 6 refusal this identity now gets */
+  readonly refusal: Tripped;
+}
+
+export type RejectReason = 'invalid_json' | 'schema_invalid' | 'too_large' | 'unsigned' | 'unknown_kid' | 'bad_signature' | 'jwk_mismatch';
+
+const MAX_EVENT_BYTES = 64 * 1024;
+const RESTART_MIN_MS = 500;
+const RESTART_MAX_MS = 10_000;
+
+export class SessionGuard {
+  private readonly fold = new LedgerFold();
+  private readonly tripped = new Map<string, Tripped>();
+  private readonly validate = validator('killEvent');
+  private readonly blockListeners: ((b: BlockInfo) => void)[] = [];
+  private readonly unblockListeners: ((agentId: string, event: KillEvent) => void)[] = [];
+  private currentState: GuardState = 'starting';
+  /** the refusal for everyone non-anonymous while closed and not ready; undefined when not refusing */
+  private refuseAll: Unavailable | undefined;
+  private lastAlive = 0;
+  private sourceStartedAt = 0;
+  private sourceCaughtUp = false;
+  private lastTrouble = '';
+  private closed = false;
+  private generation = 0;
+  private restartDelay = RESTART_MIN_MS;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private readonly staleTimer: NodeJS.Timeout;
+  private readyResolve: (() => void) | undefined;
+  private readonly metrics;
+  /** resolves once the ledger has been read to its end for the first time */
+  readonly ready: Promise<void>;
+  readonly registry: Registry;
+
+  constructor(private readonly o: SessionGuardSettings) {
+    if (o.trusted.size === 0) throw new KillSwitchError('KEY_INVALID', 'a session guard needs at least one trusted key (a JWKS): unsigned kill events are never obeyed');
+    this.registry = o.registry;
+    const r = { registers: [o.registry] };
+    this.metrics = {
+      state: new Gauge({ name: 'killswitch_guard_state', help: 'Session guard state: 1 for the current one of starting, ready, stale', labelNames: ['state'] as const, ...r }),
+      changes: new Counter({ name: 'killswitch_guard_state_changes_total', help: 'Session guard state changes, by the state entered', labelNames: ['to'] as const, ...r }),
+      rejected: new Counter({ name: 'killswitch_guard_ledger_rejected_total', help: 'Kill events ignored by the session guard (unsigned, forged, unknown kid, invalid), by reason', labelNames: ['reason'] as const, ...r }),
+      applied: new Counter({ name: 'killswitch_guard_ledger_events_total', help: 'Verified kill events read by the session guard', ...r }),
+      blocked: new Gauge({ name: 'killswitch_guard_blocked_identities', help: 'Identities the session guard refuses', ...r }),
+    };
+    const sinceContact = (): number => (Date.now() - Math.max(this.lastAlive, this.sourceStartedAt)) / 1000;
+    new Gauge({
+      name: 'killswitch_guard_ledger_age_seconds', help: 'Seconds since the session guard last heard from its block ledger source', ...r,
+      collect() {
+        this.set(sinceContact());
+      },
+    });
+    this.setState('starting', 'following the block ledger');
+    this.ready = new Promise((resolve) => {
+      this.readyResolve = resolve;
+    });
+    this.staleTimer = setInterval(() => this.checkStaleness(), Math.max(50, Math.min(1000, Math.floor(o.maxStalenessMs / 4))));
+    this.staleTimer.unref();
+    this.startSource();
+  }
+
+  get state(): GuardState {
+    return this.currentState;
+  }
+
+  /** identities refused right now */
+  get blockedCount(): number {
+    return this.tripped.size;
+  }
+
+  /**
+   * May a new session start? Synchronous and in memory. `agentId` undefined, null or '' is anonymous
+   * and never refused. `chain`: the delegation chain of the request; refused if any identity in it is blocked.
+   */
+  check(agentId: string | null | undefined, chain?: readonly string[]): CheckResult {
+    let named = false;
+    if (agentId !== undefined && agentId !== null && agentId !== '') {
+      const t = this.tripped.get(agentId);
+      if (t !== undefined) return t;
+      named = true;
+    }
+    if (chain !== undefined) {
+      for (const id of chain) {
+        if (id === '') continue;
+        const t = this.tripped.get(id);
+        if (t !== undefined) return t;
+        named = true;
+      }
+    }
+    return named && this.refuseAll !== undefined ? this.refuseAll : ALLOWED;
+  }
+
+  /** Throws `KillSwitchTrippedError` (403) or `KillSwitchUnavailableError` (503) when `check` refuses. */
+  assertAllowed(agentId: string | null | undefined, chain?: readonly string[]): void {
+    const r = this.check(agentId, chain);
+    if (!r.allowed) throw refusalError(r);
+  }
+
+  /** Called for every identity that becomes blocked, those found while reading the ledger at start included. */
+  onBlock(callback: (block: BlockInfo) => void): () => void {
+    this.blockListeners.push(callback);
+    return () => {
+      const i = this.blockListeners.indexOf(callback);
+      if (i >= 0) this.blockListeners.splice(i, 1);
+    };
+  }
+
+  /** Called when a block is lifted. */
+  onUnblock(callback: (agentId: string, event: KillEvent) => void): () => void {
+    this.unblockListeners.push(callback);
+    return () => {
+      const i = this.unblockListeners.indexOf(callback);
+      if (i >= 0) this.unblockListeners.splice(i, 1);
+    };
+  }
+
+  /** The ledger state of one identity (blocked or not, epoch, the kill event that set it). */
+  stateOf(agentId: string): IdentityState | undefined {
+    return this.fold.get(agentId);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.generation++;
+    clearInterval(this.staleTimer);
+    if (this.restartTimer !== undefined) clearTimeout(this.restartTimer);
+    await this.o.source.stop();
+  }
+
+  private startSource(): void {
+    const gen = ++this.generation;
+    const live = (): boolean => gen === this.generation && !this.closed;
+    this.sourceStartedAt = Date.now();
+    this.sourceCaughtUp = false;
+    const sink: LedgerSink = {
+      record: (value) => {
+        if (live()) this.onRecord(value);
+      },
+      rejected: (reason, message) => {
+        if (live()) this.reject(reason, message);
+      },
+      caughtUp: () => {
+        if (!live()) return;
+        this.lastAlive = Date.now();
+        this.sourceCaughtUp = true;
+        this.restartDelay = RESTART_MIN_MS;
+        if (this.currentState !== 'ready') this.setState('ready', `block ledger read to its end (${this.tripped.size} blocked)`);
+        this.readyResolve?.();
+      },
+      alive: () => {
+        if (!live()) return;
+        this.lastAlive = Date.now();
+        if (this.lastTrouble !== '') {
+          this.o.log.info({ source: this.o.source.description }, 'session guard reaches the block ledger again');
+          this.lastTrouble = '';
+        }
+        // after a restart of the source, only once it has read what it missed
+        if (this.currentState === 'stale' && this.sourceCaughtUp) this.setState('ready', 'the block ledger source is back');
+      },
+      trouble: (message) => {
+        if (!live()) return;
+        if (message !== this.lastTrouble) this.o.log.warn({ source: this.o.source.description, problem: message }, 'session guard cannot read the block ledger');
+        this.lastTrouble = message;
+      },
+    };
+    this.o.source.start(sink).catch((err: unknown) => {
+      if (!live()) return;
+      sink.trouble((err as Error).message);
+      this.scheduleRestart();
+    });
+  }
+
+  /** A source that stays silent past max_staleness is started again: re-reading is harmless (the fold is idempotent). */
+  private scheduleRestart(): void {
+    if (this.closed || this.restartTimer !== undefined) return;
+    const delay = this.restartDelay;
+    this.restartDelay = Math.min(this.restartDelay * 2, RESTART_MAX_MS);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (this.closed) return;
+      this.generation++;
+      void this.o.source.stop().catch(() => undefined).then(() => {
+        if (!this.closed) this.startSource();
+      });
+    }, delay);
+    this.restartTimer.unref();
+  }
+
+  private checkStaleness(): void {
+    if (this.closed) return;
+    const silentFor = Date.now() - this.lastAlive;
+    if (this.currentState === 'ready' && silentFor > this.o.maxStalenessMs) {
+      this.setState('stale', `no contact with the block ledger for ${Math.round(silentFor / 1000)} s (max_staleness ${this.o.maxStalenessMs / 1000} s)${this.lastTrouble === '' ? '' : `: ${this.lastTrouble}`}`);
+    }
+    // not ready and nothing heard for max_staleness since the source (re)started: start it again
+    if (this.currentState !== 'ready' && Date.now() - Math.max(this.lastAlive, this.sourceStartedAt) > this.o.maxStalenessMs) this.scheduleRestart();
+  }
+
+  private setState(state: GuardState, why: string): void {
+    const from = this.currentState;
+    this.currentState = state;
+    this.refuseAll = state !== 'ready' && this.o.failureMode === 'closed'
+      ? unavailable(state === 'starting' ? 'the kill switch has not read the block ledger yet' : 'the kill switch block ledger is stale')
+      : undefined;
+    for (const s of ['starting', 'ready', 'stale'] as const) this.metrics.state.set({ state: s }, s === state ? 1 : 0);
+    this.metrics.changes.inc({ to: state });
+    const fields = { ...(from === state ? {} : { from }), to: state, failure_mode: this.o.failureMode, source: this.o.source.description, blocked: this.tripped.size };
+    if (state === 'ready') this.o.log.info(fields, `session guard ready: ${why}`);
+    else this.o.log.warn(fields, `session guard ${state}: ${why}; ${this.o.failureMode === 'closed' ? 'refusing' : 'allowing'} identities not known to be blocked`);
+  }
+
+  private reject(reason: RejectReason, message: string, agentId?: unknown): void {
+    this.metrics.rejected.inc({ reason });
+    this.o.log.warn({ reason, ...(typeof agentId === 'string' ? { agent_id: agentId } : {}), source: this.o.source.description }, `ignored a kill event: ${message}`);
+  }
+
+  private onRecord(value: string | Buffer): void {
+    if (value.length > MAX_EVENT_BYTES) return this.reject('too_large', `longer than ${MAX_EVENT_BYTES} bytes`);
+    let doc: unknown;
+    try {
+      doc = JSON.parse(typeof value === 'string' ? value : value.toString('utf8'));
+    } catch {
+      return this.reject('invalid_json', 'not JSON');
+    }
+    if (!this.validate(doc)) return this.reject('schema_invalid', 'not a kill event (schemas/kill-event.schema.json)', (doc as { agent_id?: unknown } | null)?.agent_id);
+    const ev = doc as KillEvent;
+    const sig = checkSignature(doc as Record<string, unknown>, this.o.trusted);
+    if (!sig.ok) return this.reject(sig.code, sig.message, ev.agent_id);
+    this.metrics.applied.inc();
+    const change = this.fold.apply(ev);
+    const state = this.fold.get(ev.agent_id)!;
+    if (state.entry !== ev) return; // older than what we know
+    if (state.blocked) {
+      const refusal = trippedFor(state);
+      this.tripped.set(ev.agent_id, refusal);
+      this.metrics.blocked.set(this.tripped.size);
+      if (change === 'blocked') for (const l of this.blockListeners) this.notify(() => l({ agentId: ev.agent_id, epoch: ev.epoch, event: ev, refusal }));
+    } else if (change === 'unblocked') {
+      this.tripped.delete(ev.agent_id);
+      this.metrics.blocked.set(this.tripped.size);
+      for (const l of this.unblockListeners) this.notify(() => l(ev.agent_id, ev));
+    }
+  }
+
+  private notify(call: () => void): void {
+    try {
+      call();
+    } catch (err) {
+      this.o.log.error({ err: (err as Error).message }, 'a session guard listener threw');
+    }
+  }
+}
