@@ -1,0 +1,53 @@
+/** One HTTP(S) request with node's own client: status, headers and body as a user's client sees them. */
+import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+
+export interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+export function request(url: string, o: { method?: string; headers?: OutgoingHttpHeaders; body?: string; tls?: { ca: string; key?: string; cert?: string } } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const options = { method: o.method ?? 'GET', headers: o.headers ?? {}, ...(o.tls ?? {}) };
+    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, options, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(o.body);
+  });
+}
+
+/** A loopback port nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Poll until `fn` resolves to something `ok` accepts. */
+export async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let v: T | undefined;
+    try {
+      v = await fn();
+      if (ok(v)) return v;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`not reached within ${timeoutMs} ms; last: ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
