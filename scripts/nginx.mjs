@@ -5,6 +5,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import process from 'node:process';
+import { setTimeout } from 'node:timers';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -109,7 +111,7 @@ ${httpBlock}
   } catch (err) {
     child.kill('SIGKILL');
     const log = fs.existsSync(temp('logs/error.log')) ? fs.readFileSync(temp('logs/error.log'), 'utf8') : '';
-    throw new Error(`${err.message}\n${stderr}\n${log.split('\n').slice(-15).join('\n')}`);
+    throw new Error(`${err.message}\n${stderr}\n${log.split('\n').slice(-15).join('\n')}`, { cause: err });
   }
   return {
     errorLog: () => fs.readFileSync(temp('logs/error.log'), 'utf8'),

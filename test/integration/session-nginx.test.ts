@@ -115,7 +115,7 @@ describe('nginx auth_request -> killswitch authz', () => {
     const forger = testKey();
     const genuine = new Ed25519Signer(loadSigningKey(join(dir, 'keys', 'signing-key.pem'))).sign(killEvent({ agentId: GOOD, epoch: 1 }), false);
     appendFileSync(kills, signedLine(forger, { agentId: GOOD }) + `${canonicalJson({ ...genuine, agent_id: 'spiffe://example.org/ns/prod/sa/other' })}\n`);
-    await eventually(async () => authzLog, (l) => (l.match(/ignored a kill event/g) ?? []).length >= 2, 5000);
+    await eventually(() => Promise.resolve(authzLog), (l) => (l.match(/ignored a kill event/g) ?? []).length >= 2, 5000);
     expect((await open(GOOD)).status).toBe(201);
     expect((await open('spiffe://example.org/ns/prod/sa/other')).status).toBe(201);
     expect(authzLog).toContain('"reason":"unknown_kid"');
