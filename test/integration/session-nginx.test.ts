@@ -142,4 +142,12 @@ describe('nginx auth_request -> killswitch authz', () => {
     renameSync(`${kills}.away`, kills);
     await eventually(() => open(GOOD), (x) => x.status === 201, 10_000);
   });
+
+  it('stops on SIGTERM with exit 0; nginx then fails closed', async () => {
+    const exited = new Promise<number | null>((resolve) => authz!.once('exit', (code) => resolve(code)));
+    authz!.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(authzLog).toContain('authz stopping');
+    expect((await open(GOOD)).status).toBe(503);
+  });
 });
