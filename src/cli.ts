@@ -40,10 +40,6 @@ function requireString(values: Record<string, unknown>, name: string, command: s
   return v;
 }
 
-function notYet(command: string): never {
-  throw usageError(`${command}: not available in this version yet`);
-}
-
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -121,7 +117,6 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function run(config: Config, configFile: string, inputs: string[]): Promise<number> {
-  if (config.kafka === undefined && config.http !== undefined) notYet('run with an http section in embedded mode (HTTP ingest)');
   const log = createLogger(config.log.level);
   const signing = signingSetup(config, { requireKey: true });
   if (signing.signer === undefined && config.kill_switch.enabled) {

@@ -15,6 +15,14 @@ import { checkSignature } from '../adapters/signing/ed25519-signer.js';
 import type { TrustedKey } from '../adapters/signing/keys.js';
 import { KillSwitchError } from '../core/errors.js';
 import { startProgress } from './progress.js';
+import type { Server } from 'node:http';
+import type { Registry } from 'prom-client';
+import { createApiServer } from '../adapters/http/api-server.js';
+import { Authenticator } from '../adapters/http/auth.js';
+import { parseListen } from '../adapters/http/metrics-server.js';
+import { createMetrics } from '../adapters/metrics/metrics.js';
+import { EmbeddedService } from '../service/embedded-service.js';
+import { LedgerFeed } from '../service/ledger-feed.js';
 
 export interface RunOptions {
   readonly config: Config;
@@ -71,26 +79,46 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
     }
 
     const sink = new LedgerFileSink(paths);
+    const feed = new LedgerFeed();
+    for (const ev of ledger.killEvents) feed.append(ev);
+    const metrics = createMetrics();
+    metrics.blocked.set(evaluator.ledger.blocked);
     const pipeline = new FilePipeline(evaluator, chains, sink, options.signer, {
       onBadLine: (bad) => {
         log.warn({ file: bad.file, line: bad.line, reason: bad.reason, detail: bad.message }, 'invalid decision skipped');
         sink.writeDlq({ file: bad.file, line: bad.line, reason: bad.reason, message: bad.message, key: bad.key, raw: bad.raw });
+        metrics.dlq.inc({ reason: bad.reason });
       },
       onTrip: (trip, killEvent) => {
+        feed.append(killEvent);
+        metrics.trips.inc();
         out.write(describeTrip(trip, killEvent, paths.kills));
         log.info({ agent_id: trip.agentId, epoch: trip.epoch, event_id: killEvent.event_id }, 'identity blocked');
       },
     });
+    feed.subscribe(() => metrics.blocked.set(evaluator.ledger.blocked));
+    const service = new EmbeddedService({ dataDir: config.data_dir, evaluator, chains, sink, signer: options.signer, pipeline, feed, log });
+    let ready = false;
+    const api = config.http === undefined ? undefined : await startApi(config, service, feed, metrics.registry, () => ready, log);
     const progress = startProgress(process.stderr, () => pipeline.counts);
-    const inputs = options.inputs.length > 0 ? options.inputs : ['-'];
+    // with the API, decisions may come over HTTP only: stdin is read when asked for, not by default
+    const inputs = options.inputs.length > 0 ? options.inputs : api === undefined ? ['-'] : [];
     try {
       for (const input of inputs) {
         if (stop.signal.aborted) break;
         out.write(`reading ${input === '-' ? 'stdin' : input}\n`);
         await pipeline.processFile(input, stop.signal);
       }
+      ready = true;
+      if (api !== undefined && !stop.signal.aborted) {
+        out.write(`serving the operator API on http://${config.http!.listen} (SIGTERM or Ctrl-C stops)\n`);
+        await new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
+      }
     } finally {
       progress.stop();
+      if (api !== undefined) await closeServer(api);
+      await service.mutex.run(() => undefined);
+      service.close();
       await sink.close();
     }
 
@@ -113,6 +141,31 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
     process.off('SIGINT', onSignal);
     unlock();
   }
+}
+
+async function startApi(config: Config, service: EmbeddedService, feed: LedgerFeed, registry: Registry, ready: () => boolean, log: Logger): Promise<Server> {
+  const http = config.http!;
+  const auth = new Authenticator(http.tokens ?? []);
+  if (auth.configured === 0) log.warn({}, 'http.tokens is empty: every /v1 endpoint answers 401 until a token is configured');
+  const server = createApiServer({
+    service, feed, auth, registry, ready, log, maxBodyBytes: http.max_body_bytes,
+    dualControl: { block: http.dual_control?.block ?? false, unblock: http.dual_control?.unblock ?? false, windowSeconds: http.dual_control?.window_seconds ?? 900 },
+    rateLimit: { perMinute: http.rate_limit?.per_minute ?? 30, burst: http.rate_limit?.burst ?? 10 },
+  });
+  const { host, port } = parseListen(http.listen);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => reject(new KillSwitchError('CONFIG_INVALID', `http.listen ${http.listen}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`)));
+    server.listen(port, host, () => resolve());
+  });
+  log.info({ listen: http.listen, tokens: auth.configured }, 'operator API listening');
+  return server;
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
 }
 
 function describeTrip(trip: Trip, killEvent: KillEvent, ledgerFile: string): string {

@@ -43,7 +43,13 @@ export interface Config {
   };
   readonly schema_registry?: { readonly url: string; readonly basic_auth?: { readonly username: string; readonly password: string } };
   readonly signing?: { readonly private_key_file?: string; readonly jwks_file?: string; readonly allow_unsigned: boolean };
-  readonly http?: { readonly listen: string; readonly tokens?: readonly HttpToken[]; readonly max_body_bytes: number };
+  readonly http?: {
+    readonly listen: string;
+    readonly tokens?: readonly HttpToken[];
+    readonly max_body_bytes: number;
+    readonly dual_control?: { readonly block: boolean; readonly unblock: boolean; readonly window_seconds: number };
+    readonly rate_limit?: { readonly per_minute: number; readonly burst: number };
+  };
   readonly authz?: {
     readonly listen: string;
     readonly identity_header: string;

@@ -15,6 +15,19 @@ export const ERROR_CODES = {
   KAFKA_FAILED: { status: undefined, retryable: true, summary: 'Kafka mode could not start or stopped on an error it cannot recover from in place (broker unreachable, transaction failed)' },
   KILL_SWITCH_TRIPPED: { status: 403, retryable: false, summary: 'the identity is blocked by the kill switch (CONTRACTS.md section 6)' },
   KILL_SWITCH_UNAVAILABLE: { status: 503, retryable: true, summary: 'a session guard with failure_mode closed cannot vouch for the identity: the block ledger is not read to its end yet, unreachable, or stale beyond max_staleness' },
+  UNAUTHENTICATED: { status: 401, retryable: false, summary: 'the operator API needs `Authorization: Bearer <token>` with a token listed (by its SHA-256) under http.tokens' },
+  FORBIDDEN: { status: 403, retryable: false, summary: 'the token is valid but lacks the role the endpoint needs (viewer, operator or ingest)' },
+  NOT_FOUND: { status: 404, retryable: false, summary: 'no such endpoint' },
+  METHOD_NOT_ALLOWED: { status: 405, retryable: false, summary: 'the endpoint exists but not for this HTTP method (the Allow header lists the ones it takes)' },
+  INVALID_JSON: { status: 400, retryable: false, summary: 'the request body is not valid JSON (or, for NDJSON ingest, a line is not)' },
+  REQUEST_INVALID: { status: 400, retryable: false, summary: 'the request is well-formed JSON but a field is missing, mistyped or out of range, or agent_id is not a SPIFFE ID' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false, summary: 'the request body is not application/json (or application/x-ndjson for ingest)' },
+  PAYLOAD_TOO_LARGE: { status: 413, retryable: false, summary: 'the request body is larger than http.max_body_bytes' },
+  RATE_LIMITED: { status: 429, retryable: true, summary: 'too many operator actions from this token; retry after the Retry-After seconds' },
+  NOT_BLOCKED: { status: 404, retryable: false, summary: 'unblock of an identity that is not blocked' },
+  ALREADY_BLOCKED: { status: 409, retryable: false, summary: 'manual block of an identity that is already blocked' },
+  INTERNAL: { status: 500, retryable: true, summary: 'the service failed to answer (logged with details); nothing was changed unless the log says so' },
+  SAME_APPROVER: { status: 409, retryable: false, summary: 'dual control: the second approval of a block or unblock must come from a different token than the first' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

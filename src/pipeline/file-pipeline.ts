@@ -4,7 +4,7 @@
  * stream (its own stream time and addendum chain).
  */
 import type { AddendumChains, KillEvent, TraceAddendum } from '../core/documents.js';
-import type { Evaluator, Trip } from '../core/evaluator.js';
+import type { Evaluator, StreamClock, Trip } from '../core/evaluator.js';
 import type { Signer } from '../ports/signer.js';
 import type { TripSink } from '../ports/trip-sink.js';
 import { type BadRecordReason, DecisionDecoder } from '../adapters/serde/decision-decoder.js';
@@ -41,6 +41,7 @@ export function streamName(path: string): string {
 
 export class FilePipeline {
   readonly counts: PipelineCounts = { lines: 0, decisions: 0, invalid: 0, invalidByReason: {}, trips: 0 };
+  latestTime = -Infinity;
   private readonly decoder: DecisionDecoder;
 
   constructor(
@@ -56,29 +57,45 @@ export class FilePipeline {
   async processFile(path: string, signal?: AbortSignal): Promise<void> {
     const name = streamName(path);
     const clock = this.evaluator.openStream(name, { file: name });
-    const counts = this.counts;
-    const bad = (b: BadLine): void => {
-      counts.invalid++;
-      counts.invalidByReason[b.reason] = (counts.invalidByReason[b.reason] ?? 0) + 1;
-      this.hooks.onBadLine(b);
-    };
     const lines = await readNdjson(path, {
       line: (text, key, lineNo) => {
-        const r = this.decoder.decodeText(text, key);
-        if (!r.ok) {
-          bad({ file: name, line: lineNo, reason: r.reason, message: r.message, raw: text, ...(key !== undefined ? { key } : {}) });
-          return undefined;
-        }
-        counts.decisions++;
-        const trip = this.evaluator.accept(clock, r.decision, lineNo);
-        return trip === null ? undefined : this.emit(trip);
+        const r = this.processLine(clock, text, key, lineNo);
+        return r instanceof Promise ? r : undefined;
       },
       tooLong: (lineNo, length) => {
-        bad({ file: name, line: lineNo, reason: 'too_large', message: `line of ${length} characters is longer than the limit` });
+        this.bad({ file: name, line: lineNo, reason: 'too_large', message: `line of ${length} characters is longer than the limit` });
       },
     }, signal === undefined ? {} : { signal });
-    counts.lines += lines;
+    this.counts.lines += lines;
+    this.noteTime(clock);
     this.evaluator.closeStream(clock);
+  }
+
+  /**
+   * One line of a stream opened by the caller (`evaluator.openStream`), e.g. a decision posted over
+   * HTTP and kept in a file of its own. Returns the bad line, or a promise when it tripped.
+   */
+  processLine(clock: StreamClock, text: string, key: string | undefined, lineNo: number): Promise<void> | BadLine | undefined {
+    const r = this.decoder.decodeText(text, key);
+    if (!r.ok) {
+      const b: BadLine = { file: clock.name, line: lineNo, reason: r.reason, message: r.message, raw: text, ...(key !== undefined ? { key } : {}) };
+      this.bad(b);
+      return b;
+    }
+    this.counts.decisions++;
+    const trip = this.evaluator.accept(clock, r.decision, lineNo);
+    return trip === null ? undefined : this.emit(trip);
+  }
+
+  /** The largest stream time of any stream processed so far (what operators' window views are taken at). */
+  noteTime(clock: StreamClock): void {
+    if (clock.time > this.latestTime) this.latestTime = clock.time;
+  }
+
+  private bad(b: BadLine): void {
+    this.counts.invalid++;
+    this.counts.invalidByReason[b.reason] = (this.counts.invalidByReason[b.reason] ?? 0) + 1;
+    this.hooks.onBadLine(b);
   }
 
   private async emit(trip: Trip): Promise<void> {

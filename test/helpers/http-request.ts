@@ -11,8 +11,10 @@ export interface Reply {
 export function request(url: string, o: { method?: string; headers?: OutgoingHttpHeaders; body?: string; tls?: { ca: string; key?: string; cert?: string } } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
-    const options = { method: o.method ?? 'GET', headers: o.headers ?? {}, ...(o.tls ?? {}) };
-    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, options, (res) => {
+    // the path exactly as given: URL parsing would resolve dot segments (%2E%2E) before the server sees them
+    const path = url.slice(url.indexOf('/', url.indexOf('//') + 2)) || '/';
+    const options = { method: o.method ?? 'GET', headers: o.headers ?? {}, host: u.hostname, port: u.port, path, ...(o.tls ?? {}) };
+    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(options, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));

@@ -1,0 +1,310 @@
+/**
+ * The operator API on `http.listen` (node:http, JSON, `/v1`), with `/metrics`, `/healthz`, `/readyz`.
+ * README "Operator API" lists every endpoint. Errors are `{"error": CODE, "detail": "..."}` with the
+ * code's HTTP status (src/core/errors.ts); never a stack trace.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+import { canonicalJson } from '../../core/canonical-json.js';
+import { ERROR_CODES, KillSwitchError, type ErrorCode } from '../../core/errors.js';
+import { spiffeIdError } from '../../core/spiffe-id.js';
+import type { Logger } from '../../ports/logger.js';
+import type { EmbeddedService, IngestRecord } from '../../service/embedded-service.js';
+import type { LedgerFeed } from '../../service/ledger-feed.js';
+import type { Authenticator} from './auth.js';
+import { DualControl, hasRole, RateLimiter, type Principal, type Role } from './auth.js';
+
+export interface ApiOptions {
+  readonly service: EmbeddedService;
+  readonly feed: LedgerFeed;
+  readonly auth: Authenticator;
+  readonly registry: Registry;
+  readonly ready: () => boolean;
+  readonly log: Logger;
+  readonly maxBodyBytes: number;
+  readonly dualControl: { readonly block: boolean; readonly unblock: boolean; readonly windowSeconds: number };
+  readonly rateLimit: { readonly perMinute: number; readonly burst: number };
+  /** seconds between SSE keep-alive comments */
+  readonly heartbeatSeconds?: number;
+  readonly now?: () => number;
+}
+
+const MAX_PAGE = 1000;
+const MAX_SSE_CLIENTS = 256;
+/** an SSE client this far behind is dropped; it resumes with Last-Event-ID */
+const MAX_SSE_BUFFER = 8 << 20;
+const MAX_TEXT = 1024;
+
+class HttpError extends KillSwitchError {
+  constructor(code: ErrorCode, detail: string, readonly headers: Record<string, string> = {}) {
+    super(code, detail);
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), 'cache-control': 'no-store', ...headers });
+  res.end(text);
+}
+
+function sendError(res: ServerResponse, code: ErrorCode, detail: string, headers: Record<string, string> = {}): void {
+  send(res, ERROR_CODES[code].status ?? 500, { error: code, detail }, headers);
+}
+
+function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (Number.isFinite(declared) && declared > max) return Promise.reject(new HttpError('PAYLOAD_TOO_LARGE', `the body is ${declared} bytes; http.max_body_bytes is ${max}`, { connection: 'close' }));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (c: Buffer) => {
+      if (failed) return;
+      size += c.length;
+      if (size > max) {
+        failed = true;
+        reject(new HttpError('PAYLOAD_TOO_LARGE', `the body is larger than http.max_body_bytes (${max})`, { connection: 'close' }));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (!failed) resolve(Buffer.concat(chunks));
+    });
+    req.on('error', (err) => {
+      if (!failed) reject(err);
+    });
+  });
+}
+
+function mediaType(req: IncomingMessage): string {
+  return (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
+  if (mediaType(req) !== 'application/json') throw new HttpError('UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
+  const body = await readBody(req, max);
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new HttpError('INVALID_JSON', `the body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+function requireText(body: Record<string, unknown>, field: string): string {
+  const v = body[field];
+  if (typeof v !== 'string' || v.trim() === '') throw new HttpError('REQUEST_INVALID', `${field}: required, a non-empty string`);
+  if (v.length > MAX_TEXT) throw new HttpError('REQUEST_INVALID', `${field}: at most ${MAX_TEXT} characters`);
+  return v;
+}
+
+function requireAgentId(value: unknown, field = 'agent_id'): string {
+  if (typeof value !== 'string' || value === '') throw new HttpError('REQUEST_INVALID', `${field}: required, a SPIFFE ID`);
+  const err = spiffeIdError(value);
+  if (err !== null) throw new HttpError('REQUEST_INVALID', `${field}: not a SPIFFE ID: ${err}`);
+  return value;
+}
+
+/** `/v1/identities/{agent_id}`: the SPIFFE ID percent-encoded (`spiffe%3A%2F%2F...`) or with its slashes as they are. */
+function agentIdFromPath(rawPath: string): string {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(rawPath);
+  } catch {
+    throw new HttpError('REQUEST_INVALID', 'agent_id in the path: bad percent-encoding');
+  }
+  return requireAgentId(decoded);
+}
+
+function intParam(url: URL, name: string, dflt: number, min: number, max: number): number {
+  const raw = url.searchParams.get(name);
+  if (raw === null) return dflt;
+  if (!/^\d{1,15}$/.test(raw)) throw new HttpError('REQUEST_INVALID', `${name}: must be an integer`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new HttpError('REQUEST_INVALID', `${name}: must be between ${min} and ${max}`);
+  return n;
+}
+
+/** POST /v1/decisions bodies: one JSON object, an array of them, or NDJSON. */
+async function ingestRecords(req: IncomingMessage, max: number): Promise<IngestRecord[]> {
+  const type = mediaType(req);
+  if (type !== 'application/json' && type !== 'application/x-ndjson') throw new HttpError('UNSUPPORTED_MEDIA_TYPE', 'send decisions as application/json (an object or an array) or application/x-ndjson');
+  const text = (await readBody(req, max)).toString('utf8');
+  if (type === 'application/x-ndjson') {
+    return text.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l.trim() !== '').map((l) => ({ text: l }));
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new HttpError('INVALID_JSON', `the body is not valid JSON: ${(err as Error).message}`);
+  }
+  const items = Array.isArray(doc) ? doc : [doc];
+  return items.map((d) => ({ text: JSON.stringify(d) }));
+}
+
+export function createApiServer(o: ApiOptions): Server {
+  const now = o.now ?? Date.now;
+  const limiter = new RateLimiter(o.rateLimit.perMinute, o.rateLimit.burst, now);
+  const dual = new DualControl(o.dualControl.windowSeconds * 1000, now);
+  const heartbeatMs = (o.heartbeatSeconds ?? 10) * 1000;
+  let sseClients = 0;
+
+  const principalFor = (req: IncomingMessage, role: Role): Principal => {
+    const p = o.auth.authenticate(req.headers.authorization);
+    if (p === undefined) {
+      throw new HttpError('UNAUTHENTICATED', o.auth.configured === 0 ? 'no tokens are configured (http.tokens): the API is closed' : 'missing or unknown bearer token',
+        { 'www-authenticate': 'Bearer realm="killswitch"' });
+    }
+    if (!hasRole(p, role)) throw new HttpError('FORBIDDEN', `token "${p.name}" lacks the ${role} role`);
+    return p;
+  };
+
+  const operatorAction = async (req: IncomingMessage, res: ServerResponse, action: 'block' | 'unblock'): Promise<void> => {
+    const p = principalFor(req, 'operator');
+    const wait = limiter.take(p.name);
+    if (wait > 0) throw new HttpError('RATE_LIMITED', `too many operator actions from token "${p.name}"`, { 'retry-after': String(wait) });
+    const body = await readJson(req, o.maxBodyBytes);
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError('REQUEST_INVALID', 'the body must be a JSON object');
+    const b = body as Record<string, unknown>;
+    const agentId = requireAgentId(b.agent_id);
+    const reason = requireText(b, 'reason');
+    const authorizedBy = requireText(b, 'authorized_by');
+    for (const k of Object.keys(b)) if (!['agent_id', 'reason', 'authorized_by'].includes(k)) throw new HttpError('REQUEST_INVALID', `${k}: unknown field`);
+    let by = authorizedBy;
+    let why = reason;
+    if (action === 'block' ? o.dualControl.block : o.dualControl.unblock) {
+      // refuse early what could never complete, so a first approval is not held for nothing
+      const state = o.service.identity(agentId).state;
+      if (action === 'unblock' && state !== 'blocked') throw new HttpError('NOT_BLOCKED', `${agentId} is not blocked`);
+      if (action === 'block' && state === 'blocked') throw new HttpError('ALREADY_BLOCKED', `${agentId} is already blocked`);
+      const r = dual.approve(action, agentId, p.name, authorizedBy, reason);
+      if (r.kind === 'same') throw new HttpError('SAME_APPROVER', `token "${p.name}" already approved this ${action}; a second, different token must approve it`);
+      if (r.kind === 'first') {
+        o.log.info({ action, agent_id: agentId, token: p.name, authorized_by: authorizedBy }, `operator ${action} awaiting a second approval`);
+        send(res, 202, { status: 'pending_approval', action, agent_id: agentId, approved_by: [authorizedBy], expires_at: new Date(r.expiresAt).toISOString() });
+        return;
+      }
+      by = `${r.first.authorizedBy} + ${authorizedBy}`;
+      why = r.first.reason === reason ? reason : `${r.first.reason} / ${reason}`;
+    }
+    const ev = action === 'block'
+      ? await o.service.block({ agentId, reason: why, authorizedBy: by })
+      : await o.service.unblock({ agentId, reason: why, authorizedBy: by });
+    o.log.info({ action, agent_id: agentId, token: p.name, authorized_by: by }, `audit: operator ${action} by token ${p.name}`);
+    send(res, action === 'block' ? 201 : 200, ev);
+  };
+
+  const stream = (req: IncomingMessage, res: ServerResponse, url: URL): void => {
+    principalFor(req, 'viewer');
+    if (sseClients >= MAX_SSE_CLIENTS) throw new HttpError('RATE_LIMITED', `at most ${MAX_SSE_CLIENTS} streams at once`, { 'retry-after': '5' });
+    const lastId = req.headers['last-event-id'];
+    const raw = typeof lastId === 'string' ? lastId : url.searchParams.get('since') ?? '0';
+    if (!/^\d{1,15}$/.test(raw)) throw new HttpError('REQUEST_INVALID', 'Last-Event-ID / since: must be an integer');
+    let next = Number(raw);
+    sseClients++;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    const write = (text: string): void => {
+      res.write(text);
+      if (res.writableLength > MAX_SSE_BUFFER) res.destroy();
+    };
+    const frame = (seq: number, event: object): string => `id: ${seq}\nevent: kill\ndata: ${canonicalJson(event)}\n\n`;
+    for (;;) {
+      const batch = o.feed.since(next, MAX_PAGE);
+      if (batch.length === 0) break;
+      write(batch.map((e) => frame(e.seq, e.event)).join(''));
+      next = batch[batch.length - 1]!.seq;
+    }
+    write(`event: caught-up\ndata: {"seq":${o.feed.lastSeq}}\n\n`);
+    const unsubscribe = o.feed.subscribe((e) => write(frame(e.seq, e.event)));
+    const beat = setInterval(() => write(': keep-alive\n\n'), heartbeatMs);
+    res.on('close', () => {
+      sseClients--;
+      clearInterval(beat);
+      unsubscribe();
+    });
+  };
+
+  const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const rawUrl = req.url ?? '/';
+    const rawPath = rawUrl.split('?')[0]!;
+    const url = new URL(rawUrl.startsWith('/') ? rawUrl : `/${rawUrl}`, 'http://localhost');
+    const method = req.method ?? 'GET';
+    const only = (...methods: string[]): void => {
+      if (!methods.includes(method)) throw new HttpError('METHOD_NOT_ALLOWED', `${rawPath} takes ${methods.join(', ')}`, { allow: methods.join(', ') });
+    };
+
+    if (rawPath === '/healthz') {
+      only('GET', 'HEAD');
+      return send(res, 200, { status: 'ok' });
+    }
+    if (rawPath === '/readyz') {
+      only('GET', 'HEAD');
+      const ok = o.ready();
+      return send(res, ok ? 200 : 503, { status: ok ? 'ready' : 'starting' });
+    }
+    if (rawPath === '/metrics') {
+      only('GET', 'HEAD');
+      const text = await o.registry.metrics();
+      res.writeHead(200, { 'content-type': o.registry.contentType });
+      res.end(text);
+      return;
+    }
+    if (rawPath.startsWith('/v1/identities/')) {
+      only('GET');
+      principalFor(req, 'viewer');
+      return send(res, 200, o.service.identity(agentIdFromPath(rawPath.slice('/v1/identities/'.length))));
+    }
+    switch (rawPath) {
+      case '/v1/blocks':
+        only('GET', 'POST');
+        if (method === 'POST') return operatorAction(req, res, 'block');
+        principalFor(req, 'viewer');
+        {
+          const cursor = url.searchParams.get('cursor');
+          return send(res, 200, o.service.blocks(intParam(url, 'limit', 100, 1, MAX_PAGE), cursor === null || cursor === '' ? undefined : cursor));
+        }
+      case '/v1/blocks/unblock':
+        only('POST');
+        return operatorAction(req, res, 'unblock');
+      case '/v1/blocks/changes': {
+        only('GET');
+        principalFor(req, 'viewer');
+        const since = intParam(url, 'since', 0, 0, Number.MAX_SAFE_INTEGER);
+        const events = o.feed.since(since, intParam(url, 'limit', MAX_PAGE, 1, MAX_PAGE));
+        return send(res, 200, { events, next: events.length === 0 ? since : events[events.length - 1]!.seq, last_seq: o.feed.lastSeq });
+      }
+      case '/v1/blocks/stream':
+        only('GET');
+        return stream(req, res, url);
+      case '/v1/decisions': {
+        only('POST');
+        principalFor(req, 'ingest');
+        const records = await ingestRecords(req, o.maxBodyBytes);
+        if (records.length === 0) throw new HttpError('REQUEST_INVALID', 'no decisions in the body');
+        return send(res, 202, await o.service.ingest(records));
+      }
+      default:
+        throw new HttpError('NOT_FOUND', `no endpoint ${rawPath}`);
+    }
+  };
+
+  const server = createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => {
+    route(req, res).catch((err: unknown) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (err instanceof KillSwitchError && ERROR_CODES[err.code].status !== undefined) {
+        sendError(res, err.code, err.message, err instanceof HttpError ? err.headers : {});
+        return;
+      }
+      o.log.error({ err: (err as Error).message, path: (req.url ?? '').split('?')[0] }, 'operator API request failed');
+      sendError(res, 'INTERNAL', 'internal error (logged)');
+    });
+  });
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.maxHeadersCount = 100;
+  return server;
+}

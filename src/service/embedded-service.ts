@@ -1,0 +1,194 @@
+/**
+ * The long-running embedded service behind the operator API: decisions posted over HTTP, operator
+ * blocks and unblocks, and the views operators read. Every change goes through one mutex, so the
+ * ledger files, the addendum chains and the windows see one order.
+ *
+ * Posted decisions are appended to `data_dir/ingest.ndjson` before they are evaluated, and their line
+ * numbers there are their positions: a trip's evidence points at lines a regulator can re-derive it from.
+ */
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AddendumChains} from '../core/documents.js';
+import { buildAddendum, buildKillEvent, type KillEvent } from '../core/documents.js';
+import type { Evaluator, StreamClock } from '../core/evaluator.js';
+import { KillSwitchError } from '../core/errors.js';
+import { formatRfc3339 } from '../core/time.js';
+import type { LedgerFileSink } from '../adapters/file/ledger-files.js';
+import type { FilePipeline } from '../pipeline/file-pipeline.js';
+import type { Logger } from '../ports/logger.js';
+import type { Signer } from '../ports/signer.js';
+import type { LedgerFeed } from './ledger-feed.js';
+import { Mutex } from './mutex.js';
+
+/** The addendum chain of operator actions (automatic trips chain per input stream). */
+export const OPERATOR_STREAM = 'operator';
+const MAX_REPORTED_ERRORS = 100;
+
+export interface IngestRecord {
+  readonly text: string;
+}
+
+export interface IngestResult {
+  readonly accepted: number;
+  readonly invalid: number;
+  readonly trips: number;
+  /** the first invalid records: their index in the request, reason and message */
+  readonly errors: readonly { index: number; reason: string; message: string }[];
+}
+
+export interface OperatorAction {
+  readonly agentId: string;
+  readonly reason: string;
+  /** who asked (the request's `authorized_by`), as recorded in the kill event */
+  readonly authorizedBy: string;
+}
+
+export interface IdentityView {
+  readonly agent_id: string;
+  readonly state: 'blocked' | 'active';
+  readonly epoch: number;
+  readonly window: { readonly calls: number; readonly denies: number; readonly advisory_denies: number; readonly deny_rate: number | null; readonly at: string | null };
+  readonly last_kill_event: KillEvent | null;
+}
+
+export interface EmbeddedServiceOptions {
+  readonly dataDir: string;
+  readonly evaluator: Evaluator;
+  readonly chains: AddendumChains;
+  readonly sink: LedgerFileSink;
+  readonly signer: Signer | undefined;
+  readonly pipeline: FilePipeline;
+  readonly feed: LedgerFeed;
+  readonly log: Logger;
+  /** wall clock for operator actions (tests pass their own) */
+  readonly now?: () => number;
+}
+
+export class EmbeddedService {
+  readonly mutex = new Mutex();
+  readonly ingestFile: string;
+  private readonly ingestClock: StreamClock;
+  private ingestFd: number | undefined;
+  private ingestLines: number;
+  private readonly now: () => number;
+
+  constructor(private readonly o: EmbeddedServiceOptions) {
+    this.ingestFile = join(o.dataDir, 'ingest.ndjson');
+    // the stream is named by its file, as every file stream is, so `verify --decisions` finds the lines
+    this.ingestClock = o.evaluator.openStream(this.ingestFile, { file: this.ingestFile });
+    const existing = existsSync(this.ingestFile) ? readFileSync(this.ingestFile) : Buffer.alloc(0);
+    this.ingestLines = countLines(existing);
+    if (existing.length > 0 && existing[existing.length - 1] !== 10) {
+      // a torn last line (a crash mid-append) stays a line of its own; the next append starts a new one
+      this.ingestFd = openSync(this.ingestFile, 'a', 0o640);
+      writeSync(this.ingestFd, '\n');
+    }
+    this.now = o.now ?? Date.now;
+  }
+
+  /** Evaluate posted decisions in order; each is first appended to ingest.ndjson (fsynced once per request). */
+  ingest(records: readonly IngestRecord[]): Promise<IngestResult> {
+    return this.mutex.run(async () => {
+      this.ingestFd ??= openSync(this.ingestFile, 'a', 0o640);
+      const first = this.ingestLines + 1;
+      writeSync(this.ingestFd, records.map((r) => `${r.text.replace(/[\r\n]+/g, ' ')}\n`).join(''));
+      fsyncSync(this.ingestFd);
+      this.ingestLines += records.length;
+      const before = this.o.pipeline.counts.trips;
+      const errors: { index: number; reason: string; message: string }[] = [];
+      let invalid = 0;
+      for (let i = 0; i < records.length; i++) {
+        const r = this.o.pipeline.processLine(this.ingestClock, records[i]!.text, undefined, first + i);
+        if (r instanceof Promise) await r;
+        else if (r !== undefined) {
+          invalid++;
+          if (errors.length < MAX_REPORTED_ERRORS) errors.push({ index: i, reason: (r).reason, message: (r).message });
+        }
+      }
+      this.o.pipeline.noteTime(this.ingestClock);
+      return { accepted: records.length - invalid, invalid, trips: this.o.pipeline.counts.trips - before, errors };
+    });
+  }
+
+  /** A manual block: a signed kill event (trigger operator) and addendum, then the block is in force. */
+  block(a: OperatorAction): Promise<KillEvent> {
+    return this.mutex.run(() => {
+      const fold = this.o.evaluator.ledger;
+      if (fold.isBlocked(a.agentId)) throw new KillSwitchError('ALREADY_BLOCKED', `${a.agentId} is already blocked (epoch ${fold.get(a.agentId)!.epoch})`);
+      return this.operatorEvent('block', fold.nextEpoch(a.agentId), a);
+    });
+  }
+
+  /** An unblock: lifts the block of the current epoch and empties the identity's window (CONTRACTS.md section 2). */
+  unblock(a: OperatorAction): Promise<KillEvent> {
+    return this.mutex.run(() => {
+      const state = this.o.evaluator.ledger.get(a.agentId);
+      if (state?.blocked !== true) throw new KillSwitchError('NOT_BLOCKED', `${a.agentId} is not blocked`);
+      return this.operatorEvent('unblock', state.epoch, a);
+    });
+  }
+
+  private async operatorEvent(action: 'block' | 'unblock', epoch: number, a: OperatorAction): Promise<KillEvent> {
+    const { signer, chains, evaluator } = this.o;
+    let killEvent = buildKillEvent({
+      action, agentId: a.agentId, epoch, trigger: 'operator', at: formatRfc3339(this.now()), reason: a.reason,
+      authorizedBy: a.authorizedBy, killSwitch: evaluator.config.settings,
+    });
+    if (signer !== undefined) killEvent = signer.sign(killEvent, false);
+    let addendum = buildAddendum(killEvent, [], chains.link(OPERATOR_STREAM));
+    if (signer !== undefined) addendum = signer.sign(addendum, true);
+    await this.o.sink.write(killEvent, addendum);
+    chains.append(addendum);
+    evaluator.applyLedger(killEvent);
+    this.o.feed.append(killEvent);
+    this.o.log.info({ action, agent_id: a.agentId, epoch, authorized_by: a.authorizedBy, reason: a.reason, event_id: killEvent.event_id }, `operator ${action}`);
+    return killEvent;
+  }
+
+  identity(agentId: string): IdentityView {
+    const { evaluator, feed, pipeline } = this.o;
+    const state = evaluator.ledger.get(agentId);
+    const view = { time: pipeline.latestTime } as StreamClock;
+    const w = evaluator.windowOf(agentId, view);
+    return {
+      agent_id: agentId,
+      state: state?.blocked === true ? 'blocked' : 'active',
+      epoch: state?.epoch ?? 0,
+      window: {
+        calls: w.calls, denies: w.denies, advisory_denies: w.advisoryDenies,
+        deny_rate: w.calls === 0 ? null : w.denies / w.calls,
+        at: pipeline.latestTime === -Infinity ? null : formatRfc3339(pipeline.latestTime),
+      },
+      last_kill_event: feed.latestOf(agentId) ?? null,
+    };
+  }
+
+  /** Blocked identities ordered by agent_id, `limit` after the cursor (the last agent_id of the previous page). */
+  blocks(limit: number, after: string | undefined): { items: KillEvent[]; next_cursor: string | null; total: number } {
+    const ids: string[] = [];
+    for (const s of this.o.evaluator.ledger.blockedIdentities()) ids.push(s.agentId);
+    ids.sort();
+    let start = 0;
+    if (after !== undefined) {
+      while (start < ids.length && ids[start]! <= after) start++;
+    }
+    const page = ids.slice(start, start + limit);
+    return {
+      items: page.map((id) => this.o.feed.latestOf(id)!).filter((e) => e !== undefined),
+      next_cursor: start + limit < ids.length ? page[page.length - 1]! : null,
+      total: ids.length,
+    };
+  }
+
+  close(): void {
+    if (this.ingestFd !== undefined) closeSync(this.ingestFd);
+    this.ingestFd = undefined;
+  }
+}
+
+function countLines(buf: Buffer): number {
+  let n = 0;
+  for (let i = buf.indexOf(10); i !== -1; i = buf.indexOf(10, i + 1)) n++;
+  if (buf.length > 0 && buf[buf.length - 1] !== 10) n++;
+  return n;
+}

@@ -1,0 +1,250 @@
+/**
+ * The operator API of the long-running embedded service, through a real `killswitch run` process:
+ * authentication and roles, request limits, odd agent_id encodings, ingest, trip, operator unblock and
+ * manual block, the change feed (polling and SSE), dual control and the rate limit.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSessionGuard, type SessionGuard } from '../../src/session/index.js';
+import { captureLogger } from '../helpers/capture-logger.js';
+import { decision, ndjson, parseLines, repeat, runCli, startCli, tempDir, writeIn } from '../helpers/cli.js';
+import { eventually, freePort, request, type Reply } from '../helpers/http-request.js';
+
+const BAD = 'spiffe://example.org/ns/prod/sa/scraper';
+const GOOD = 'spiffe://example.org/ns/prod/sa/summariser';
+const enc = (id: string): string => encodeURIComponent(id);
+
+function token(): { token: string; sha256: string } {
+  const t = randomBytes(24).toString('base64url');
+  return { token: t, sha256: createHash('sha256').update(t).digest('hex') };
+}
+
+interface Service {
+  base: string;
+  dir: string;
+  stop: () => Promise<number | null>;
+  out: () => string;
+}
+
+async function startService(dir: string, http: Record<string, unknown>, tokens: Record<string, { sha256: string; roles: string[] }>): Promise<Service> {
+  const keys = join(dir, 'keys');
+  runCli(['keys', 'generate', '--out', keys, '--if-missing']);
+  const port = await freePort();
+  const cfg = writeIn(dir, 'config.json', JSON.stringify({
+    kill_switch: { enabled: true, window_seconds: 300, deny_rate_threshold: 0.5, min_calls: 10 },
+    data_dir: join(dir, 'data'),
+    signing: { private_key_file: join(keys, 'signing-key.pem'), jwks_file: join(keys, 'jwks.json') },
+    http: { listen: `127.0.0.1:${port}`, max_body_bytes: 64 * 1024, tokens: Object.entries(tokens).map(([name, t]) => ({ name, ...t })), ...http },
+    log: { level: 'info' },
+  }));
+  const child = startCli(['run', '--config', cfg]);
+  let out = '';
+  child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  await eventually(() => Promise.resolve(out), (o) => o.includes('serving the operator API') || child.exitCode !== null, 30_000);
+  if (child.exitCode !== null) throw new Error(out);
+  return {
+    base: `http://127.0.0.1:${port}`, dir, out: () => out,
+    stop: async () => {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+const admin = token();
+const second = token();
+const viewer = token();
+const ingest = token();
+let svc: Service;
+
+const call = (path: string, o: { method?: string; tok?: string; body?: unknown; type?: string; raw?: string; headers?: Record<string, string> } = {}): Promise<Reply> =>
+  request(`${svc.base}${path}`, {
+    method: o.method ?? (o.body !== undefined || o.raw !== undefined ? 'POST' : 'GET'),
+    headers: {
+      ...(o.tok === undefined ? {} : { authorization: `Bearer ${o.tok}` }),
+      ...(o.body !== undefined || o.raw !== undefined ? { 'content-type': o.type ?? 'application/json' } : {}),
+      ...o.headers,
+    },
+    ...(o.raw !== undefined ? { body: o.raw } : o.body !== undefined ? { body: JSON.stringify(o.body) } : {}),
+  });
+const json = (r: Reply): Record<string, unknown> => JSON.parse(r.body) as Record<string, unknown>;
+
+beforeAll(async () => {
+  svc = await startService(tempDir('operator-api-'), { rate_limit: { per_minute: 600, burst: 50 } }, {
+    alice: { sha256: admin.sha256, roles: ['operator'] },
+    bob: { sha256: second.sha256, roles: ['operator'] },
+    watcher: { sha256: viewer.sha256, roles: ['viewer'] },
+    gateway: { sha256: ingest.sha256, roles: ['ingest'] },
+  });
+}, 60_000);
+
+afterAll(async () => {
+  expect(await svc.stop()).toBe(0);
+});
+
+describe('authentication and authorisation', () => {
+  it('401 without a token or with an unknown one, 403 with the wrong role', async () => {
+    const none = await call(`/v1/identities/${enc(GOOD)}`);
+    expect([none.status, json(none).error, none.headers['www-authenticate']]).toEqual([401, 'UNAUTHENTICATED', 'Bearer realm="killswitch"']);
+    expect((await call(`/v1/identities/${enc(GOOD)}`, { tok: 'not-a-token' })).status).toBe(401);
+    expect((await call(`/v1/identities/${enc(GOOD)}`, { headers: { authorization: `Basic ${admin.token}` } })).status).toBe(401);
+    const wrongRole = await call('/v1/blocks', { tok: viewer.token, body: { agent_id: GOOD, reason: 'x', authorized_by: 'y' } });
+    expect([wrongRole.status, json(wrongRole).error]).toEqual([403, 'FORBIDDEN']);
+    expect((await call(`/v1/identities/${enc(GOOD)}`, { tok: ingest.token })).status).toBe(403);
+    expect((await call('/v1/decisions', { tok: viewer.token, body: {} })).status).toBe(403);
+    // operator includes viewer
+    expect((await call(`/v1/identities/${enc(GOOD)}`, { tok: admin.token })).status).toBe(200);
+  });
+
+  it('health, readiness and metrics need no token', async () => {
+    expect((await call('/healthz')).status).toBe(200);
+    expect(json(await call('/readyz'))).toEqual({ status: 'ready' });
+    const m = await call('/metrics');
+    expect(m.status).toBe(200);
+    expect(m.body).toContain('killswitch_blocked_identities');
+  });
+});
+
+describe('bad requests', () => {
+  it('413 for a body over max_body_bytes, 400 INVALID_JSON, 415, 400 REQUEST_INVALID, 404, 405', async () => {
+    const big = await call('/v1/decisions', { tok: ingest.token, raw: 'x'.repeat(70 * 1024), type: 'application/x-ndjson' });
+    expect([big.status, json(big).error]).toEqual([413, 'PAYLOAD_TOO_LARGE']);
+    const malformed = await call('/v1/blocks', { tok: admin.token, raw: '{"agent_id": ' });
+    expect([malformed.status, json(malformed).error]).toEqual([400, 'INVALID_JSON']);
+    expect(json(await call('/v1/blocks', { tok: admin.token, raw: 'agent_id=x', type: 'application/x-www-form-urlencoded' })).error).toBe('UNSUPPORTED_MEDIA_TYPE');
+    const missing = await call('/v1/blocks', { tok: admin.token, body: { agent_id: GOOD, reason: 'r' } });
+    expect([missing.status, json(missing)]).toEqual([400, { error: 'REQUEST_INVALID', detail: 'authorized_by: required, a non-empty string' }]);
+    expect(json(await call('/v1/blocks', { tok: admin.token, body: { agent_id: GOOD, reason: 'r', authorized_by: 'a', extra: 1 } })).detail).toBe('extra: unknown field');
+    const unknown = await call('/v1/nothing', { tok: admin.token });
+    expect([unknown.status, json(unknown).error]).toEqual([404, 'NOT_FOUND']);
+    const method = await call('/v1/blocks/unblock', { tok: admin.token, method: 'GET' });
+    expect([method.status, method.headers.allow, json(method).error]).toEqual([405, 'POST', 'METHOD_NOT_ALLOWED']);
+    for (const r of [big, malformed, missing, unknown]) expect(r.body).not.toMatch(/at .*\.js:\d+/);
+  });
+
+  it('odd agent_id encodings: percent-encoded or raw slashes work; dot segments, double encoding and non-SPIFFE ids are 400', async () => {
+    expect(json(await call(`/v1/identities/${enc(GOOD)}`, { tok: viewer.token })).agent_id).toBe(GOOD);
+    expect(json(await call(`/v1/identities/${GOOD}`, { tok: viewer.token })).agent_id).toBe(GOOD);
+    for (const path of [
+      `/v1/identities/${enc('spiffe://example.org/ns/../admin')}`,
+      '/v1/identities/spiffe://example.org/ns/%2E%2E/admin',
+      `/v1/identities/${enc(enc(GOOD))}`,
+      '/v1/identities/not-a-spiffe-id',
+      '/v1/identities/spiffe%3A%2F%2FEXAMPLE.org%2Fx',
+      '/v1/identities/%E0%A4%A',
+    ]) {
+      const r = await call(path, { tok: viewer.token });
+      expect([path, r.status, json(r).error]).toEqual([path, 400, 'REQUEST_INVALID']);
+    }
+  });
+});
+
+describe('trip, unblock, re-trip, manual block (embedded mode)', () => {
+  it('ingest trips; the guard refuses; an operator unblock lifts it and empties the window; a re-trip needs a fresh min_calls', async () => {
+    const jwks = JSON.parse(readFileSync(join(svc.dir, 'keys', 'jwks.json'), 'utf8')) as { keys: object[] };
+    const guard: SessionGuard = createSessionGuard({ ledger: { file: join(svc.dir, 'data', 'kills.ndjson'), pollMs: 20 }, jwks, logger: captureLogger() });
+    try {
+      await guard.ready;
+      const posted = await call('/v1/decisions', { tok: ingest.token, raw: ndjson([...repeat(BAD, 'deny', 10, 0), 'not json', decision(GOOD, 'allow', 11)]), type: 'application/x-ndjson' });
+      expect(posted.status).toBe(202);
+      expect(json(posted)).toMatchObject({ accepted: 11, invalid: 1, trips: 1, errors: [{ index: 10, reason: 'invalid_json' }] });
+      const id = json(await call(`/v1/identities/${enc(BAD)}`, { tok: viewer.token }));
+      expect(id).toMatchObject({ agent_id: BAD, state: 'blocked', epoch: 1, window: { calls: 10, denies: 10 }, last_kill_event: { trigger: 'deny_rate', epoch: 1 } });
+      await eventually(() => Promise.resolve(guard.check(BAD).allowed), (a) => !a, 5000);
+      const list = json(await call('/v1/blocks?limit=10', { tok: viewer.token }));
+      expect(list).toMatchObject({ total: 1, next_cursor: null, items: [{ agent_id: BAD, action: 'block' }] });
+
+      const notBlocked = await call('/v1/blocks/unblock', { tok: admin.token, body: { agent_id: GOOD, reason: 'r', authorized_by: 'alice@example.org' } });
+      expect([notBlocked.status, json(notBlocked).error]).toEqual([404, 'NOT_BLOCKED']);
+      const un = await call('/v1/blocks/unblock', { tok: admin.token, body: { agent_id: BAD, reason: 'false positive, INC-42', authorized_by: 'alice@example.org' } });
+      expect(un.status).toBe(200);
+      expect(json(un)).toMatchObject({ action: 'unblock', agent_id: BAD, epoch: 1, trigger: 'operator', reason: 'false positive, INC-42', authorized_by: 'alice@example.org' });
+      await eventually(() => Promise.resolve(guard.check(BAD).allowed), (a) => a, 5000);
+      expect(json(await call(`/v1/identities/${enc(BAD)}`, { tok: viewer.token }))).toMatchObject({ state: 'active', epoch: 1, window: { calls: 0, denies: 0 } });
+      // 9 more denies: below min_calls in the emptied window
+      await call('/v1/decisions', { tok: ingest.token, body: repeat(BAD, 'deny', 9, 20).map((l) => JSON.parse(l) as object) });
+      expect(json(await call(`/v1/identities/${enc(BAD)}`, { tok: viewer.token }))).toMatchObject({ state: 'active', window: { calls: 9 } });
+      const tenth = await call('/v1/decisions', { tok: ingest.token, body: JSON.parse(decision(BAD, 'deny', 30)) as object });
+      expect(json(tenth)).toMatchObject({ accepted: 1, trips: 1 });
+      expect(json(await call(`/v1/identities/${enc(BAD)}`, { tok: viewer.token }))).toMatchObject({ state: 'blocked', epoch: 2 });
+      await eventually(() => Promise.resolve(guard.check(BAD).allowed), (a) => !a, 5000);
+
+      // a manual block, recorded with who asked; blocking twice is a conflict
+      const manual = await call('/v1/blocks', { tok: admin.token, body: { agent_id: GOOD, reason: 'incident INC-7', authorized_by: 'alice@example.org' } });
+      expect(manual.status).toBe(201);
+      expect(json(manual)).toMatchObject({ action: 'block', agent_id: GOOD, epoch: 1, trigger: 'operator', authorized_by: 'alice@example.org' });
+      expect(json(await call('/v1/blocks', { tok: admin.token, body: { agent_id: GOOD, reason: 'again', authorized_by: 'a' } })).error).toBe('ALREADY_BLOCKED');
+      await eventually(() => Promise.resolve(guard.check(GOOD).allowed), (a) => !a, 5000);
+    } finally {
+      await guard.close();
+    }
+    // every addendum, operator ones included, verifies offline; the trips re-derive from what was ingested
+    const v = runCli(['verify', '--jwks', join(svc.dir, 'keys', 'jwks.json'), '--decisions', join(svc.dir, 'data', 'ingest.ndjson'), join(svc.dir, 'data', 'addenda.ndjson')]);
+    expect(v.status, v.stdout + v.stderr).toBe(0);
+  });
+
+  it('the change feed: polling with since, and SSE resumable with Last-Event-ID', async () => {
+    const all = json(await call('/v1/blocks/changes?since=0', { tok: viewer.token })) as { events: { seq: number; event: { action: string; agent_id: string } }[]; next: number; last_seq: number };
+    expect(all.events.map((e) => `${e.seq}:${e.event.action}:${e.event.agent_id}`)).toEqual([`1:block:${BAD}`, `2:unblock:${BAD}`, `3:block:${BAD}`, `4:block:${GOOD}`]);
+    expect([all.next, all.last_seq]).toEqual([4, 4]);
+    expect((json(await call('/v1/blocks/changes?since=3', { tok: viewer.token })) as { events: unknown[] }).events).toHaveLength(1);
+    expect(json(await call('/v1/blocks/changes?since=-1', { tok: viewer.token })).error).toBe('REQUEST_INVALID');
+
+    const res = await fetch(`${svc.base}/v1/blocks/stream`, { headers: { authorization: `Bearer ${viewer.token}`, 'last-event-id': '2' } });
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    const reader = res.body!.getReader();
+    let text = '';
+    const readUntil = async (needle: string): Promise<void> => {
+      while (!text.includes(needle)) {
+        const { value, done } = (await reader.read()) as { value?: Uint8Array; done: boolean };
+        if (done) throw new Error(`stream ended before ${needle}: ${text}`);
+        text += new TextDecoder().decode(value);
+      }
+    };
+    await readUntil('event: caught-up');
+    expect([...text.matchAll(/^id: (\d+)$/gm)].map((m) => m[1])).toEqual(['3', '4']);
+    // live: an unblock shows up as the next id
+    await call('/v1/blocks/unblock', { tok: admin.token, body: { agent_id: GOOD, reason: 'resolved', authorized_by: 'alice@example.org' } });
+    await readUntil('id: 5');
+    expect(text).toContain('"action":"unblock"');
+    await reader.cancel();
+  });
+});
+
+describe('dual control and the rate limit', () => {
+  let dual: Service;
+  beforeAll(async () => {
+    dual = await startService(tempDir('operator-dual-'), { dual_control: { block: true, unblock: true, window_seconds: 60 }, rate_limit: { per_minute: 1, burst: 3 } }, {
+      alice: { sha256: admin.sha256, roles: ['operator'] },
+      bob: { sha256: second.sha256, roles: ['operator'] },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    expect(await dual.stop()).toBe(0);
+  });
+  const post = (tok: string, body: object): Promise<Reply> =>
+    request(`${dual.base}/v1/blocks`, { method: 'POST', headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+  it('a manual block needs a second, different token; the same token twice is refused; then the rate limit holds', async () => {
+    const first = await post(admin.token, { agent_id: BAD, reason: 'runaway', authorized_by: 'alice@example.org' });
+    expect(first.status).toBe(202);
+    expect(json(first)).toMatchObject({ status: 'pending_approval', action: 'block', agent_id: BAD, approved_by: ['alice@example.org'] });
+    const again = await post(admin.token, { agent_id: BAD, reason: 'runaway', authorized_by: 'alice@example.org' });
+    expect([again.status, json(again).error]).toEqual([409, 'SAME_APPROVER']);
+    expect(json(await request(`${dual.base}/v1/identities/${enc(BAD)}`, { headers: { authorization: `Bearer ${second.token}` } })).state).toBe('active');
+    const done = await post(second.token, { agent_id: BAD, reason: 'runaway', authorized_by: 'bob@example.org' });
+    expect(done.status).toBe(201);
+    expect(json(done)).toMatchObject({ action: 'block', authorized_by: 'alice@example.org + bob@example.org', reason: 'runaway' });
+    const kills = parseLines<{ agent_id: string; authorized_by: string }>(readFileSync(join(dual.dir, 'data', 'kills.ndjson'), 'utf8'));
+    expect(kills.map((k) => k.authorized_by)).toEqual(['alice@example.org + bob@example.org']);
+    // alice has used two of her burst of 3 (a refused approval counts too); the fourth action is 429 with Retry-After
+    expect((await post(admin.token, { agent_id: GOOD, reason: 'x', authorized_by: 'alice@example.org' })).status).toBe(202);
+    const limited = await post(admin.token, { agent_id: GOOD, reason: 'x', authorized_by: 'alice@example.org' });
+    expect([limited.status, json(limited).error]).toEqual([429, 'RATE_LIMITED']);
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+  });
+});
