@@ -13,12 +13,15 @@ import { SessionGuard, type FailureMode } from './guard.js';
 import type { LedgerSource } from './ledger-source.js';
 import { FileLedgerSource } from './sources/file-source.js';
 import { KafkaLedgerSource } from './sources/kafka-source.js';
+import { SseLedgerSource } from './sources/sse-source.js';
 
 export type LedgerOption =
   /** the Kafka kills topic, from the beginning, then live */
   | { readonly kafka: { readonly brokers: readonly string[]; readonly clientId?: string } | Kafka; readonly topic?: string }
   /** a ledger file (embedded mode's `data_dir/kills.ndjson`, or a copy on an air-gapped host), followed as it grows */
   | { readonly file: string; readonly pollMs?: number }
+  /** the service's Server-Sent Events stream (`GET /v1/blocks/stream`), with a viewer token */
+  | { readonly http: { readonly url: string; readonly token: string } }
   /** a source of your own */
   | { readonly source: LedgerSource };
 
@@ -52,6 +55,7 @@ function isKafka(k: unknown): k is Kafka {
 function ledgerSource(ledger: LedgerOption, log: Logger): LedgerSource {
   if ('source' in ledger) return ledger.source;
   if ('file' in ledger) return new FileLedgerSource(ledger.file, ledger.pollMs);
+  if ('http' in ledger) return new SseLedgerSource(ledger.http);
   const kafka = isKafka(ledger.kafka) ? ledger.kafka : createKafka(ledger.kafka.brokers, ledger.kafka.clientId ?? 'killswitch-guard', log);
   return new KafkaLedgerSource(kafka, ledger.topic ?? DEFAULT_KILLS_TOPIC);
 }
@@ -76,6 +80,7 @@ export type { BlockInfo, FailureMode, GuardState, RejectReason } from './guard.j
 export type { LedgerSink, LedgerSource } from './ledger-source.js';
 export { FileLedgerSource } from './sources/file-source.js';
 export { KafkaLedgerSource } from './sources/kafka-source.js';
+export { SseLedgerSource } from './sources/sse-source.js';
 export { KillSwitchTrippedError, KillSwitchUnavailableError } from './refusal.js';
 export type { Allowed, CheckResult, Refusal, Tripped, TrippedBody, Unavailable, UnavailableBody } from './refusal.js';
 export { checkRequest, expressGuard, fastifyGuard, nodeHttpGuard, requestIdentities, sendRefusal, spiffeIdsFromCertificate } from './http.js';

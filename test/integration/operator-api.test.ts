@@ -248,3 +248,39 @@ describe('dual control and the rate limit', () => {
     expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
   });
 });
+
+describe('session guard following the service over SSE', () => {
+  it('obeys blocks and unblocks made through the API; a wrong token leaves it not ready (503)', async () => {
+    const jwks = join(svc.dir, 'keys', 'jwks.json');
+    const X = 'spiffe://example.org/ns/prod/sa/sse-followed';
+    const guard = createSessionGuard({ ledger: { http: { url: svc.base, token: viewer.token } }, jwks, logger: captureLogger() });
+    const wrong = createSessionGuard({ ledger: { http: { url: svc.base, token: 'wrong' } }, jwks, logger: captureLogger() });
+    try {
+      await guard.ready;
+      expect(guard.check(BAD).allowed).toBe(false); // the backlog: BAD was tripped again above
+      await call('/v1/blocks', { tok: admin.token, body: { agent_id: X, reason: 'sse test', authorized_by: 'alice@example.org' } });
+      await eventually(() => Promise.resolve(guard.check(X).allowed), (a) => !a, 5000);
+      await call('/v1/blocks/unblock', { tok: admin.token, body: { agent_id: X, reason: 'sse test over', authorized_by: 'alice@example.org' } });
+      await eventually(() => Promise.resolve(guard.check(X).allowed), (a) => a, 5000);
+      expect(wrong.state).toBe('starting');
+      expect((wrong.check(X) as { status?: number }).status).toBe(503);
+    } finally {
+      await guard.close();
+      await wrong.close();
+    }
+  });
+
+  it('goes stale when the service stops, and refuses with 503 (failure_mode closed)', async () => {
+    const own = await startService(tempDir('operator-sse-stale-'), {}, { watcher: { sha256: viewer.sha256, roles: ['viewer'] } });
+    const guard = createSessionGuard({ ledger: { http: { url: own.base, token: viewer.token } }, jwks: join(own.dir, 'keys', 'jwks.json'), logger: captureLogger(), maxStalenessMs: 500 });
+    try {
+      await guard.ready;
+      expect(guard.check(GOOD).allowed).toBe(true);
+      expect(await own.stop()).toBe(0);
+      await eventually(() => Promise.resolve(guard.state), (s) => s === 'stale', 5000);
+      expect((guard.check(GOOD) as { status?: number }).status).toBe(503);
+    } finally {
+      await guard.close();
+    }
+  });
+});
