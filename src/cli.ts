@@ -13,6 +13,7 @@ import { replay } from './commands/replay.js';
 import { runEmbedded } from './commands/run-embedded.js';
 import { runKafka } from './commands/run-kafka.js';
 import { runAuthz } from './commands/authz.js';
+import { operatorAction, operatorBlocks, operatorStatus, operatorToken } from './commands/operator.js';
 import { generateKeys, SIGNING_KEY_FILE } from './commands/keys.js';
 import { loadJwks, loadSigningKey } from './adapters/signing/keys.js';
 import { signingSetup } from './commands/signing.js';
@@ -99,6 +100,30 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`signing key ${g.kid}\n  private key: ${g.privateKeyFile} (mode 0600)\n  trusted keys: ${g.jwksFile} (${g.trustedKeys})\n` +
         (g.retired === undefined ? '' : `  previous key kept as ${g.retired}; its public key stays trusted\n`));
       return 0;
+    }
+    case 'block':
+    case 'unblock':
+    case 'status':
+    case 'blocks': {
+      const { values, positionals } = parse(rest, {
+        url: { type: 'string' }, 'token-file': { type: 'string' }, reason: { type: 'string' }, by: { type: 'string' }, json: { type: 'boolean' },
+      });
+      const tokenFile = values['token-file'];
+      const url = typeof values.url === 'string' ? values.url : process.env.KILLSWITCH_URL ?? 'http://127.0.0.1:8080';
+      try {
+        new URL(url);
+      } catch {
+        throw usageError(`${command}: --url ${url} is not a URL`);
+      }
+      const o = { url, token: operatorToken(typeof tokenFile === 'string' ? tokenFile : undefined, process.env), json: values.json === true, out: process.stdout };
+      if (command === 'blocks') {
+        if (positionals.length > 0) throw usageError(`blocks: unexpected argument "${positionals[0]}"`);
+        return operatorBlocks(o);
+      }
+      if (positionals.length !== 1) throw usageError(`${command}: name exactly one AGENT_ID`);
+      const agentId = positionals[0]!;
+      if (command === 'status') return operatorStatus(o, agentId);
+      return operatorAction(o, command, agentId, requireString(values, 'reason', command), requireString(values, 'by', command));
     }
     case 'authz': {
       const { values, positionals } = parse(rest, { config: { type: 'string' } });

@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   RATE_LIMITED: { status: 429, retryable: true, summary: 'too many operator actions from this token; retry after the Retry-After seconds' },
   NOT_BLOCKED: { status: 404, retryable: false, summary: 'unblock of an identity that is not blocked' },
   ALREADY_BLOCKED: { status: 409, retryable: false, summary: 'manual block of an identity that is already blocked' },
+  SERVICE_UNREACHABLE: { status: undefined, retryable: true, summary: 'the operator CLI cannot reach the service at --url (or KILLSWITCH_URL), or the answer is not JSON' },
   INTERNAL: { status: 500, retryable: true, summary: 'the service failed to answer (logged with details); nothing was changed unless the log says so' },
   SAME_APPROVER: { status: 409, retryable: false, summary: 'dual control: the second approval of a block or unblock must come from a different token than the first' },
 } as const;

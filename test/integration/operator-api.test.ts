@@ -284,3 +284,38 @@ describe('session guard following the service over SSE', () => {
     }
   });
 });
+
+describe('killswitch block | unblock | status | blocks', () => {
+  const Y = 'spiffe://example.org/ns/prod/sa/cli-target';
+  const cli = (args: string[], tok = admin.token): ReturnType<typeof runCli> => runCli([...args, '--url', svc.base], { env: { KILLSWITCH_TOKEN: tok } });
+
+  it('blocks, shows, lists and unblocks an identity with readable output', () => {
+    const b = cli(['block', Y, '--reason', 'incident INC-9', '--by', 'carol@example.org']);
+    expect(b.status, b.stderr).toBe(0);
+    expect(b.stdout).toMatch(new RegExp(`^BLOCKED ${Y} \\(epoch 1\\)\\n  reason: incident INC-9\\n  authorized by: carol@example.org\\n  kill event sha256:[0-9a-f]{64}\\n$`));
+    const s = cli(['status', Y], viewer.token);
+    expect(s.stdout).toContain(`${Y}: BLOCKED (epoch 1)`);
+    expect(s.stdout).toContain('last kill event: block epoch 1, operator');
+    const l = cli(['blocks'], viewer.token);
+    expect(l.stdout).toMatch(new RegExp(`^blocked identities \\(\\d+\\):\\n`));
+    expect(l.stdout).toContain(`  ${Y}  epoch 1, operator, since `);
+    const j = cli(['status', Y, '--json'], viewer.token);
+    expect(JSON.parse(j.stdout)).toMatchObject({ agent_id: Y, state: 'blocked' });
+    const u = cli(['unblock', Y, '--reason', 'resolved', '--by', 'carol@example.org']);
+    expect(u.stdout).toContain(`UNBLOCKED ${Y} (epoch 1)`);
+  });
+
+  it('reports refusals and failures in one line: no token (exit 2), wrong role, not blocked, unreachable (exit 1)', async () => {
+    const closedPort = await freePort();
+    const noToken = runCli(['status', Y, '--url', svc.base], { env: { KILLSWITCH_TOKEN: '' } });
+    expect([noToken.status, noToken.stderr]).toEqual([2, 'killswitch: set KILLSWITCH_TOKEN (or pass --token-file FILE) to a token for the operator API\n']);
+    const role = cli(['block', Y, '--reason', 'r', '--by', 'x'], viewer.token);
+    expect([role.status, role.stderr]).toEqual([1, 'killswitch: FORBIDDEN: token "watcher" lacks the operator role\n']);
+    const nb = cli(['unblock', Y, '--reason', 'r', '--by', 'x']);
+    expect([nb.status, nb.stderr]).toEqual([1, `killswitch: NOT_BLOCKED: ${Y} is not blocked\n`]);
+    const missing = cli(['block', Y, '--by', 'x']);
+    expect([missing.status, missing.stderr]).toEqual([2, 'killswitch: block: --reason is required\n']);
+    const down = runCli(['status', Y, '--url', `http://127.0.0.1:${closedPort}`], { env: { KILLSWITCH_TOKEN: 't' } });
+    expect([down.status, down.stderr]).toEqual([1, `killswitch: cannot reach the service at http://127.0.0.1:${closedPort} (ECONNREFUSED)\n`]);
+  });
+});
