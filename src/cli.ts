@@ -13,6 +13,7 @@ import { replay } from './commands/replay.js';
 import { runEmbedded } from './commands/run-embedded.js';
 import { runKafka } from './commands/run-kafka.js';
 import { runAuthz } from './commands/authz.js';
+import { generateToken } from './commands/tokens.js';
 import { operatorAction, operatorBlocks, operatorStatus, operatorToken } from './commands/operator.js';
 import { generateKeys, SIGNING_KEY_FILE } from './commands/keys.js';
 import { loadJwks, loadSigningKey } from './adapters/signing/keys.js';
@@ -99,6 +100,18 @@ async function main(argv: string[]): Promise<number> {
       const g = generateKeys(out);
       process.stdout.write(`signing key ${g.kid}\n  private key: ${g.privateKeyFile} (mode 0600)\n  trusted keys: ${g.jwksFile} (${g.trustedKeys})\n` +
         (g.retired === undefined ? '' : `  previous key kept as ${g.retired}; its public key stays trusted\n`));
+      return 0;
+    }
+    case 'tokens': {
+      const [sub, ...args] = rest;
+      if (sub !== 'generate') throw usageError('tokens: the only subcommand is "generate" (killswitch tokens generate --out DIR --name NAME --roles viewer,operator,ingest)');
+      const { values, positionals } = parse(args, { out: { type: 'string' }, name: { type: 'string' }, roles: { type: 'string' }, 'if-missing': { type: 'boolean' } });
+      if (positionals.length > 0) throw usageError(`tokens generate: unexpected argument "${positionals[0]}"`);
+      const g = generateToken(requireString(values, 'out', 'tokens generate'), requireString(values, 'name', 'tokens generate'),
+        requireString(values, 'roles', 'tokens generate').split(',').map((r) => r.trim()).filter((r) => r !== ''), values['if-missing'] === true);
+      process.stdout.write(g.created
+        ? `operator API token written to ${g.tokenFile} (mode 0600); its SHA-256 and roles to ${g.tokensFile} (http.tokens_file)\n`
+        : `operator API token already in ${g.tokenFile}\n`);
       return 0;
     }
     case 'block':

@@ -23,6 +23,7 @@ import { parseListen } from '../adapters/http/metrics-server.js';
 import { createMetrics } from '../adapters/metrics/metrics.js';
 import { EmbeddedService } from '../service/embedded-service.js';
 import { LedgerFeed } from '../service/ledger-feed.js';
+import { loadTokensFile } from './tokens.js';
 
 export interface RunOptions {
   readonly config: Config;
@@ -110,9 +111,27 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
         await pipeline.processFile(input, stop.signal);
       }
       ready = true;
-      if (api !== undefined && !stop.signal.aborted) {
-        out.write(`serving the operator API on http://${config.http!.listen} (SIGTERM or Ctrl-C stops)\n`);
+      const summary = (): void => {
+        const c = pipeline.counts;
+        const st = evaluator.stats;
+        out.write(`\n${stop.signal.aborted ? 'stopped' : 'done'}: ${plural(c.decisions, 'decision')} from ${plural(inputs.length, 'input')}${api === undefined ? '' : ' and the API'}: ` +
+          `${plural(c.trips, 'new block')}, ${plural(c.invalid, 'invalid line')} skipped${c.invalid > 0 ? ` (kept in ${paths.dlq})` : ''}, ` +
+          `${st.late} late, ${st.anonymous} anonymous\n`);
+        if (evaluator.liveEvictions > 0) {
+          log.warn({ evicted: evaluator.liveEvictions, last: evaluator.lastLiveEvicted }, 'tracked-identity cap reached: live windows evicted (raise limits.max_tracked_identities)');
+          out.write(`warning: ${evaluator.liveEvictions} identities with live windows were evicted at limits.max_tracked_identities\n`);
+        }
+        const blocked = [...evaluator.ledger.blockedIdentities()];
+        out.write(blocked.length === 0 ? 'no identity is blocked\n' : `blocked identities (${blocked.length}):\n`);
+        for (const s of blocked) out.write(`  ${s.agentId}  epoch ${s.epoch}, ${s.entry.trigger ?? 'deny_rate'}, since ${s.entry.at ?? '?'}\n`);
+        out.write(`kill events: ${paths.kills}\naddenda:     ${paths.addenda}\n`);
+      };
+      if (api === undefined || stop.signal.aborted) {
+        summary();
+      } else {
+        out.write(`\nserving the operator API on http://${config.http!.listen} (SIGTERM or Ctrl-C stops); the input files are read\n`);
         await new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
+        summary();
       }
     } finally {
       progress.stop();
@@ -121,20 +140,6 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
       service.close();
       await sink.close();
     }
-
-    const c = pipeline.counts;
-    const st = evaluator.stats;
-    out.write(`\n${stop.signal.aborted ? 'stopped' : 'done'}: ${plural(c.decisions, 'decision')} from ${plural(inputs.length, 'input')}: ` +
-      `${plural(c.trips, 'new block')}, ${plural(c.invalid, 'invalid line')} skipped${c.invalid > 0 ? ` (kept in ${paths.dlq})` : ''}, ` +
-      `${st.late} late, ${st.anonymous} anonymous\n`);
-    if (evaluator.liveEvictions > 0) {
-      log.warn({ evicted: evaluator.liveEvictions, last: evaluator.lastLiveEvicted }, 'tracked-identity cap reached: live windows evicted (raise limits.max_tracked_identities)');
-      out.write(`warning: ${evaluator.liveEvictions} identities with live windows were evicted at limits.max_tracked_identities\n`);
-    }
-    const blocked = [...evaluator.ledger.blockedIdentities()];
-    out.write(blocked.length === 0 ? 'no identity is blocked\n' : `blocked identities (${blocked.length}):\n`);
-    for (const s of blocked) out.write(`  ${s.agentId}  epoch ${s.epoch}, ${s.entry.trigger ?? 'deny_rate'}, since ${s.entry.at ?? '?'}\n`);
-    out.write(`kill events: ${paths.kills}\naddenda:     ${paths.addenda}\n`);
     return 0;
   } finally {
     process.off('SIGTERM', onSignal);
@@ -145,7 +150,7 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
 
 async function startApi(config: Config, service: EmbeddedService, feed: LedgerFeed, registry: Registry, ready: () => boolean, log: Logger): Promise<Server> {
   const http = config.http!;
-  const auth = new Authenticator(http.tokens ?? []);
+  const auth = new Authenticator([...(http.tokens ?? []), ...(http.tokens_file === undefined ? [] : loadTokensFile(http.tokens_file))]);
   if (auth.configured === 0) log.warn({}, 'http.tokens is empty: every /v1 endpoint answers 401 until a token is configured');
   const server = createApiServer({
     service, feed, auth, registry, ready, log, maxBodyBytes: http.max_body_bytes,

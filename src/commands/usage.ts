@@ -12,6 +12,7 @@ export const USAGE = `usage:
     (the operator API at --url, default KILLSWITCH_URL or http://127.0.0.1:8080; the token from
      KILLSWITCH_TOKEN or --token-file)
   killswitch keys generate --out DIR [--if-missing]
+  killswitch tokens generate --out DIR --name NAME --roles viewer,operator,ingest [--if-missing]
   killswitch --help | --version`;
 
 export function usageError(message: string): KillSwitchError {

@@ -46,6 +46,7 @@ export interface Config {
   readonly http?: {
     readonly listen: string;
     readonly tokens?: readonly HttpToken[];
+    readonly tokens_file?: string;
     readonly max_body_bytes: number;
     readonly dual_control?: { readonly block: boolean; readonly unblock: boolean; readonly window_seconds: number };
     readonly rate_limit?: { readonly per_minute: number; readonly burst: number };
