@@ -232,8 +232,10 @@ export class SessionGuard {
     if (this.currentState === 'ready' && silentFor > this.o.maxStalenessMs) {
       this.setState('stale', `no contact with the block ledger for ${Math.round(silentFor / 1000)} s (max_staleness ${this.o.maxStalenessMs / 1000} s)${this.lastTrouble === '' ? '' : `: ${this.lastTrouble}`}`);
     }
-    // not ready and nothing heard for max_staleness since the source (re)started: start it again
-    if (this.currentState !== 'ready' && Date.now() - Math.max(this.lastAlive, this.sourceStartedAt) > this.o.maxStalenessMs) this.scheduleRestart();
+    // Start the source again when it went silent after being in touch, or when it is still starting and
+    // has reported a problem. A source that is merely slow to start (a consumer group joining) is left alone.
+    const silent = Date.now() - Math.max(this.lastAlive, this.sourceStartedAt) > this.o.maxStalenessMs;
+    if (silent && (this.currentState === 'stale' || (this.currentState === 'starting' && this.lastTrouble !== ''))) this.scheduleRestart();
   }
 
   private setState(state: GuardState, why: string): void {
