@@ -26,6 +26,7 @@ function findSchemaDir(from: string): string {
 export const SCHEMA_FILES = {
   decision: 'policy-decision.schema.json',
   killEvent: 'kill-event.schema.json',
+  shadowEvent: 'shadow-event.schema.json',
   addendum: 'trace-addendum.schema.json',
   config: 'config.schema.json',
 } as const;

@@ -30,6 +30,7 @@ export interface Config {
   readonly kill_switch: KillSwitchConfig;
   readonly data_dir: string;
   readonly limits: { readonly max_tracked_identities: number };
+  readonly governor: { readonly enabled: boolean; readonly max_blocks_per_minute: number; readonly max_blocked_share: number; readonly share_floor: number };
   readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
   readonly kafka?: {
     readonly brokers: readonly string[];

@@ -7,6 +7,7 @@ import type { KillAction } from './ledger-fold.js';
 
 export const KILL_EVENT_TYPE = 'killswitch.kill-event/v1';
 export const ADDENDUM_TYPE = 'killswitch.trace-addendum/v1';
+export const SHADOW_EVENT_TYPE = 'killswitch.shadow-event/v1';
 export const AUTOMATIC_REASON = 'deny_rate_threshold';
 export const MAX_ADDENDUM_SESSIONS = 32;
 
@@ -163,4 +164,35 @@ export class AddendumChains {
   streams(): string[] {
     return [...this.tips.keys()];
   }
+}
+
+/** A trip the governor held (schemas/shadow-event.schema.json): what would have been blocked, with its evidence. */
+export interface ShadowEvent {
+  readonly type: typeof SHADOW_EVENT_TYPE;
+  readonly event_id: string;
+  readonly action: 'would_block';
+  readonly agent_id: string;
+  readonly epoch: number;
+  readonly trigger: 'deny_rate';
+  readonly at: string;
+  readonly reason: 'governor_rate' | 'governor_share';
+  readonly kill_switch: KillSwitchSettings;
+  readonly evidence: Evidence;
+  readonly issuer?: Issuer;
+  readonly signature?: string;
+}
+
+export function buildShadowEvent(input: { agentId: string; epoch: number; at: string; reason: ShadowEvent['reason']; killSwitch: KillSwitchSettings; evidence: Evidence }): ShadowEvent {
+  return {
+    type: SHADOW_EVENT_TYPE,
+    event_id: canonicalDigest({ agent_id: input.agentId, epoch: input.epoch, action: 'would_block', at: input.at }),
+    action: 'would_block',
+    agent_id: input.agentId,
+    epoch: input.epoch,
+    trigger: 'deny_rate',
+    at: input.at,
+    reason: input.reason,
+    kill_switch: { ...input.killSwitch },
+    evidence: input.evidence,
+  };
 }

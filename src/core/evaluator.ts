@@ -24,7 +24,24 @@ export interface TripRuleConfig {
   readonly maxTrackedIdentities: number;
   /** the `kill_switch` block recorded in documents */
   readonly settings: KillSwitchSettings;
+  /** the blast-radius governor; absent = every trip blocks */
+  readonly governor?: GovernorConfig;
 }
+
+/**
+ * Limits on automatic blocks (README "Blast-radius governor"), in event time so replay holds the same
+ * trips: at most `maxPerMinute` admitted per minute of stream time, and no more automatically blocked
+ * identities than `maxShare` of the identities with a window (once `shareFloor` are blocked). A trip
+ * beyond them is held: reported as a shadow event, not latched, and admitted on a later decision once
+ * there is room.
+ */
+export interface GovernorConfig {
+  readonly maxPerMinute: number;
+  readonly maxShare: number;
+  readonly shareFloor: number;
+}
+
+export type HeldReason = 'governor_rate' | 'governor_share';
 
 export type StreamSource = { readonly topic: string; readonly partition: number } | { readonly file: string };
 
@@ -46,6 +63,8 @@ export interface Trip {
   readonly evidence: Evidence;
   readonly sessionIds: readonly string[];
   readonly stream: string;
+  /** set when the governor held the trip: nothing is blocked, `epoch` is the one a block would get */
+  readonly held?: HeldReason;
 }
 
 export interface EvaluatorStats {
@@ -60,6 +79,8 @@ export interface EvaluatorStats {
   outsideWindow: number;
   whileBlocked: number;
   trips: number;
+  /** trips the governor held (reported as shadow events, not blocked) */
+  held: number;
 }
 
 /** Sessions of one identity, first seen first, with the last bucket each was seen in. */
@@ -81,8 +102,12 @@ export class Evaluator {
   readonly ledger: LedgerFold;
   readonly stats: EvaluatorStats = {
     accepted: 0, calls: 0, denies: 0, advisoryDenies: 0, ignored: 0, anonymous: 0, late: 0, outsideWindow: 0,
-    whileBlocked: 0, trips: 0,
+    whileBlocked: 0, trips: 0, held: 0,
   };
+  private governorMinute = -Infinity;
+  private governorAdmitted = 0;
+  /** identities whose trip was held in the current governor minute: reported once per minute */
+  private readonly heldThisMinute = new Set<string>();
   private readonly store: WindowStore;
   private readonly sessions: (SessionTracker | undefined)[] = [];
   // The session of an identity's latest decision, kept per slot so the common case (the same session
@@ -251,9 +276,11 @@ export class Evaluator {
 
   private trip(
     clock: StreamClock, slot: number, agentId: string, d: Decision, position: number, cutoff: number, c: WindowCounts,
-  ): Trip {
+  ): Trip | null {
     const epoch = this.ledger.nextEpoch(agentId);
     const T = clock.time;
+    const held = this.governor(T, agentId);
+    if (held === null) return null;
     const evidence: Evidence = {
       window_start: formatRfc3339(T - this.config.windowMs),
       window_end: formatRfc3339(T),
@@ -265,10 +292,37 @@ export class Evaluator {
       source: this.sourceOf(clock, cutoff, position),
     };
     const sessionIds = this.sessionsInWindow(slot, cutoff);
+    if (held !== undefined) {
+      this.stats.held++;
+      return { agentId, epoch, atMs: d.timeMs, evidence, sessionIds, stream: clock.name, held };
+    }
     this.stats.trips++;
     this.ledger.apply({ agent_id: agentId, epoch, action: 'block', at: formatRfc3339(d.timeMs), trigger: 'deny_rate' });
     this.store.setBlocked(slot, true);
     return { agentId, epoch, atMs: d.timeMs, evidence, sessionIds, stream: clock.name };
+  }
+
+  /** undefined: admit the trip; a reason: hold it; null: already held this minute, say nothing. */
+  private governor(T: number, agentId: string): HeldReason | undefined | null {
+    const g = this.config.governor;
+    if (g === undefined) return undefined;
+    const minute = Math.floor(T / 60_000);
+    if (minute !== this.governorMinute) {
+      this.governorMinute = minute;
+      this.governorAdmitted = 0;
+      this.heldThisMinute.clear();
+    }
+    let held: HeldReason | undefined;
+    if (this.governorAdmitted >= g.maxPerMinute) held = 'governor_rate';
+    else if (this.ledger.automaticallyBlocked + 1 > Math.max(g.shareFloor, Math.floor(g.maxShare * this.store.size))) held = 'governor_share';
+    if (held === undefined) {
+      this.governorAdmitted++;
+      this.heldThisMinute.delete(agentId);
+      return undefined;
+    }
+    if (this.heldThisMinute.has(agentId)) return null;
+    this.heldThisMinute.add(agentId);
+    return held;
   }
 
   private notePosition(clock: StreamClock, bucket: number, position: number): void {

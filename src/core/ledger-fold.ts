@@ -33,6 +33,7 @@ const rank = (a: KillAction): number => (a === 'unblock' ? 1 : 0);
 export class LedgerFold {
   private readonly states = new Map<string, IdentityState>();
   private blockedCount = 0;
+  private automaticCount = 0;
 
   /** Apply one kill event; returns how the identity's blocked state changed. */
   apply(entry: LedgerEntry): FoldChange {
@@ -43,6 +44,8 @@ export class LedgerFold {
     }
     const blocked = entry.action === 'block';
     this.states.set(entry.agent_id, { agentId: entry.agent_id, epoch: entry.epoch, blocked, entry });
+    const automatic = (s: { blocked: boolean; entry: LedgerEntry } | undefined): number => (s?.blocked === true && s.entry.trigger === 'deny_rate' ? 1 : 0);
+    this.automaticCount += automatic({ blocked, entry }) - automatic(cur);
     const was = cur?.blocked ?? false;
     if (was === blocked) return 'unchanged';
     this.blockedCount += blocked ? 1 : -1;
@@ -64,6 +67,11 @@ export class LedgerFold {
 
   get blocked(): number {
     return this.blockedCount;
+  }
+
+  /** identities blocked by an automatic trip (trigger deny_rate), not by an operator */
+  get automaticallyBlocked(): number {
+    return this.automaticCount;
   }
 
   *blockedIdentities(): IterableIterator<IdentityState> {

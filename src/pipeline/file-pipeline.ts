@@ -3,13 +3,13 @@
  * Shared by `killswitch replay` and the embedded mode of `killswitch run`; each input file is one
  * stream (its own stream time and addendum chain).
  */
-import type { AddendumChains, KillEvent, TraceAddendum } from '../core/documents.js';
+import type { AddendumChains, KillEvent, ShadowEvent, TraceAddendum } from '../core/documents.js';
 import type { Evaluator, StreamClock, Trip } from '../core/evaluator.js';
 import type { Signer } from '../ports/signer.js';
 import type { TripSink } from '../ports/trip-sink.js';
 import { type BadRecordReason, DecisionDecoder } from '../adapters/serde/decision-decoder.js';
 import { readNdjson } from '../adapters/file/ndjson-reader.js';
-import { tripDocuments } from './trip-documents.js';
+import { shadowDocument, tripDocuments } from './trip-documents.js';
 
 export interface BadLine {
   readonly file: string;
@@ -24,6 +24,8 @@ export interface BadLine {
 export interface PipelineHooks {
   onBadLine(bad: BadLine): void;
   onTrip?(trip: Trip, killEvent: KillEvent, addendum: TraceAddendum): void;
+  /** a trip the governor held: written as a shadow event, nothing blocked */
+  onHeld?(shadow: ShadowEvent): void;
 }
 
 export interface PipelineCounts {
@@ -32,6 +34,7 @@ export interface PipelineCounts {
   invalid: number;
   invalidByReason: Partial<Record<BadRecordReason, number>>;
   trips: number;
+  held: number;
 }
 
 /** The stream name of an input: its path as given, `stdin` for '-'. */
@@ -40,7 +43,7 @@ export function streamName(path: string): string {
 }
 
 export class FilePipeline {
-  readonly counts: PipelineCounts = { lines: 0, decisions: 0, invalid: 0, invalidByReason: {}, trips: 0 };
+  readonly counts: PipelineCounts = { lines: 0, decisions: 0, invalid: 0, invalidByReason: {}, trips: 0, held: 0 };
   latestTime = -Infinity;
   private readonly decoder: DecisionDecoder;
 
@@ -99,6 +102,13 @@ export class FilePipeline {
   }
 
   private async emit(trip: Trip): Promise<void> {
+    if (trip.held !== undefined) {
+      const shadow = shadowDocument({ ...trip, held: trip.held }, this.evaluator.config.settings, this.signer);
+      await this.sink.writeShadow(shadow);
+      this.counts.held++;
+      this.hooks.onHeld?.(shadow);
+      return;
+    }
     const { killEvent, addendum } = tripDocuments(trip, this.evaluator.config.settings, this.chains, this.signer);
     await this.sink.write(killEvent, addendum);
     this.counts.trips++;

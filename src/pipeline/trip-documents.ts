@@ -1,5 +1,5 @@
-import { type AddendumChains, AUTOMATIC_REASON, buildAddendum, buildKillEvent, type KillEvent, type KillSwitchSettings,
-  type TraceAddendum } from '../core/documents.js';
+import { type AddendumChains, AUTOMATIC_REASON, buildAddendum, buildKillEvent, buildShadowEvent, type KillEvent, type KillSwitchSettings,
+  type ShadowEvent, type TraceAddendum } from '../core/documents.js';
 import type { Trip } from '../core/evaluator.js';
 import { formatRfc3339 } from '../core/time.js';
 import type { Signer } from '../ports/signer.js';
@@ -26,4 +26,10 @@ export function tripDocuments(
   if (signer !== undefined) addendum = signer.sign(addendum, true);
   chains.append(addendum);
   return { killEvent, addendum };
+}
+
+/** The shadow event of a trip the governor held, signed when a signer is given. */
+export function shadowDocument(trip: Trip & { held: ShadowEvent['reason'] }, settings: KillSwitchSettings, signer: Signer | undefined): ShadowEvent {
+  const ev = buildShadowEvent({ agentId: trip.agentId, epoch: trip.epoch, at: formatRfc3339(trip.atMs), reason: trip.held, killSwitch: settings, evidence: trip.evidence });
+  return signer === undefined ? ev : signer.sign(ev, false);
 }

@@ -5,6 +5,7 @@ import type { Config } from '../config/config.js';
 /** The core's view of the validated config. */
 export function tripRuleConfig(config: Config): TripRuleConfig {
   const ks = config.kill_switch;
+  const g = config.governor;
   return {
     enabled: ks.enabled,
     windowMs: ks.window_seconds * 1000,
@@ -20,5 +21,9 @@ export function tripRuleConfig(config: Config): TripRuleConfig {
       deny_rate_threshold: ks.deny_rate_threshold,
       min_calls: ks.min_calls,
     },
+    // Kafka mode has no shadow output yet: there the governor is off (README, "Blast-radius governor")
+    ...(g.enabled && config.kafka === undefined
+      ? { governor: { maxPerMinute: g.max_blocks_per_minute, maxShare: g.max_blocked_share, shareFloor: g.share_floor } }
+      : {}),
   };
 }

@@ -8,7 +8,7 @@ import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, r
   unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalJson } from '../../core/canonical-json.js';
-import type { KillEvent, TraceAddendum } from '../../core/documents.js';
+import type { KillEvent, ShadowEvent, TraceAddendum } from '../../core/documents.js';
 import { KillSwitchError } from '../../core/errors.js';
 import type { TripSink } from '../../ports/trip-sink.js';
 import { formatErrors, validator } from '../../schemas.js';
@@ -18,6 +18,7 @@ export interface LedgerPaths {
   readonly kills: string;
   readonly addenda: string;
   readonly dlq: string;
+  readonly shadow: string;
   readonly lock: string;
 }
 
@@ -27,6 +28,7 @@ export function ledgerPaths(dataDir: string): LedgerPaths {
     kills: join(dataDir, 'kills.ndjson'),
     addenda: join(dataDir, 'addenda.ndjson'),
     dlq: join(dataDir, 'dlq.ndjson'),
+    shadow: join(dataDir, 'shadow.ndjson'),
     lock: join(dataDir, 'killswitch.lock'),
   };
 }
@@ -135,6 +137,7 @@ export class LedgerFileSink implements TripSink {
   private readonly killsFd: number;
   private readonly addendaFd: number;
   private dlqFd: number | undefined;
+  private shadowFd: number | undefined;
 
   constructor(private readonly paths: LedgerPaths) {
     mkdirSync(paths.dir, { recursive: true });
@@ -148,6 +151,13 @@ export class LedgerFileSink implements TripSink {
     return Promise.resolve();
   }
 
+  /** A trip the governor held: kept (fsynced) in shadow.ndjson, never in the block ledger. */
+  writeShadow(event: ShadowEvent): Promise<void> {
+    this.shadowFd ??= openSync(this.paths.shadow, 'a', 0o640);
+    appendDurably(this.shadowFd, canonicalJson(event) + '\n', this.paths.shadow);
+    return Promise.resolve();
+  }
+
   /** A bad input line, kept with its reason so nothing is lost. Not fsynced per line: it is a copy of input. */
   writeDlq(entry: object): void {
     this.dlqFd ??= openSync(this.paths.dlq, 'a', 0o640);
@@ -155,7 +165,7 @@ export class LedgerFileSink implements TripSink {
   }
 
   close(): Promise<void> {
-    for (const fd of [this.killsFd, this.addendaFd, this.dlqFd]) {
+    for (const fd of [this.killsFd, this.addendaFd, this.dlqFd, this.shadowFd]) {
       if (fd !== undefined) {
         fsyncSync(fd);
         closeSync(fd);

@@ -4,7 +4,7 @@
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { canonicalJson } from '../../core/canonical-json.js';
-import type { KillEvent, TraceAddendum } from '../../core/documents.js';
+import type { KillEvent, ShadowEvent, TraceAddendum } from '../../core/documents.js';
 import type { TripSink } from '../../ports/trip-sink.js';
 
 export class ReplaySink implements TripSink {
@@ -17,6 +17,12 @@ export class ReplaySink implements TripSink {
   write(killEvent: KillEvent, addendum: TraceAddendum): Promise<void> {
     process.stdout.write(canonicalJson(killEvent) + '\n'); // synchronous for files and pipes on Linux
     if (this.addendaFd !== undefined) writeSync(this.addendaFd, canonicalJson(addendum) + '\n');
+    return Promise.resolve();
+  }
+
+  /** Held trips are not kill events: stdout keeps only what a run would block; they are reported on stderr. */
+  writeShadow(event: ShadowEvent): Promise<void> {
+    process.stderr.write(`held by the governor (${event.reason}): ${event.agent_id} at ${event.at}, ${event.evidence.denies} of ${event.evidence.calls} calls denied; not blocked\n`);
     return Promise.resolve();
   }
 

@@ -12,6 +12,7 @@ export function createMetrics() {
     registry,
     decisions: new Counter({ name: 'killswitch_decisions_total', help: 'Decisions accepted, by class (call, deny, advisory_deny, ignored)', labelNames: ['class'] as const, ...r }),
     trips: new Counter({ name: 'killswitch_trips_total', help: 'Automatic blocks emitted', ...r }),
+    governorHeld: new Counter({ name: 'killswitch_governor_held_total', help: 'Trips the blast-radius governor held (written as shadow events, nothing blocked), by reason', labelNames: ['reason'] as const, ...r }),
     unblocks: new Counter({ name: 'killswitch_unblocks_total', help: 'Unblocks seen on the ledger', ...r }),
     dlq: new Counter({ name: 'killswitch_dlq_total', help: 'Bad records sent to the dead-letter topic, by reason', labelNames: ['reason'] as const, ...r }),
     late: new Counter({ name: 'killswitch_late_total', help: 'Decisions dropped as late (older than stream time - allowed lateness)', ...r }),

@@ -295,7 +295,7 @@ describe('Evaluator: stats', () => {
     ]);
     expect(ev.stats).toEqual({
       accepted: 8, calls: 1, denies: 3, advisoryDenies: 1, ignored: 2, anonymous: 1, late: 2, outsideWindow: 0,
-      whileBlocked: 0, trips: 0,
+      whileBlocked: 0, trips: 0, held: 0,
     });
     expect(ev.windowOf(X, clock)).toEqual({ calls: 5, denies: 4, advisoryDenies: 1 });
     expect(ev.trackedIdentities).toBe(1);

@@ -1,0 +1,75 @@
+/** The blast-radius governor in the evaluator: trips beyond the limits are held, once per minute, and admitted when there is room. */
+import { describe, expect, it } from 'vitest';
+import { DecisionClass } from '../../../src/core/decision-class.js';
+import { Evaluator, type GovernorConfig, type StreamClock, type Trip } from '../../../src/core/evaluator.js';
+import { tripConfig } from '../../helpers/trip-config.js';
+
+const T0 = Date.UTC(2026, 0, 1);
+const { Deny, Call } = DecisionClass;
+let seq = 0;
+
+function evaluator(governor: GovernorConfig): { ev: Evaluator; clock: StreamClock } {
+  const ev = new Evaluator({ ...tripConfig({ min_calls: 2, deny_rate_threshold: 1, window_seconds: 300 }), governor });
+  return { ev, clock: ev.openStream('s', { file: 's' }) };
+}
+
+/** Two denies for each identity at `at`: each identity reaches the rule once. */
+function storm(ev: Evaluator, clock: StreamClock, ids: readonly string[], at: number): Trip[] {
+  const out: Trip[] = [];
+  for (const id of ids) {
+    for (let k = 0; k < 2; k++) {
+      const t = ev.accept(clock, { decisionId: `d${++seq}`, agentId: id, cls: Deny, timeMs: at }, seq);
+      if (t !== null) out.push(t);
+    }
+  }
+  return out;
+}
+
+const ids = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `spiffe://gov.example/${prefix}/${i}`);
+
+describe('blast-radius governor', () => {
+  it('admits at most max_blocks_per_minute automatic blocks per minute of event time; the rest are held, not blocked', () => {
+    const { ev, clock } = evaluator({ maxPerMinute: 3, maxShare: 1, shareFloor: 0 });
+    const trips = storm(ev, clock, ids('a', 5), T0);
+    expect(trips.map((t) => t.held ?? 'block')).toEqual(['block', 'block', 'block', 'governor_rate', 'governor_rate']);
+    expect(ev.ledger.blocked).toBe(3);
+    expect(trips[3]!.epoch).toBe(1); // the epoch a block would have; nothing consumed it
+    expect(ev.stats).toMatchObject({ trips: 3, held: 2 });
+  });
+
+  it('reports a held identity once per minute, and blocks it on its next decision once a new minute has room', () => {
+    const { ev, clock } = evaluator({ maxPerMinute: 1, maxShare: 1, shareFloor: 0 });
+    const [a, b] = ids('b', 2) as [string, string];
+    expect(storm(ev, clock, [a, b], T0).map((t) => t.held ?? 'block')).toEqual(['block', 'governor_rate']);
+    // b keeps denying within the same minute: no new report
+    expect(ev.accept(clock, { decisionId: 'x1', agentId: b, cls: Deny, timeMs: T0 + 30_000 }, 100)).toBeNull();
+    // the next minute has room: b is blocked now, epoch 1
+    const next = ev.accept(clock, { decisionId: 'x2', agentId: b, cls: Deny, timeMs: T0 + 60_000 }, 101);
+    expect(next).toMatchObject({ agentId: b, epoch: 1 });
+    expect(next!.held).toBeUndefined();
+    expect(ev.ledger.isBlocked(b)).toBe(true);
+  });
+
+  it('holds trips that would block more than max_blocked_share of the identities with a window, above the floor', () => {
+    const { ev, clock } = evaluator({ maxPerMinute: 1000, maxShare: 0.1, shareFloor: 2 });
+    // 40 well-behaved identities with a window: 40 + the 10 below = 50 tracked; 10% of 50 = 5 may be blocked
+    for (const id of ids('calm', 40)) ev.accept(clock, { decisionId: `c${++seq}`, agentId: id, cls: Call, timeMs: T0 }, seq);
+    const trips = storm(ev, clock, ids('c', 10), T0);
+    expect(trips.filter((t) => t.held === undefined)).toHaveLength(5);
+    expect(trips.filter((t) => t.held === 'governor_share')).toHaveLength(5);
+    expect(ev.ledger.automaticallyBlocked).toBe(5);
+  });
+
+  it('the share floor lets small deployments block a few identities whatever their share', () => {
+    const { ev, clock } = evaluator({ maxPerMinute: 1000, maxShare: 0.01, shareFloor: 3 });
+    const trips = storm(ev, clock, ids('d', 4), T0);
+    expect(trips.map((t) => t.held ?? 'block')).toEqual(['block', 'block', 'block', 'governor_share']);
+  });
+
+  it('without a governor every trip blocks', () => {
+    const ev = new Evaluator(tripConfig({ min_calls: 2, deny_rate_threshold: 1 }));
+    const trips = storm(ev, ev.openStream('s', { file: 's' }), ids('e', 50), T0);
+    expect(trips.every((t) => t.held === undefined)).toBe(true);
+    expect(ev.ledger.blocked).toBe(50);
+  });
+});
