@@ -18,7 +18,7 @@ function storm(ev: Evaluator, clock: StreamClock, ids: readonly string[], at: nu
   const out: Trip[] = [];
   for (const id of ids) {
     for (let k = 0; k < 2; k++) {
-      const t = ev.accept(clock, { decisionId: `d${++seq}`, agentId: id, cls: Deny, timeMs: at }, seq);
+      const t = ev.accept(clock, { decisionId: `d${++seq}`, agentId: id, cls: Deny, timeMs: at, sessionId: undefined }, seq);
       if (t !== null) out.push(t);
     }
   }
@@ -42,9 +42,9 @@ describe('blast-radius governor', () => {
     const [a, b] = ids('b', 2) as [string, string];
     expect(storm(ev, clock, [a, b], T0).map((t) => t.held ?? 'block')).toEqual(['block', 'governor_rate']);
     // b keeps denying within the same minute: no new report
-    expect(ev.accept(clock, { decisionId: 'x1', agentId: b, cls: Deny, timeMs: T0 + 30_000 }, 100)).toBeNull();
+    expect(ev.accept(clock, { decisionId: 'x1', agentId: b, cls: Deny, timeMs: T0 + 30_000, sessionId: undefined }, 100)).toBeNull();
     // the next minute has room: b is blocked now, epoch 1
-    const next = ev.accept(clock, { decisionId: 'x2', agentId: b, cls: Deny, timeMs: T0 + 60_000 }, 101);
+    const next = ev.accept(clock, { decisionId: 'x2', agentId: b, cls: Deny, timeMs: T0 + 60_000, sessionId: undefined }, 101);
     expect(next).toMatchObject({ agentId: b, epoch: 1 });
     expect(next!.held).toBeUndefined();
     expect(ev.ledger.isBlocked(b)).toBe(true);
@@ -53,7 +53,7 @@ describe('blast-radius governor', () => {
   it('holds trips that would block more than max_blocked_share of the identities with a window, above the floor', () => {
     const { ev, clock } = evaluator({ maxPerMinute: 1000, maxShare: 0.1, shareFloor: 2 });
     // 40 well-behaved identities with a window: 40 + the 10 below = 50 tracked; 10% of 50 = 5 may be blocked
-    for (const id of ids('calm', 40)) ev.accept(clock, { decisionId: `c${++seq}`, agentId: id, cls: Call, timeMs: T0 }, seq);
+    for (const id of ids('calm', 40)) ev.accept(clock, { decisionId: `c${++seq}`, agentId: id, cls: Call, timeMs: T0, sessionId: undefined }, seq);
     const trips = storm(ev, clock, ids('c', 10), T0);
     expect(trips.filter((t) => t.held === undefined)).toHaveLength(5);
     expect(trips.filter((t) => t.held === 'governor_share')).toHaveLength(5);
