@@ -98,8 +98,13 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
       },
       onHeld: (shadow) => {
         metrics.governorHeld.inc({ reason: shadow.reason });
-        out.write(`\nHELD ${shadow.agent_id}: would be blocked (${shadow.evidence.denies} of ${shadow.evidence.calls} calls denied), ` +
-          `but the governor holds it (${shadow.reason}); shadow event -> ${paths.shadow}\n`);
+        const denied = `${shadow.evidence.denies} of ${shadow.evidence.calls} calls denied`;
+        if (shadow.reason === 'shadow_rule') {
+          out.write(`\nSHADOW ${shadow.agent_id}: the shadow rule ${shadow.rule ?? ''} would block it (${denied}); not blocked; shadow event -> ${paths.shadow}\n`);
+          log.info({ agent_id: shadow.agent_id, rule: shadow.rule, event_id: shadow.event_id }, 'shadow rule tripped (not enforced)');
+          return;
+        }
+        out.write(`\nHELD ${shadow.agent_id}: would be blocked (${denied}), but the governor holds it (${shadow.reason}); shadow event -> ${paths.shadow}\n`);
         log.warn({ agent_id: shadow.agent_id, reason: shadow.reason, event_id: shadow.event_id }, 'governor engaged: trip held, not blocked');
       },
     });
@@ -121,7 +126,7 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
         const c = pipeline.counts;
         const st = evaluator.stats;
         out.write(`\n${stop.signal.aborted ? 'stopped' : 'done'}: ${plural(c.decisions, 'decision')} from ${plural(inputs.length, 'input')}${api === undefined ? '' : ' and the API'}: ` +
-          `${plural(c.trips, 'new block')}${c.held > 0 ? `, ${plural(c.held, 'trip')} held by the governor (${paths.shadow})` : ''}, ${plural(c.invalid, 'invalid line')} skipped${c.invalid > 0 ? ` (kept in ${paths.dlq})` : ''}, ` +
+          `${plural(c.trips, 'new block')}${c.held > 0 ? `, ${plural(c.held, 'trip')} held by the governor or shadow rules (${paths.shadow})` : ''}, ${plural(c.invalid, 'invalid line')} skipped${c.invalid > 0 ? ` (kept in ${paths.dlq})` : ''}, ` +
           `${st.late} late, ${st.anonymous} anonymous\n`);
         if (evaluator.liveEvictions > 0) {
           log.warn({ evicted: evaluator.liveEvictions, last: evaluator.lastLiveEvicted }, 'tracked-identity cap reached: live windows evicted (raise limits.max_tracked_identities)');

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { KillSwitchError } from '../core/errors.js';
+import { spiffeIdError } from '../core/spiffe-id.js';
 import type { DecisionValue } from '../core/decision-class.js';
 import { formatErrors, validator } from '../schemas.js';
 
@@ -26,10 +27,19 @@ export interface HttpToken {
   readonly roles: readonly ('viewer' | 'operator' | 'ingest')[];
 }
 
+export interface OverrideConfig {
+  readonly match: string;
+  readonly mode: 'enforce' | 'shadow';
+  readonly window_seconds?: number;
+  readonly deny_rate_threshold?: number;
+  readonly min_calls?: number;
+}
+
 export interface Config {
   readonly kill_switch: KillSwitchConfig;
   readonly data_dir: string;
   readonly limits: { readonly max_tracked_identities: number };
+  readonly overrides: readonly OverrideConfig[];
   readonly governor: { readonly enabled: boolean; readonly max_blocks_per_minute: number; readonly max_blocked_share: number; readonly share_floor: number };
   readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
   readonly kafka?: {
@@ -116,6 +126,15 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       problems.push(`/kill_switch/deny_decisions: "${d}" is not in call_decisions (every deny is also a call)`);
     }
   }
+  ((raw as { overrides: OverrideConfig[] }).overrides).forEach((o, i) => {
+    const base = o.match.endsWith('/*') ? o.match.slice(0, -2) : o.match;
+    const err = spiffeIdError(base);
+    if (err !== null) problems.push(`/overrides/${i}/match: not a SPIFFE ID or a SPIFFE ID followed by /*: ${err}`);
+    if (o.window_seconds !== undefined && o.window_seconds > ks.window_seconds) {
+      problems.push(`/overrides/${i}/window_seconds: must be <= kill_switch.window_seconds (${ks.window_seconds}): the windows keep no more`);
+    }
+    if (o.deny_rate_threshold !== undefined && o.deny_rate_threshold < MIN_THRESHOLD) problems.push(`/overrides/${i}/deny_rate_threshold: must be >= ${MIN_THRESHOLD}`);
+  });
   if (problems.length > 0) throw configError(file, problems);
   return deepFreeze(raw as Config);
 }

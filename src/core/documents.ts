@@ -175,14 +175,16 @@ export interface ShadowEvent {
   readonly epoch: number;
   readonly trigger: 'deny_rate';
   readonly at: string;
-  readonly reason: 'governor_rate' | 'governor_share';
+  readonly reason: 'governor_rate' | 'governor_share' | 'shadow_rule';
+  /** the override pattern whose rule tripped (shadow rules, and held trips of an overridden identity) */
+  readonly rule?: string;
   readonly kill_switch: KillSwitchSettings;
   readonly evidence: Evidence;
   readonly issuer?: Issuer;
   readonly signature?: string;
 }
 
-export function buildShadowEvent(input: { agentId: string; epoch: number; at: string; reason: ShadowEvent['reason']; killSwitch: KillSwitchSettings; evidence: Evidence }): ShadowEvent {
+export function buildShadowEvent(input: { agentId: string; epoch: number; at: string; reason: ShadowEvent['reason']; rule?: string; killSwitch: KillSwitchSettings; evidence: Evidence }): ShadowEvent {
   return {
     type: SHADOW_EVENT_TYPE,
     event_id: canonicalDigest({ agent_id: input.agentId, epoch: input.epoch, action: 'would_block', at: input.at }),
@@ -192,6 +194,7 @@ export function buildShadowEvent(input: { agentId: string; epoch: number; at: st
     trigger: 'deny_rate',
     at: input.at,
     reason: input.reason,
+    ...(input.rule === undefined ? {} : { rule: input.rule }),
     kill_switch: { ...input.killSwitch },
     evidence: input.evidence,
   };

@@ -26,6 +26,29 @@ export interface TripRuleConfig {
   readonly settings: KillSwitchSettings;
   /** the blast-radius governor; absent = every trip blocks */
   readonly governor?: GovernorConfig;
+  /** per-pattern rules, first match wins (README "Overrides and shadow rules") */
+  readonly overrides?: readonly RuleOverride[];
+}
+
+/**
+ * A rule for the identities a pattern matches: an exact SPIFFE ID, or a prefix (`spiffe://td/ns/prod/*`,
+ * `spiffe://td/*`). `enforce` replaces the main rule for them; `shadow` leaves the main rule in force and
+ * evaluates this one beside it, reporting its trips as shadow events that never block.
+ */
+export interface RuleOverride {
+  /** the pattern as configured */
+  readonly match: string;
+  readonly mode: 'enforce' | 'shadow';
+  /** at most the main window: the ring holds no more */
+  readonly windowMs: number;
+  readonly minCalls: number;
+  readonly threshold: number;
+  readonly settings: KillSwitchSettings;
+}
+
+/** Does a pattern match an identity? `.../*` matches every ID below the prefix; anything else only itself. */
+export function overrideMatches(match: string, agentId: string): boolean {
+  return match.endsWith('/*') ? agentId.startsWith(match.slice(0, -1)) : agentId === match;
 }
 
 /**
@@ -41,7 +64,7 @@ export interface GovernorConfig {
   readonly shareFloor: number;
 }
 
-export type HeldReason = 'governor_rate' | 'governor_share';
+export type HeldReason = 'governor_rate' | 'governor_share' | 'shadow_rule';
 
 export type StreamSource = { readonly topic: string; readonly partition: number } | { readonly file: string };
 
@@ -63,8 +86,10 @@ export interface Trip {
   readonly evidence: Evidence;
   readonly sessionIds: readonly string[];
   readonly stream: string;
-  /** set when the governor held the trip: nothing is blocked, `epoch` is the one a block would get */
+  /** set when the governor held the trip, or a shadow rule tripped: nothing is blocked, `epoch` is the one a block would get */
   readonly held?: HeldReason;
+  /** the rule that tripped, when it is not the main one */
+  readonly rule?: RuleOverride;
 }
 
 export interface EvaluatorStats {
@@ -108,6 +133,14 @@ export class Evaluator {
   private governorAdmitted = 0;
   /** identities whose trip was held in the current governor minute: reported once per minute */
   private readonly heldThisMinute = new Set<string>();
+  private shadowMinute = -Infinity;
+  /** identities whose shadow rule tripped in the current minute: reported once per minute */
+  private readonly shadowThisMinute = new Set<string>();
+  private readonly overrides: readonly RuleOverride[];
+  /** per slot: the identity its override was looked up for, and the override (null: none) */
+  private readonly overrideFor: (string | undefined)[] = [];
+  private readonly overrideOfSlot: (RuleOverride | null)[] = [];
+  private readonly overrideCounts: WindowCounts = { calls: 0, denies: 0, advisoryDenies: 0 };
   private readonly store: WindowStore;
   private readonly sessions: (SessionTracker | undefined)[] = [];
   // The session of an identity's latest decision, kept per slot so the common case (the same session
@@ -123,6 +156,7 @@ export class Evaluator {
   constructor(config: TripRuleConfig, ledger: LedgerFold = new LedgerFold()) {
     this.config = config;
     this.ledger = ledger;
+    this.overrides = config.overrides ?? [];
     const g = config.resolutionMs;
     this.windowBuckets = Math.ceil(config.windowMs / g);
     this.ringSize = this.windowBuckets + 1;
@@ -244,11 +278,58 @@ export class Evaluator {
     }
 
     const c = this.store.counts(slot, cutoff, this.counts);
-    if (c.calls < this.config.minCalls || c.denies / c.calls < this.config.threshold) return null;
+    const ov = this.overrides.length === 0 ? null : this.overrideOf(slot, agentId);
+    if (ov !== null && ov.mode === 'enforce') {
+      const oc = this.overrideWindow(slot, ov, clock.time, c);
+      if (oc.calls < ov.minCalls || oc.denies / oc.calls < ov.threshold) return null;
+      if (restoring) return null;
+      return this.trip(clock, slot, agentId, d, position, this.cutoffFor(ov.windowMs, clock.time), oc, ov);
+    }
+    if (c.calls < this.config.minCalls || c.denies / c.calls < this.config.threshold) {
+      return ov === null || restoring ? null : this.shadowRule(clock, slot, agentId, d, position, ov, c);
+    }
     // Restoring (re-reading input already processed to rebuild windows): a trip that happened then is in
     // the ledger, so the identity is latched; one that did not happen must not be invented now.
     if (restoring) return null;
     return this.trip(clock, slot, agentId, d, position, cutoff, c);
+  }
+
+  /** The override of the identity in `slot`, looked up once per identity that takes the slot. */
+  private overrideOf(slot: number, agentId: string): RuleOverride | null {
+    if (this.overrideFor[slot] !== agentId) {
+      this.overrideFor[slot] = agentId;
+      this.overrideOfSlot[slot] = this.overrides.find((o) => overrideMatches(o.match, agentId)) ?? null;
+    }
+    return this.overrideOfSlot[slot]!;
+  }
+
+  private cutoffFor(windowMs: number, streamTime: number): number {
+    return Math.floor((streamTime - windowMs) / this.config.resolutionMs);
+  }
+
+  /** Counts over an override's window (a later cutoff in the same ring when it is shorter). */
+  private overrideWindow(slot: number, ov: RuleOverride, streamTime: number, main: WindowCounts): WindowCounts {
+    if (ov.windowMs === this.config.windowMs) return main;
+    return this.store.counts(slot, this.cutoffFor(ov.windowMs, streamTime), this.overrideCounts);
+  }
+
+  /** A shadow rule beside the main one: its trip is reported (once per minute per identity), never blocks. */
+  private shadowRule(clock: StreamClock, slot: number, agentId: string, d: Decision, position: number, ov: RuleOverride, main: WindowCounts): Trip | null {
+    const oc = this.overrideWindow(slot, ov, clock.time, main);
+    if (oc.calls < ov.minCalls || oc.denies / oc.calls < ov.threshold) return null;
+    const minute = Math.floor(clock.time / 60_000);
+    if (minute !== this.shadowMinute) {
+      this.shadowMinute = minute;
+      this.shadowThisMinute.clear();
+    }
+    if (this.shadowThisMinute.has(agentId)) return null;
+    this.shadowThisMinute.add(agentId);
+    this.stats.held++;
+    const cutoff = this.cutoffFor(ov.windowMs, clock.time);
+    return {
+      agentId, epoch: this.ledger.nextEpoch(agentId), atMs: d.timeMs, evidence: this.evidence(clock, d, position, cutoff, oc, ov.windowMs),
+      sessionIds: this.sessionsInWindow(slot, cutoff), stream: clock.name, held: 'shadow_rule', rule: ov,
+    };
   }
 
   /**
@@ -274,15 +355,10 @@ export class Evaluator {
     return Math.floor((streamTime - this.config.windowMs) / this.config.resolutionMs);
   }
 
-  private trip(
-    clock: StreamClock, slot: number, agentId: string, d: Decision, position: number, cutoff: number, c: WindowCounts,
-  ): Trip | null {
-    const epoch = this.ledger.nextEpoch(agentId);
+  private evidence(clock: StreamClock, d: Decision, position: number, cutoff: number, c: WindowCounts, windowMs: number): Evidence {
     const T = clock.time;
-    const held = this.governor(T, agentId);
-    if (held === null) return null;
-    const evidence: Evidence = {
-      window_start: formatRfc3339(T - this.config.windowMs),
+    return {
+      window_start: formatRfc3339(T - windowMs),
       window_end: formatRfc3339(T),
       calls: c.calls,
       denies: c.denies,
@@ -291,15 +367,25 @@ export class Evaluator {
       tripping_decision_id: d.decisionId,
       source: this.sourceOf(clock, cutoff, position),
     };
+  }
+
+  private trip(
+    clock: StreamClock, slot: number, agentId: string, d: Decision, position: number, cutoff: number, c: WindowCounts, rule?: RuleOverride,
+  ): Trip | null {
+    const epoch = this.ledger.nextEpoch(agentId);
+    const held = this.governor(clock.time, agentId);
+    if (held === null) return null;
+    const evidence = this.evidence(clock, d, position, cutoff, c, rule?.windowMs ?? this.config.windowMs);
     const sessionIds = this.sessionsInWindow(slot, cutoff);
+    const ruled = rule === undefined ? {} : { rule };
     if (held !== undefined) {
       this.stats.held++;
-      return { agentId, epoch, atMs: d.timeMs, evidence, sessionIds, stream: clock.name, held };
+      return { agentId, epoch, atMs: d.timeMs, evidence, sessionIds, stream: clock.name, held, ...ruled };
     }
     this.stats.trips++;
     this.ledger.apply({ agent_id: agentId, epoch, action: 'block', at: formatRfc3339(d.timeMs), trigger: 'deny_rate' });
     this.store.setBlocked(slot, true);
-    return { agentId, epoch, atMs: d.timeMs, evidence, sessionIds, stream: clock.name };
+    return { agentId, epoch, atMs: d.timeMs, evidence, sessionIds, stream: clock.name, ...ruled };
   }
 
   /** undefined: admit the trip; a reason: hold it; null: already held this minute, say nothing. */

@@ -18,7 +18,8 @@ export function tripDocuments(
     trigger: 'deny_rate',
     at: formatRfc3339(trip.atMs),
     reason: AUTOMATIC_REASON,
-    killSwitch: settings,
+    // an override's rule is recorded as the one in force, so the trip re-derives with it
+    killSwitch: trip.rule?.settings ?? settings,
     evidence: trip.evidence,
   });
   if (signer !== undefined) killEvent = signer.sign(killEvent, false);
@@ -30,6 +31,9 @@ export function tripDocuments(
 
 /** The shadow event of a trip the governor held, signed when a signer is given. */
 export function shadowDocument(trip: Trip & { held: ShadowEvent['reason'] }, settings: KillSwitchSettings, signer: Signer | undefined): ShadowEvent {
-  const ev = buildShadowEvent({ agentId: trip.agentId, epoch: trip.epoch, at: formatRfc3339(trip.atMs), reason: trip.held, killSwitch: settings, evidence: trip.evidence });
+  const ev = buildShadowEvent({
+    agentId: trip.agentId, epoch: trip.epoch, at: formatRfc3339(trip.atMs), reason: trip.held,
+    ...(trip.rule === undefined ? {} : { rule: trip.rule.match }), killSwitch: trip.rule?.settings ?? settings, evidence: trip.evidence,
+  });
   return signer === undefined ? ev : signer.sign(ev, false);
 }

@@ -54,7 +54,7 @@ describe('blast-radius governor: a trip storm of 10,000 identities', () => {
       child.kill('SIGTERM');
     }
     expect(await exited).toBe(0);
-    expect(out).toContain('300 new blocks, 9700 trips held by the governor');
+    expect(out).toContain('300 new blocks, 9700 trips held by the governor or shadow rules');
     const kills = parseLines<{ at: string; agent_id: string; event_id: string }>(readFileSync(join(dir, 'data', 'kills.ndjson'), 'utf8'));
     expect(kills).toHaveLength(300);
     const perMinute = new Map<string, number>();
@@ -82,7 +82,7 @@ describe('blast-radius governor: a trip storm of 10,000 identities', () => {
     const cfg = config(dir, { max_blocks_per_minute: 100_000, max_blocked_share: 0.05, share_floor: 10 });
     const r = runCli(['run', '--config', cfg, input]);
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).toContain('500 new blocks, 9500 trips held by the governor');
+    expect(r.stdout).toContain('500 new blocks, 9500 trips held by the governor or shadow rules');
     const shadow = parseLines<{ reason: string }>(readFileSync(join(dir, 'data', 'shadow.ndjson'), 'utf8'));
     expect(new Set(shadow.map((s) => s.reason))).toEqual(new Set(['governor_share']));
   });

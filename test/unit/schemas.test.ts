@@ -258,6 +258,7 @@ describe('config.schema.json', () => {
       data_dir: './data',
       limits: { max_tracked_identities: 1_000_000 },
       governor: { enabled: true, max_blocks_per_minute: 100, max_blocked_share: 0.25, share_floor: 10 },
+      overrides: [],
       log: { level: 'info' },
     });
     // resolution_ms has no schema default: the loader computes ceil(window_ms / 60)
