@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { canonicalJson } from '../../src/core/canonical-json.js';
-import { createSessionGuard, KillSwitchTrippedError, KillSwitchUnavailableError, type SessionGuard, type SessionGuardOptions } from '../../src/session/index.js';
+import { createSessionGuard, FileLedgerSource, KillSwitchTrippedError, KillSwitchUnavailableError, type SessionGuard, type SessionGuardOptions } from '../../src/session/index.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { tempDir } from '../helpers/cli.js';
 import { killEvent, signedLine, testKey } from '../helpers/ledger.js';
@@ -228,6 +228,23 @@ describe('session guard on a ledger file', () => {
     expect(guard.check('spiffe://example.org/agent/50001').allowed).toBe(false);
     expect(guard.check('spiffe://example.org/agent/100000').allowed).toBe(true);
   }, 180_000);
+
+  it('a restarted file source reads the file again and reports when it has (regression: a restart left the guard starting forever)', async () => {
+    const key = testKey();
+    const file = join(tempDir(), 'kills.ndjson');
+    writeFileSync(file, signedLine(key, { agentId: A }));
+    const source = new FileLedgerSource(file, 20);
+    const seen: string[] = [];
+    const sink = {
+      record: (v: string | Buffer) => seen.push(`record:${String(v).length > 0}`), rejected: () => undefined,
+      caughtUp: () => seen.push('caughtUp'), alive: () => undefined, trouble: () => undefined,
+    };
+    await source.start(sink);
+    await source.stop();
+    await source.start(sink);
+    await source.stop();
+    expect(seen).toEqual(['record:true', 'caughtUp', 'record:true', 'caughtUp']);
+  });
 
   it('refuses to start without a trusted key', () => {
     expect(() => createSessionGuard({ ledger: { file: '/nonexistent' }, jwks: { keys: [] }, logger: captureLogger() })).toThrow(/at least one trusted key/);

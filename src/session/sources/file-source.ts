@@ -27,7 +27,10 @@ export class FileLedgerSource implements LedgerSource {
   }
 
   async start(sink: LedgerSink): Promise<void> {
+    // a (re)start reads the whole file again and reports when it has: the fold does not mind repeats
     this.stopped = false;
+    this.ino = -1;
+    this.caughtUp = false;
     this.polling = this.poll(sink);
     await this.polling;
   }
@@ -72,6 +75,7 @@ export class FileLedgerSource implements LedgerSource {
         if (bytesRead === 0) break;
         this.offset += bytesRead;
         this.split(buf.subarray(0, bytesRead), sink);
+        sink.alive(); // a long read is contact too, not silence
       }
     } finally {
       await fh.close();
