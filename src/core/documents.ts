@@ -46,6 +46,8 @@ export interface KillEvent {
   readonly event_id: string;
   readonly action: KillAction;
   readonly agent_id: string;
+  /** an operator block of agent_id and everything below it */
+  readonly scope?: 'subtree';
   readonly epoch: number;
   readonly trigger: Trigger;
   readonly at: string;
@@ -82,13 +84,15 @@ export interface TraceAddendum {
 export const GENESIS = 'genesis';
 
 /** Deterministic kill event id: `sha256:` + hex of canonical `{agent_id, epoch, action}`. */
-export function killEventId(agentId: string, epoch: number, action: KillAction): string {
-  return canonicalDigest({ agent_id: agentId, epoch, action });
+export function killEventId(agentId: string, epoch: number, action: KillAction, scope?: 'subtree'): string {
+  // a scope's events are told apart from the identity's own (same agent_id) by the scope in the digest
+  return canonicalDigest(scope === undefined ? { agent_id: agentId, epoch, action } : { agent_id: agentId, epoch, action, scope });
 }
 
 export interface KillEventInput {
   readonly action: KillAction;
   readonly agentId: string;
+  readonly scope?: 'subtree';
   readonly epoch: number;
   readonly trigger: Trigger;
   readonly at: string;
@@ -101,9 +105,10 @@ export interface KillEventInput {
 export function buildKillEvent(input: KillEventInput): KillEvent {
   return {
     type: KILL_EVENT_TYPE,
-    event_id: killEventId(input.agentId, input.epoch, input.action),
+    event_id: killEventId(input.agentId, input.epoch, input.action, input.scope),
     action: input.action,
     agent_id: input.agentId,
+    ...(input.scope !== undefined ? { scope: input.scope } : {}),
     epoch: input.epoch,
     trigger: input.trigger,
     at: input.at,

@@ -338,13 +338,16 @@ export class Evaluator {
    */
   applyLedger(entry: LedgerEntry): FoldChange {
     const change = this.ledger.apply(entry);
-    this.ledgerChanged(entry.agent_id, change);
+    // a scope is enforced by session guards; windows are per identity and stay as they are
+    if (entry.scope === undefined) this.ledgerChanged(entry.agent_id, change);
     return change;
   }
 
   /** Bring this evaluator's windows in line with a change already applied to a shared ledger fold. */
   ledgerChanged(agentId: string, change: FoldChange): void {
     if (change === 'unchanged') return;
+    // a scope's block (folded as agent_id/*) leaves the identity agent_id itself unblocked: not ours to latch
+    if (change === 'blocked' && !this.ledger.isBlocked(agentId)) return;
     const slot = this.store.peekSlot(agentId);
     if (slot < 0) return; // a new slot asks the fold
     if (change === 'unblocked') this.store.clear(agentId);

@@ -11,6 +11,8 @@ export type KillAction = 'block' | 'unblock';
 
 export interface LedgerEntry {
   readonly agent_id: string;
+  /** `subtree`: the entry is about agent_id and every ID below it, folded apart from agent_id's own */
+  readonly scope?: 'subtree';
   readonly epoch: number;
   readonly action: KillAction;
   readonly at?: string;
@@ -19,6 +21,7 @@ export interface LedgerEntry {
 }
 
 export interface IdentityState {
+  /** the identity, or for a scope its pattern (`spiffe://td/ns/prod/*`) */
   readonly agentId: string;
   readonly epoch: number;
   readonly blocked: boolean;
@@ -34,16 +37,19 @@ export class LedgerFold {
   private readonly states = new Map<string, IdentityState>();
   private blockedCount = 0;
   private automaticCount = 0;
+  private scopeCount = 0;
 
   /** Apply one kill event; returns how the identity's blocked state changed. */
   apply(entry: LedgerEntry): FoldChange {
-    const cur = this.states.get(entry.agent_id);
+    const key = ledgerKey(entry);
+    const cur = this.states.get(key);
     if (cur !== undefined) {
       const newer = entry.epoch > cur.epoch || (entry.epoch === cur.epoch && rank(entry.action) > rank(cur.entry.action));
       if (!newer) return 'unchanged';
     }
     const blocked = entry.action === 'block';
-    this.states.set(entry.agent_id, { agentId: entry.agent_id, epoch: entry.epoch, blocked, entry });
+    this.states.set(key, { agentId: key, epoch: entry.epoch, blocked, entry });
+    if (entry.scope !== undefined) this.scopeCount += (blocked ? 1 : 0) - (cur?.blocked === true ? 1 : 0);
     const automatic = (s: { blocked: boolean; entry: LedgerEntry } | undefined): number => (s?.blocked === true && s.entry.trigger === 'deny_rate' ? 1 : 0);
     this.automaticCount += automatic({ blocked, entry }) - automatic(cur);
     const was = cur?.blocked ?? false;
@@ -69,6 +75,27 @@ export class LedgerFold {
     return this.blockedCount;
   }
 
+  /** scopes blocked now */
+  get blockedScopes(): number {
+    return this.scopeCount;
+  }
+
+  /**
+   * The blocked scope covering an identity, if any: `spiffe://td/*`, `spiffe://td/a/*`, ... up to the
+   * identity's own path, one lookup per path segment.
+   */
+  blockingScope(agentId: string): IdentityState | undefined {
+    if (this.scopeCount === 0) return undefined;
+    const root = agentId.indexOf('/', 'spiffe://'.length);
+    for (let i = root === -1 ? agentId.length : root; i !== -1; i = agentId.indexOf('/', i + 1)) {
+      const s = this.states.get(`${agentId.slice(0, i)}/*`);
+      if (s?.blocked === true) return s;
+      if (i === agentId.length) break;
+    }
+    const own = this.states.get(`${agentId}/*`);
+    return own?.blocked === true ? own : undefined;
+  }
+
   /** identities blocked by an automatic trip (trigger deny_rate), not by an operator */
   get automaticallyBlocked(): number {
     return this.automaticCount;
@@ -77,4 +104,9 @@ export class LedgerFold {
   *blockedIdentities(): IterableIterator<IdentityState> {
     for (const s of this.states.values()) if (s.blocked) yield s;
   }
+}
+
+/** Where an entry is folded: the identity, or `<agent_id>/*` for a scope. */
+export function ledgerKey(entry: { readonly agent_id: string; readonly scope?: 'subtree' }): string {
+  return entry.scope === 'subtree' ? `${entry.agent_id}/*` : entry.agent_id;
 }

@@ -12,6 +12,7 @@ import type { AddendumChains} from '../core/documents.js';
 import { buildAddendum, buildKillEvent, type KillEvent } from '../core/documents.js';
 import type { Evaluator, StreamClock } from '../core/evaluator.js';
 import { KillSwitchError } from '../core/errors.js';
+import { ledgerKey } from '../core/ledger-fold.js';
 import { formatRfc3339 } from '../core/time.js';
 import type { LedgerFileSink } from '../adapters/file/ledger-files.js';
 import type { FilePipeline } from '../pipeline/file-pipeline.js';
@@ -38,6 +39,8 @@ export interface IngestResult {
 
 export interface OperatorAction {
   readonly agentId: string;
+  /** `subtree`: the action is on agentId and every ID below it (README "Scopes") */
+  readonly scope?: 'subtree';
   readonly reason: string;
   /** who asked (the request's `authorized_by`), as recorded in the kill event */
   readonly authorizedBy: string;
@@ -47,6 +50,8 @@ export interface IdentityView {
   readonly agent_id: string;
   readonly state: 'blocked' | 'active';
   readonly epoch: number;
+  /** a blocked scope covering the identity (session guards refuse it), or null */
+  readonly blocked_by_scope: string | null;
   readonly window: { readonly calls: number; readonly denies: number; readonly advisory_denies: number; readonly deny_rate: number | null; readonly at: string | null };
   readonly last_kill_event: KillEvent | null;
 }
@@ -114,16 +119,18 @@ export class EmbeddedService {
   block(a: OperatorAction): Promise<KillEvent> {
     return this.mutex.run(() => {
       const fold = this.o.evaluator.ledger;
-      if (fold.isBlocked(a.agentId)) throw new KillSwitchError('ALREADY_BLOCKED', `${a.agentId} is already blocked (epoch ${fold.get(a.agentId)!.epoch})`);
-      return this.operatorEvent('block', fold.nextEpoch(a.agentId), a);
+      const key = ledgerKey({ agent_id: a.agentId, ...(a.scope === undefined ? {} : { scope: a.scope }) });
+      if (fold.isBlocked(key)) throw new KillSwitchError('ALREADY_BLOCKED', `${key} is already blocked (epoch ${fold.get(key)!.epoch})`);
+      return this.operatorEvent('block', fold.nextEpoch(key), a);
     });
   }
 
   /** An unblock: lifts the block of the current epoch and empties the identity's window (CONTRACTS.md section 2). */
   unblock(a: OperatorAction): Promise<KillEvent> {
     return this.mutex.run(() => {
-      const state = this.o.evaluator.ledger.get(a.agentId);
-      if (state?.blocked !== true) throw new KillSwitchError('NOT_BLOCKED', `${a.agentId} is not blocked`);
+      const key = ledgerKey({ agent_id: a.agentId, ...(a.scope === undefined ? {} : { scope: a.scope }) });
+      const state = this.o.evaluator.ledger.get(key);
+      if (state?.blocked !== true) throw new KillSwitchError('NOT_BLOCKED', `${key} is not blocked`);
       return this.operatorEvent('unblock', state.epoch, a);
     });
   }
@@ -131,7 +138,7 @@ export class EmbeddedService {
   private async operatorEvent(action: 'block' | 'unblock', epoch: number, a: OperatorAction): Promise<KillEvent> {
     const { signer, chains, evaluator } = this.o;
     let killEvent = buildKillEvent({
-      action, agentId: a.agentId, epoch, trigger: 'operator', at: formatRfc3339(this.now()), reason: a.reason,
+      action, agentId: a.agentId, ...(a.scope === undefined ? {} : { scope: a.scope }), epoch, trigger: 'operator', at: formatRfc3339(this.now()), reason: a.reason,
       authorizedBy: a.authorizedBy, killSwitch: evaluator.config.settings,
     });
     if (signer !== undefined) killEvent = signer.sign(killEvent, false);
@@ -141,8 +148,13 @@ export class EmbeddedService {
     chains.append(addendum);
     evaluator.applyLedger(killEvent);
     this.o.feed.append(killEvent);
-    this.o.log.info({ action, agent_id: a.agentId, epoch, authorized_by: a.authorizedBy, reason: a.reason, event_id: killEvent.event_id }, `operator ${action}`);
+    this.o.log.info({ action, agent_id: a.agentId, scope: a.scope, epoch, authorized_by: a.authorizedBy, reason: a.reason, event_id: killEvent.event_id }, `operator ${action}`);
     return killEvent;
+  }
+
+  /** Is this identity, or this scope (`<id>/*`), blocked? */
+  isBlocked(key: string): boolean {
+    return this.o.evaluator.ledger.isBlocked(key);
   }
 
   identity(agentId: string): IdentityView {
@@ -154,6 +166,7 @@ export class EmbeddedService {
       agent_id: agentId,
       state: state?.blocked === true ? 'blocked' : 'active',
       epoch: state?.epoch ?? 0,
+      blocked_by_scope: evaluator.ledger.blockingScope(agentId)?.agentId ?? null,
       window: {
         calls: w.calls, denies: w.denies, advisory_denies: w.advisoryDenies,
         deny_rate: w.calls === 0 ? null : w.denies / w.calls,

@@ -4,6 +4,7 @@
  * `Last-Event-ID` resume exactly where a follower stopped.
  */
 import type { KillEvent } from '../core/documents.js';
+import { ledgerKey } from '../core/ledger-fold.js';
 
 export interface FeedEntry {
   readonly seq: number;
@@ -13,12 +14,12 @@ export interface FeedEntry {
 export class LedgerFeed {
   private readonly events: KillEvent[] = [];
   private readonly listeners = new Set<(e: FeedEntry) => void>();
-  /** the latest kill event per identity */
+  /** the latest kill event per identity (or scope, `<agent_id>/*`) */
   private readonly latest = new Map<string, KillEvent>();
 
   append(event: KillEvent): FeedEntry {
     this.events.push(event);
-    this.latest.set(event.agent_id, event);
+    this.latest.set(ledgerKey(event), event);
     const entry = { seq: this.events.length, event };
     for (const l of this.listeners) l(entry);
     return entry;

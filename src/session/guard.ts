@@ -10,7 +10,7 @@
  */
 import type { Registry } from 'prom-client';
 import { Counter, Gauge } from 'prom-client';
-import { LedgerFold, type IdentityState } from '../core/ledger-fold.js';
+import { LedgerFold, ledgerKey, type IdentityState } from '../core/ledger-fold.js';
 import type { KillEvent } from '../core/documents.js';
 import { KillSwitchError } from '../core/errors.js';
 import { checkSignature } from '../adapters/signing/ed25519-signer.js';
@@ -114,19 +114,26 @@ export class SessionGuard {
   check(agentId: string | null | undefined, chain?: readonly string[]): CheckResult {
     let named = false;
     if (agentId !== undefined && agentId !== null && agentId !== '') {
-      const t = this.tripped.get(agentId);
+      const t = this.tripped.get(agentId) ?? this.scopeRefusal(agentId);
       if (t !== undefined) return t;
       named = true;
     }
     if (chain !== undefined) {
       for (const id of chain) {
         if (id === '') continue;
-        const t = this.tripped.get(id);
+        const t = this.tripped.get(id) ?? this.scopeRefusal(id);
         if (t !== undefined) return t;
         named = true;
       }
     }
     return named && this.refuseAll !== undefined ? this.refuseAll : ALLOWED;
+  }
+
+  /** The refusal of an identity under a blocked scope (none blocked: one counter read). */
+  private scopeRefusal(agentId: string): Tripped | undefined {
+    if (this.fold.blockedScopes === 0) return undefined;
+    const scope = this.fold.blockingScope(agentId);
+    return scope === undefined ? undefined : trippedFor(scope, agentId);
   }
 
   /** Throws `KillSwitchTrippedError` (403) or `KillSwitchUnavailableError` (503) when `check` refuses. */
@@ -270,17 +277,18 @@ export class SessionGuard {
     if (!sig.ok) return this.reject(sig.code, sig.message, ev.agent_id);
     this.metrics.applied.inc();
     const change = this.fold.apply(ev);
-    const state = this.fold.get(ev.agent_id)!;
+    const key = ledgerKey(ev);
+    const state = this.fold.get(key)!;
     if (state.entry !== ev) return; // older than what we know
     if (state.blocked) {
       const refusal = trippedFor(state);
-      this.tripped.set(ev.agent_id, refusal);
+      this.tripped.set(key, refusal);
       this.metrics.blocked.set(this.tripped.size);
-      if (change === 'blocked') for (const l of this.blockListeners) this.notify(() => l({ agentId: ev.agent_id, epoch: ev.epoch, event: ev, refusal }));
+      if (change === 'blocked') for (const l of this.blockListeners) this.notify(() => l({ agentId: key, epoch: ev.epoch, event: ev, refusal }));
     } else if (change === 'unblocked') {
-      this.tripped.delete(ev.agent_id);
+      this.tripped.delete(key);
       this.metrics.blocked.set(this.tripped.size);
-      for (const l of this.unblockListeners) this.notify(() => l(ev.agent_id, ev));
+      for (const l of this.unblockListeners) this.notify(() => l(key, ev));
     }
   }
 

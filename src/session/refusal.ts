@@ -13,6 +13,8 @@ export interface TrippedBody {
   readonly blocked_at: string;
   readonly trigger: string;
   readonly kill_event_id: string;
+  /** when the block is of a scope covering the identity: its pattern (`spiffe://td/ns/prod/*`) */
+  readonly scope?: string;
 }
 
 export interface UnavailableBody {
@@ -46,11 +48,14 @@ export type CheckResult = Allowed | Refusal;
 
 export const ALLOWED: Allowed = Object.freeze({ allowed: true });
 
-export function trippedFor(state: IdentityState): Tripped {
+/** The refusal for a blocked identity, or (with `requester`) for an identity under a blocked scope. */
+export function trippedFor(state: IdentityState, requester?: string): Tripped {
   const e = state.entry;
+  const who = requester ?? state.agentId;
   const body: TrippedBody = Object.freeze({
-    error: 'KILL_SWITCH_TRIPPED', detail: state.agentId, agent_id: state.agentId,
+    error: 'KILL_SWITCH_TRIPPED', detail: who, agent_id: who,
     blocked_at: e.at ?? '', trigger: e.trigger ?? '', kill_event_id: e.event_id ?? '',
+    ...(e.scope === undefined ? {} : { scope: state.agentId }),
   });
   return Object.freeze({ allowed: false, status: 403, code: 'KILL_SWITCH_TRIPPED', body, json: JSON.stringify(body) });
 }

@@ -319,3 +319,40 @@ describe('killswitch block | unblock | status | blocks', () => {
     expect([down.status, down.stderr]).toEqual([1, `killswitch: cannot reach the service at http://127.0.0.1:${closedPort} (ECONNREFUSED)\n`]);
   });
 });
+
+describe('scopes: blocking a path prefix or a trust domain by hand', () => {
+  it('a scope block refuses every identity below it at the guard, with the scope in the body; lifting it lets them through', async () => {
+    const jwks = join(svc.dir, 'keys', 'jwks.json');
+    const guard = createSessionGuard({ ledger: { http: { url: svc.base, token: viewer.token } }, jwks, logger: captureLogger() });
+    const inside = 'spiffe://example.org/ns/incident/sa/agent-7';
+    const outside = 'spiffe://example.org/ns/calm/sa/agent-8';
+    const otherDomain = 'spiffe://other.example/sa/agent-9';
+    try {
+      await guard.ready;
+      const b = await call('/v1/blocks', { tok: admin.token, body: { agent_id: 'spiffe://example.org/ns/incident/*', reason: 'INC-77 whole namespace', authorized_by: 'alice@example.org' } });
+      expect(b.status).toBe(201);
+      expect(json(b)).toMatchObject({ action: 'block', agent_id: 'spiffe://example.org/ns/incident', scope: 'subtree', trigger: 'operator', epoch: 1 });
+      const td = await call('/v1/blocks', { tok: admin.token, body: { agent_id: 'spiffe://other.example/*', reason: 'compromised trust domain', authorized_by: 'alice@example.org' } });
+      expect(td.status).toBe(201);
+      await eventually(() => Promise.resolve(guard.check(inside).allowed), (a) => !a, 5000);
+      const r = guard.check(inside);
+      expect(r.allowed === false && r.body).toMatchObject({ error: 'KILL_SWITCH_TRIPPED', agent_id: inside, detail: inside, scope: 'spiffe://example.org/ns/incident/*', trigger: 'operator', kill_event_id: json(b).event_id });
+      await eventually(() => Promise.resolve(guard.check(otherDomain).allowed), (a) => !a, 5000); // the trust-domain scope
+      expect(guard.check(outside).allowed).toBe(true);
+      expect(guard.check(outside, [inside]).allowed).toBe(false); // a chain through the scope
+      expect(json(await call(`/v1/identities/${enc(inside)}`, { tok: viewer.token }))).toMatchObject({ state: 'active', blocked_by_scope: 'spiffe://example.org/ns/incident/*' });
+      const listed = (json(await call('/v1/blocks?limit=1000', { tok: viewer.token })).items as { agent_id: string; scope?: string }[]).filter((e) => e.scope === 'subtree').map((e) => e.agent_id);
+      expect(listed.sort()).toEqual(['spiffe://example.org/ns/incident', 'spiffe://other.example']);
+      expect(json(await call('/v1/blocks', { tok: admin.token, body: { agent_id: 'spiffe://example.org/ns/incident/*', reason: 'again', authorized_by: 'a' } })).error).toBe('ALREADY_BLOCKED');
+      const un = await call('/v1/blocks/unblock', { tok: admin.token, body: { agent_id: 'spiffe://example.org/ns/incident/*', reason: 'INC-77 over', authorized_by: 'alice@example.org' } });
+      expect(json(un)).toMatchObject({ action: 'unblock', scope: 'subtree', epoch: 1 });
+      await eventually(() => Promise.resolve(guard.check(inside).allowed), (a) => a, 5000);
+      expect(guard.check(otherDomain).allowed).toBe(false);
+      expect(json(await call('/v1/blocks', { tok: admin.token, body: { agent_id: 'spiffe://example.org/ns/*/x', reason: 'r', authorized_by: 'a' } })).error).toBe('REQUEST_INVALID');
+    } finally {
+      await guard.close();
+    }
+    const v = runCli(['verify', '--jwks', join(svc.dir, 'keys', 'jwks.json'), join(svc.dir, 'data', 'addenda.ndjson')]);
+    expect(v.status, v.stdout).toBe(0);
+  });
+});

@@ -167,7 +167,11 @@ export function createApiServer(o: ApiOptions): Server {
     const body = await readJson(req, o.maxBodyBytes);
     if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError('REQUEST_INVALID', 'the body must be a JSON object');
     const b = body as Record<string, unknown>;
-    const agentId = requireAgentId(b.agent_id);
+    // `spiffe://td/ns/prod/*` or `spiffe://td/*`: a scope (README "Scopes")
+    const scoped = typeof b.agent_id === 'string' && b.agent_id.endsWith('/*');
+    const agentId = requireAgentId(scoped ? (b.agent_id as string).slice(0, -2) : b.agent_id);
+    const scope = scoped ? { scope: 'subtree' as const } : {};
+    const target = scoped ? `${agentId}/*` : agentId;
     const reason = requireText(b, 'reason');
     const authorizedBy = requireText(b, 'authorized_by');
     for (const k of Object.keys(b)) if (!['agent_id', 'reason', 'authorized_by'].includes(k)) throw new HttpError('REQUEST_INVALID', `${k}: unknown field`);
@@ -175,23 +179,23 @@ export function createApiServer(o: ApiOptions): Server {
     let why = reason;
     if (action === 'block' ? o.dualControl.block : o.dualControl.unblock) {
       // refuse early what could never complete, so a first approval is not held for nothing
-      const state = o.service.identity(agentId).state;
-      if (action === 'unblock' && state !== 'blocked') throw new HttpError('NOT_BLOCKED', `${agentId} is not blocked`);
-      if (action === 'block' && state === 'blocked') throw new HttpError('ALREADY_BLOCKED', `${agentId} is already blocked`);
-      const r = dual.approve(action, agentId, p.name, authorizedBy, reason);
+      const blocked = o.service.isBlocked(target);
+      if (action === 'unblock' && !blocked) throw new HttpError('NOT_BLOCKED', `${target} is not blocked`);
+      if (action === 'block' && blocked) throw new HttpError('ALREADY_BLOCKED', `${target} is already blocked`);
+      const r = dual.approve(action, target, p.name, authorizedBy, reason);
       if (r.kind === 'same') throw new HttpError('SAME_APPROVER', `token "${p.name}" already approved this ${action}; a second, different token must approve it`);
       if (r.kind === 'first') {
-        o.log.info({ action, agent_id: agentId, token: p.name, authorized_by: authorizedBy }, `operator ${action} awaiting a second approval`);
-        send(res, 202, { status: 'pending_approval', action, agent_id: agentId, approved_by: [authorizedBy], expires_at: new Date(r.expiresAt).toISOString() });
+        o.log.info({ action, agent_id: target, token: p.name, authorized_by: authorizedBy }, `operator ${action} awaiting a second approval`);
+        send(res, 202, { status: 'pending_approval', action, agent_id: target, approved_by: [authorizedBy], expires_at: new Date(r.expiresAt).toISOString() });
         return;
       }
       by = `${r.first.authorizedBy} + ${authorizedBy}`;
       why = r.first.reason === reason ? reason : `${r.first.reason} / ${reason}`;
     }
     const ev = action === 'block'
-      ? await o.service.block({ agentId, reason: why, authorizedBy: by })
-      : await o.service.unblock({ agentId, reason: why, authorizedBy: by });
-    o.log.info({ action, agent_id: agentId, token: p.name, authorized_by: by }, `audit: operator ${action} by token ${p.name}`);
+      ? await o.service.block({ agentId, ...scope, reason: why, authorizedBy: by })
+      : await o.service.unblock({ agentId, ...scope, reason: why, authorizedBy: by });
+    o.log.info({ action, agent_id: target, token: p.name, authorized_by: by }, `audit: operator ${action} by token ${p.name}`);
     send(res, action === 'block' ? 201 : 200, ev);
   };
 

@@ -171,3 +171,31 @@ describe('LedgerFold: arrival order does not matter', () => {
     );
   });
 });
+
+describe('LedgerFold: scopes', () => {
+  const scopeEvent = (agent_id: string, epoch: number, action: 'block' | 'unblock') => ({ agent_id, scope: 'subtree' as const, epoch, action, trigger: 'operator' });
+
+  it('a blocked scope covers its own ID and every ID below it, and nothing beside it', () => {
+    const f = new LedgerFold();
+    f.apply(scopeEvent('spiffe://s.example/ns/prod', 1, 'block'));
+    expect(f.blockingScope('spiffe://s.example/ns/prod/sa/a')?.agentId).toBe('spiffe://s.example/ns/prod/*');
+    expect(f.blockingScope('spiffe://s.example/ns/prod')?.agentId).toBe('spiffe://s.example/ns/prod/*');
+    expect(f.blockingScope('spiffe://s.example/ns/production/sa/a')).toBeUndefined();
+    expect(f.blockingScope('spiffe://s.example/ns/dev/sa/a')).toBeUndefined();
+    // the identity with the scope's own ID is not blocked as an identity
+    expect(f.isBlocked('spiffe://s.example/ns/prod')).toBe(false);
+    expect(f.blockedScopes).toBe(1);
+  });
+
+  it('a trust-domain scope covers the whole trust domain; scope and identity blocks are lifted separately', () => {
+    const f = new LedgerFold();
+    f.apply(scopeEvent('spiffe://s.example', 1, 'block'));
+    f.apply({ agent_id: 'spiffe://s.example/a', epoch: 1, action: 'block', trigger: 'operator' });
+    expect(f.blockingScope('spiffe://s.example/x/y')?.agentId).toBe('spiffe://s.example/*');
+    expect(f.blockingScope('spiffe://other.example/x')).toBeUndefined();
+    f.apply(scopeEvent('spiffe://s.example', 1, 'unblock'));
+    expect(f.blockingScope('spiffe://s.example/x/y')).toBeUndefined();
+    expect(f.isBlocked('spiffe://s.example/a')).toBe(true);
+    expect(f.blockedScopes).toBe(0);
+  });
+});
