@@ -1,0 +1,209 @@
+/**
+ * Issue #5 figures: `guard.check()` per second with 1M blocked identities (and how long the guard takes
+ * to read and verify that ledger), and the time from a kill event being committed on the Kafka kills
+ * topic to the guard refusing, p50 and p99.
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { Kafka, logLevel } from 'kafkajs';
+import { canonicalJson } from '../src/core/canonical-json.js';
+import { buildKillEvent } from '../src/core/documents.js';
+import { Ed25519Signer } from '../src/adapters/signing/ed25519-signer.js';
+import { generateSigningKey, jwksDocument, loadSigningKey } from '../src/adapters/signing/keys.js';
+import { createLogger } from '../src/adapters/log/logger.js';
+import { createSessionGuard } from '../src/session/index.js';
+import type * as Cluster from '../scripts/kafka/cluster.mjs';
+import { mulberry32, report } from './util.js';
+
+const BLOCKED = Number(process.env.GUARD_BENCH_BLOCKED ?? 1_000_000);
+const CHECK_ROUNDS = 8;
+const PROPAGATION_EVENTS = 400;
+const PROPAGATION_RATE_PER_S = 20;
+const KS = { enabled: true, window_seconds: 300, deny_rate_threshold: 0.9, min_calls: 10 };
+
+/** compiled to dist/benchmarks: the repository's .cache */
+const CACHE = fileURLToPath(new URL('../../.cache/bench', import.meta.url));
+
+const agent = (i: number): string => `spiffe://bench.example/ns/prod/sa/agent-${i}`;
+
+function killLine(signer: Ed25519Signer, agentId: string): string {
+  return canonicalJson(signer.sign(buildKillEvent({
+    action: 'block', agentId, epoch: 1, trigger: 'operator', at: '2026-11-23T09:00:00.000Z', reason: 'bench', authorizedBy: 'bench', killSwitch: KS,
+  }), false));
+}
+
+// worker: sign a slice of the ledger into a file of its own (signing is the slow part of building a 1M-entry ledger)
+if (!isMainThread && (workerData as { role?: string } | null)?.role === 'sign') {
+  const { pem, from, to, out } = workerData as { pem: string; from: number; to: number; out: string };
+  const { createPrivateKey } = await import('node:crypto');
+  const { jwkThumbprint, publicJwk } = await import('../src/adapters/signing/keys.js');
+  const privateKey = createPrivateKey(pem);
+  const jwk = publicJwk(privateKey);
+  const signer = new Ed25519Signer({ kid: jwkThumbprint(jwk), privateKey, jwk });
+  writeFileSync(out, '');
+  for (let i = from; i < to; i += 10_000) {
+    const lines: string[] = [];
+    for (let j = i; j < Math.min(to, i + 10_000); j++) lines.push(killLine(signer, agent(j)));
+    appendFileSync(out, lines.join('\n') + '\n');
+  }
+  parentPort!.postMessage('done');
+}
+
+/** Sign the ledger with two worker threads, each into a part file, then join the parts into `file`. */
+async function signedLedger(pem: string, n: number, file: string): Promise<void> {
+  const half = Math.floor(n / 2);
+  const parts = [[0, half], [half, n]].map(([from, to], k) => ({ from: from!, to: to!, out: `${file}.part${k}` }));
+  await Promise.all(parts.map((p) => new Promise<void>((resolve, reject) => {
+    const w = new Worker(fileURLToPath(import.meta.url), { workerData: { role: 'sign', pem, ...p } });
+    let done = false;
+    w.once('message', () => {
+      done = true;
+      resolve();
+    });
+    w.once('error', reject);
+    w.once('exit', (code) => {
+      if (!done) reject(new Error(`signing worker exited with ${code} before finishing`));
+    });
+  })));
+  writeFileSync(file, '');
+  for (const p of parts) {
+    appendFileSync(file, readFileSync(p.out));
+    rmSync(p.out);
+  }
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+async function checkThroughput(): Promise<void> {
+  // Under the repository's .cache, not the shared /tmp (a 0.5 GB ledger other cleanups must not remove
+  // mid-run), and kept between runs with its key: signing 1M events takes a while.
+  const dir = join(CACHE, `guard-ledger-${BLOCKED}`);
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, 'kills.ndjson');
+  const keyFile = join(dir, 'key.pem');
+  let signSeconds = 0;
+  if (!existsSync(file) || !existsSync(keyFile)) {
+    const fresh = generateSigningKey().privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const t0 = performance.now();
+    await signedLedger(fresh, BLOCKED, file);
+    signSeconds = (performance.now() - t0) / 1000;
+    writeFileSync(keyFile, fresh, { mode: 0o600 });
+  }
+  const key = loadSigningKey(keyFile);
+
+  const t1 = performance.now();
+  const guard = createSessionGuard({ ledger: { file }, jwks: jwksDocument([key.jwk]), logger: createLogger('warn') });
+  await guard.ready;
+  const bootstrapSeconds = (performance.now() - t1) / 1000;
+  if (guard.blockedCount !== BLOCKED) throw new Error(`expected ${BLOCKED} blocked, got ${guard.blockedCount}`);
+
+  // queries: half blocked, half never blocked, as strings built apart from the ledger's
+  const rnd = mulberry32(5);
+  const pool: string[] = [];
+  for (let j = 0; j < BLOCKED; j++) pool.push(agent(j), `spiffe://bench.example/ns/prod/sa/other-${j}`);
+  const uniform: string[] = [];
+  for (let i = 0; i < 2 * BLOCKED; i++) uniform.push(pool[Math.floor(rnd() * pool.length)]!.slice(0)); // fresh string objects
+  // Zipf s=1 over the same 2M identities: a few identities open most sessions, as in real traffic
+  const harmonic = new Float64Array(pool.length);
+  let h = 0;
+  for (let k = 0; k < pool.length; k++) harmonic[k] = h += 1 / (k + 1);
+  const zipf: string[] = [];
+  for (let i = 0; i < 2 * BLOCKED; i++) {
+    const u = rnd() * h;
+    let lo = 0;
+    let hi = pool.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (harmonic[mid]! < u) lo = mid + 1;
+      else hi = mid;
+    }
+    zipf.push(pool[lo]!);
+  }
+  const measure = (queries: readonly string[]): { first: number; median: number; best: number; refused: number } => {
+    const rates: number[] = [];
+    let refused = 0;
+    for (let round = 0; round < CHECK_ROUNDS; round++) {
+      refused = 0;
+      const s = performance.now();
+      for (let i = 0; i < queries.length; i++) if (!guard.check(queries[i]).allowed) refused++;
+      rates.push(queries.length / ((performance.now() - s) / 1000));
+    }
+    const steady = rates.slice(2).sort((a, b) => a - b);
+    return { first: rates[0]!, median: steady[Math.floor(steady.length / 2)]!, best: Math.max(...rates), refused };
+  };
+  const u = measure(uniform);
+  const z = measure(zipf);
+  await guard.close();
+  report(`session guard check(), ${BLOCKED.toLocaleString('en-US')} blocked identities, one thread, queries over 2M identities (half blocked)`, {
+    'uniform: check() per second, first round (string hashes not yet cached)': Math.round(u.first),
+    'uniform: check() per second, median of rounds 3..8': Math.round(u.median),
+    'uniform: check() per second, best round': Math.round(u.best),
+    [`uniform: refused per round (of ${uniform.length.toLocaleString('en-US')})`]: u.refused,
+    'Zipf s=1: check() per second, median of rounds 3..8': Math.round(z.median),
+    'Zipf s=1: check() per second, best round': Math.round(z.best),
+    'ledger signed by 2 worker threads (s; 0 = reused from .cache/bench)': signSeconds.toFixed(1),
+    'guard bootstrap: read + verify every entry (s)': bootstrapSeconds.toFixed(1),
+    'guard bootstrap: entries verified per second': Math.round(BLOCKED / bootstrapSeconds),
+  });
+}
+
+async function propagation(): Promise<void> {
+  // compiled to dist/benchmarks; the cluster script stays in scripts/
+  const cluster = (await import(new URL('../../scripts/kafka/cluster.mjs', import.meta.url).href)) as typeof Cluster;
+  const kafka = await cluster.startKafka();
+  try {
+    const client = new Kafka({ brokers: [kafka.brokers], clientId: 'bench', logLevel: logLevel.NOTHING });
+    const topic = 'bench.guard.kills';
+    const admin = client.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic, numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }], waitForLeaders: true });
+    await admin.disconnect();
+    const key = generateSigningKey();
+    const signer = new Ed25519Signer(key);
+    const guard = createSessionGuard({ ledger: { kafka: client, topic }, jwks: jwksDocument([key.jwk]), logger: createLogger('silent') });
+    await guard.ready;
+    const committedAt = new Map<string, number>();
+    const latencies: number[] = [];
+    guard.onBlock((b) => {
+      const c = committedAt.get(b.agentId);
+      if (c !== undefined) latencies.push(performance.now() - c);
+    });
+    const producer = client.producer({ transactionalId: 'bench-guard', maxInFlightRequests: 1, idempotent: true });
+    await producer.connect();
+    const gap = 1000 / PROPAGATION_RATE_PER_S;
+    for (let i = 0; i < PROPAGATION_EVENTS; i++) {
+      const started = performance.now();
+      const id = `spiffe://bench.example/propagation/${i}`;
+      const tx = await producer.transaction();
+      await tx.send({ topic, messages: [{ key: id, value: killLine(signer, id) }] });
+      // the clock starts when the commit is acknowledged: from then on the event is readable (read_committed)
+      await tx.commit();
+      committedAt.set(id, performance.now());
+      const left = gap - (performance.now() - started);
+      if (left > 0) await new Promise((r) => setTimeout(r, left));
+    }
+    const deadline = Date.now() + 10_000;
+    while (latencies.length < PROPAGATION_EVENTS && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await producer.disconnect();
+    await guard.close();
+    if (latencies.length === 0) throw new Error('the guard saw none of the kill events');
+    const sorted = [...latencies].sort((a, b) => a - b);
+    report(`session guard propagation, Kafka source: kill event committed -> guard refuses (${PROPAGATION_EVENTS} events at ${PROPAGATION_RATE_PER_S}/s)`, {
+      'events seen by the guard': `${latencies.length} of ${PROPAGATION_EVENTS}`,
+      'p50 (ms)': percentile(sorted, 50).toFixed(1),
+      'p99 (ms)': percentile(sorted, 99).toFixed(1),
+      'max (ms)': sorted[sorted.length - 1]!.toFixed(1),
+    });
+  } finally {
+    await kafka.stop();
+  }
+}
+
+export async function run(): Promise<void> {
+  await checkThroughput();
+  await propagation();
+}
