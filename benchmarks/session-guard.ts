@@ -137,12 +137,27 @@ async function checkThroughput(): Promise<void> {
   };
   const u = measure(uniform);
   const z = measure(zipf);
+  // the floor: a bare Map.get over a Map with the same 1M keys, on the same uniform queries
+  const bare = new Map<string, number>();
+  for (let j = 0; j < BLOCKED; j++) bare.set(agent(j), j);
+  const floorRates: number[] = [];
+  let found = 0;
+  for (let round = 0; round < CHECK_ROUNDS; round++) {
+    found = 0;
+    const s = performance.now();
+    for (let i = 0; i < uniform.length; i++) if (bare.get(uniform[i]!) !== undefined) found++;
+    floorRates.push(uniform.length / ((performance.now() - s) / 1000));
+  }
+  const floor = floorRates.slice(2).sort((a, b) => a - b)[Math.floor((CHECK_ROUNDS - 2) / 2)]!;
   await guard.close();
   report(`session guard check(), ${BLOCKED.toLocaleString('en-US')} blocked identities, one thread, queries over 2M identities (half blocked)`, {
     'uniform: check() per second, first round (string hashes not yet cached)': Math.round(u.first),
     'uniform: check() per second, median of rounds 3..8': Math.round(u.median),
     'uniform: check() per second, best round': Math.round(u.best),
     [`uniform: refused per round (of ${uniform.length.toLocaleString('en-US')})`]: u.refused,
+    'floor, same uniform queries: a bare Map.get on a Map of the same 1M keys, per second': Math.round(floor),
+    'uniform: ratio to the floor': (u.median / floor).toFixed(2),
+    [`floor: found per round (of ${uniform.length.toLocaleString('en-US')})`]: found,
     'Zipf s=1: check() per second, median of rounds 3..8': Math.round(z.median),
     'Zipf s=1: check() per second, best round': Math.round(z.best),
     'ledger signed by 2 worker threads (s; 0 = reused from .cache/bench)': signSeconds.toFixed(1),
