@@ -58,6 +58,11 @@ const CLASS_LABEL: Record<DecisionClass, string> = {
   [DecisionClass.Ignored]: 'ignored', [DecisionClass.Call]: 'call', [DecisionClass.Deny]: 'deny', [DecisionClass.AdvisoryDeny]: 'advisory_deny',
 };
 
+/** Retries inside a transaction start short (see the producer's `retry`); unlimited, as kafkajs's default for idempotent producers. */
+const TXN_RETRY = { initialRetryTime: 5, maxRetryTime: 2000, retries: Number.MAX_SAFE_INTEGER };
+/** Our own retries of transactional calls kafkajs does not retry (sendOffsets, commit): 5 ms first, 16 attempts (about 15 s). */
+const inTransaction = <T>(fn: () => Promise<T>): Promise<T> => retrying(fn, 16, 5);
+
 export const DLQ_HEADERS = {
   reason: 'killswitch.reason',
   message: 'killswitch.message',
@@ -151,6 +156,10 @@ export class KafkaProcessor {
 
     const consumer = kafka.consumer({
       groupId: this.o.groupId, readUncommitted: false, allowAutoTopicCreation: false,
+      // With every assigned partition paused (while an assignment is prepared, see GROUP_JOIN) kafkajs
+      // sleeps this long before it looks again: the default 5 s would hold a partition that is ready.
+      // Also the longest an idle fetch waits for data; with data it returns at once either way.
+      maxWaitTimeInMs: 250,
       // A member killed mid-rebalance holds the group up to the rebalance timeout, not the session
       // timeout; our batches are short, so twice the session timeout is plenty to rejoin.
       sessionTimeout: this.o.sessionTimeoutMs, rebalanceTimeout: Math.max(10_000, 2 * this.o.sessionTimeoutMs), heartbeatInterval: Math.max(500, Math.floor(this.o.sessionTimeoutMs / 10)),
@@ -158,6 +167,10 @@ export class KafkaProcessor {
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       const assigned = (e.payload.memberAssignment[topics.decisions] ?? []);
+      // Not fetched until its state is ready (fenced, restore offsets known): without this the consumer
+      // fetches, drops and refetches the same records in a busy loop while the assignment is prepared.
+      const fresh = assigned.filter((p) => !this.partitionsState.has(p));
+      if (fresh.length > 0) consumer.pause([{ topic: topics.decisions, partitions: fresh }]);
       // one assignment at a time, in the order the group gave them
       this.assignments = this.assignments.then(() => this.onAssignment(assigned)).catch((err: unknown) => this.fail(err));
     });
@@ -169,7 +182,9 @@ export class KafkaProcessor {
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: 1,
+      // Each partition has its own producer and transaction: while one partition's transaction waits for
+      // the broker, the others' batches are decoded and evaluated. Batches of one partition stay in order.
+      partitionsConsumedConcurrently: Math.max(1, decisionsPartitions),
       eachBatch: (payload) => this.onBatch(payload),
     });
   }
@@ -216,7 +231,11 @@ export class KafkaProcessor {
       }
     }
     const fresh = assigned.filter((p) => !this.partitionsState.has(p));
-    if (fresh.length === 0) return;
+    const resume = (): void => this.consumer!.resume([{ topic: topics.decisions, partitions: [...assigned] }]);
+    if (fresh.length === 0) {
+      resume();
+      return;
+    }
     // Fence the previous owners first: initialising our transactional producer for a partition aborts
     // its old owner's open transaction and stops it from committing anything more. Only then are the
     // committed offsets, the ledger and the chain tips final.
@@ -226,6 +245,9 @@ export class KafkaProcessor {
       const producer = this.o.kafka.producer({
         transactionalId: `${this.o.groupId}.${topics.decisions}.${p}`,
         idempotent: true, maxInFlightRequests: 1, transactionTimeout: this.o.transactionTimeoutMs, allowAutoTopicCreation: false,
+        // The first send of a transaction right after the previous commit is answered CONCURRENT_TRANSACTIONS
+        // until the broker has written the commit markers (a few ms); kafkajs would wait 100 ms and more.
+        retry: TXN_RETRY,
       });
       await producer.connect();
       producers.set(p, producer);
@@ -250,6 +272,7 @@ export class KafkaProcessor {
       if (restoreFrom < liveFrom) this.consumer!.seek({ topic: topics.decisions, partition: p, offset: String(restoreFrom) }); // throws if the consumer stopped: the assignment chain fails the processor
       log.info({ partition: p, live_from: liveFrom, restore_from: restoreFrom }, 'partition assigned');
     }
+    resume();
   }
 
   /**
@@ -320,13 +343,24 @@ export class KafkaProcessor {
     const kills: Message[] = [];
     const addenda: Message[] = [];
     const dlq: Message[] = [];
+    // live decisions per class and late ones, counted into the metrics once per batch
+    const classes = [0, 0, 0, 0];
+    let late = 0;
+    const stats = st.evaluator.stats;
     let last = -1;
     for (const m of batch.messages) {
-      if (isStale() || !isRunning()) return;
       const offset = Number(m.offset);
       const restoring = offset < st.liveFrom;
       const decoded = this.o.decoder.decode(m.value, m.key);
-      const r: DecodeResult = decoded instanceof Promise ? await decoded : decoded;
+      let r: DecodeResult;
+      if (decoded instanceof Promise) {
+        r = await decoded;
+        // Only while awaiting (a schema fetched from the registry) can a seek or a stop happen: the
+        // rest of the loop is synchronous, so checking here is checking before every record.
+        if (isStale() || !isRunning()) return;
+      } else {
+        r = decoded;
+      }
       if (!restoring) last = offset;
       if (!r.ok) {
         if (!restoring) {
@@ -335,10 +369,14 @@ export class KafkaProcessor {
         }
         continue;
       }
-      if (!restoring) metrics.decisions.inc({ class: CLASS_LABEL[r.decision.cls] });
-      const lateBefore = st.evaluator.stats.late;
-      const trip = st.evaluator.accept(st.clock, r.decision, offset, restoring);
-      if (!restoring && st.evaluator.stats.late !== lateBefore) metrics.late.inc();
+      if (restoring) {
+        st.evaluator.accept(st.clock, r.decision, offset, true);
+        continue;
+      }
+      classes[r.decision.cls]!++;
+      const lateBefore = stats.late;
+      const trip = st.evaluator.accept(st.clock, r.decision, offset);
+      if (stats.late !== lateBefore) late++;
       if (trip !== null) {
         const docs = tripDocuments(trip, this.o.tripConfig.settings, this.chains, this.o.signer);
         kills.push({ key: trip.agentId, value: canonicalJson(docs.killEvent) });
@@ -350,6 +388,8 @@ export class KafkaProcessor {
       st.restored = true;
       metrics.restoreSeconds.observe((performance.now() - st.restoreStartedAt) / 1000);
     }
+    for (let c = 0; c < classes.length; c++) if (classes[c]! > 0) metrics.decisions.inc({ class: CLASS_LABEL[c as DecisionClass] }, classes[c]);
+    if (late > 0) metrics.late.inc(late);
     // Processed (restore or live): the next fetch starts after them. Commits happen in the transaction.
     payload.resolveOffset(batch.lastOffset());
     if (last < 0) return; // restore only: nothing to commit
@@ -357,12 +397,12 @@ export class KafkaProcessor {
     try {
       // CONCURRENT_TRANSACTIONS (the coordinator still finishing a fenced predecessor's transaction) and
       // other retriable answers are retried; the transaction stays the same.
-      if (kills.length > 0) await retrying(() => trx.send({ topic: topics.kills, messages: kills }));
-      if (addenda.length > 0) await retrying(() => trx.send({ topic: topics.addenda, messages: addenda }));
+      // Kill events and addenda in one request (one AddPartitionsToTxn, one Produce).
+      if (kills.length > 0) await inTransaction(() => trx.sendBatch({ topicMessages: [{ topic: topics.kills, messages: kills }, { topic: topics.addenda, messages: addenda }] }));
       // Each send is its own record batch: keep every batch under the broker's message size limit.
-      for (const group of bySize(dlq, 512 * 1024)) await retrying(() => trx.send({ topic: topics.dlq, messages: group }));
-      await retrying(() => trx.sendOffsets({ consumerGroupId: this.o.groupId, topics: [{ topic: topics.decisions, partitions: [{ partition: p, offset: String(last + 1) }] }] }));
-      await retrying(() => trx.commit());
+      for (const group of bySize(dlq, 512 * 1024)) await inTransaction(() => trx.send({ topic: topics.dlq, messages: group }));
+      await inTransaction(() => trx.sendOffsets({ consumerGroupId: this.o.groupId, topics: [{ topic: topics.decisions, partitions: [{ partition: p, offset: String(last + 1) }] }] }));
+      await inTransaction(() => trx.commit());
     } catch (err) {
       await trx.abort().catch(() => undefined);
       if (isFenced(err)) {

@@ -1,6 +1,6 @@
 /** Retry a Kafka call while the broker says the error is transient (leader moving, topic just made). */
-export async function retrying<T>(fn: () => Promise<T>, attempts = 12): Promise<T> {
-  let delay = 100;
+export async function retrying<T>(fn: () => Promise<T>, attempts = 12, firstDelayMs = 100): Promise<T> {
+  let delay = firstDelayMs;
   for (let i = 1; ; i++) {
     try {
       return await fn();

@@ -1,0 +1,206 @@
+/**
+ * What the Kafka benchmark needs around the processor: a broker (started as the tests start it, or
+ * KAFKA_BROKERS), `killswitch run` instances as child processes with their /metrics, committed-offset
+ * progress of a group, and a topic pre-filled with valid decisions (CONTRACTS.md section 1).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel, type Admin, type Message } from 'kafkajs';
+import type * as Cluster from '../scripts/kafka/cluster.mjs';
+
+/** Compiled to dist/benchmarks: the CLI is dist/src/cli.js, the cluster script stays in scripts/. */
+export const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+const CLUSTER = new URL('../../scripts/kafka/cluster.mjs', import.meta.url);
+export const RAW_CONSUMER = fileURLToPath(new URL('./kafka-raw-consume.js', import.meta.url));
+
+export interface Broker {
+  readonly brokers: string;
+  /** false when KAFKA_BROKERS pointed at a broker this run did not start */
+  readonly own: boolean;
+  stop(): Promise<void>;
+}
+
+/**
+ * A single-node KRaft broker from scripts/kafka/cluster.mjs, as the tests start it, with one change:
+ * group.initial.rebalance.delay.ms back at Kafka's default (3 s; the tests set 0), so instances started
+ * together are assigned their partitions in one rebalance instead of passing them around.
+ */
+export async function startBroker(): Promise<Broker> {
+  const existing = process.env.KAFKA_BROKERS;
+  if (existing !== undefined && existing !== '') return { brokers: existing, own: false, stop: () => Promise.resolve() };
+  const cluster = (await import(CLUSTER.href)) as typeof Cluster;
+  const k = await cluster.startKafka({ serverProperties: { 'group.initial.rebalance.delay.ms': '3000' } });
+  return { brokers: k.brokers, own: true, stop: k.stop };
+}
+
+export function kafkaClient(brokers: string, clientId = 'bench'): Kafka {
+  return new Kafka({ brokers: brokers.split(','), clientId, logLevel: logLevel.NOTHING });
+}
+
+export interface Topics { decisions: string; kills: string; addenda: string; dlq: string }
+
+export function topicsFor(prefix: string, decisions?: string): Topics {
+  const id = `${prefix}-${randomUUID().slice(0, 8)}`;
+  return { decisions: decisions ?? `${id}.decisions`, kills: `${id}.kills`, addenda: `${id}.addenda`, dlq: `${id}.dlq` };
+}
+
+/** A working directory with a signing key (`killswitch keys generate`), shared by every config in it. */
+export function benchDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'killswitch-kbench-'));
+  execFileSync(process.execPath, [CLI, 'keys', 'generate', '--out', join(dir, 'keys')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  return dir;
+}
+
+let ports = 21_000 + Math.floor(Math.random() * 10_000);
+
+/** The config of one `killswitch run` instance in Kafka mode: defaults everywhere but names and ports. */
+export function processorConfig(dir: string, brokers: string, topics: Topics, group: string, partitions: number): { file: string; port: number } {
+  const port = ports++;
+  const file = join(dir, `kafka-${randomUUID().slice(0, 6)}.json`);
+  writeFileSync(file, JSON.stringify({
+    kill_switch: { enabled: true },
+    kafka: { brokers: brokers.split(','), group_id: group, partitions, topics },
+    http: { listen: `127.0.0.1:${port}` },
+    signing: { private_key_file: join(dir, 'keys/signing-key.pem'), jwks_file: join(dir, 'keys/jwks.json') },
+    log: { level: 'info' },
+  }));
+  return { file, port };
+}
+
+export interface Instance {
+  readonly child: ChildProcess;
+  readonly port: number;
+  log(): string;
+  /** partitions this instance was assigned so far ("partition assigned" log lines) */
+  assigned(): number;
+  metrics(): Promise<string>;
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Starts `killswitch run` and resolves once it logs that Kafka mode is running. KAFKA_BENCH_NODE_ARGS
+ * adds node options (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the processor).
+ */
+export async function startInstance(config: { file: string; port: number }): Promise<Instance> {
+  const nodeArgs = (process.env.KAFKA_BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'run', '--config', config.file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout.on('data', (b: Buffer) => (log += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (log += b.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const started = Date.now();
+  while (!log.includes('"kafka mode running"')) {
+    if (child.exitCode !== null) throw new Error(`killswitch run exited with ${child.exitCode}:\n${log.slice(-4000)}`);
+    if (Date.now() - started > 90_000) throw new Error(`killswitch run did not start:\n${log.slice(-4000)}`);
+    await sleep(50);
+  }
+  return {
+    child,
+    port: config.port,
+    log: () => log,
+    assigned: () => log.split('"partition assigned"').length - 1,
+    metrics: async () => (await fetch(`http://127.0.0.1:${config.port}/metrics`)).text(),
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      try {
+        return await exited;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Sum of one Prometheus sample over instances (a plain `name value` or `name{...} value` line). */
+export function sample(texts: readonly string[], name: string): number {
+  let sum = 0;
+  for (const text of texts) {
+    for (const line of text.split('\n')) {
+      if (line.startsWith(name + ' ') || line.startsWith(name + '{')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return sum;
+}
+
+export async function highWatermarks(admin: Admin, topic: string): Promise<number> {
+  return (await admin.fetchTopicOffsets(topic)).reduce((n, o) => n + Number(o.high), 0);
+}
+
+export async function committedTotal(admin: Admin, group: string, topic: string): Promise<number> {
+  const committed = (await admin.fetchOffsets({ groupId: group, topics: [topic] }))[0]?.partitions ?? [];
+  return committed.reduce((n, c) => n + Math.max(0, Number(c.offset)), 0);
+}
+
+export interface Progress {
+  /** seconds from the start of watching to the first committed progress, and to the end */
+  readonly firstSeconds: number;
+  readonly endSeconds: number;
+  /** records committed at the first sample that showed progress */
+  readonly firstCommitted: number;
+  /** records per second from the first committed progress to the end: the sustained rate */
+  readonly rate: number;
+}
+
+/**
+ * Polls the group's committed offsets every `everyMs` until they reach `total` (or `timeoutMs`);
+ * `onFirst` runs when the first progress is seen, before the clock of the sustained rate starts.
+ */
+export async function watchCommitted(admin: Admin, group: string, topic: string, total: number, o: { everyMs?: number; timeoutMs?: number; onFirst?: () => Promise<void> } = {}): Promise<Progress> {
+  const t0 = performance.now();
+  let first: { t: number; c: number } | undefined;
+  const deadline = t0 + (o.timeoutMs ?? 600_000);
+  for (;;) {
+    let c = await committedTotal(admin, group, topic);
+    let t = performance.now();
+    if (first === undefined && c > 0) {
+      if (o.onFirst !== undefined) {
+        await o.onFirst();
+        c = await committedTotal(admin, group, topic);
+        t = performance.now();
+      }
+      first = { t, c };
+    }
+    if (c >= total) {
+      const f = first!;
+      return { firstSeconds: (f.t - t0) / 1000, endSeconds: (t - t0) / 1000, firstCommitted: f.c, rate: f.t === t ? NaN : (total - f.c) / ((t - f.t) / 1000) };
+    }
+    if (t > deadline) throw new Error(`group ${group} committed ${c} of ${total} records in ${Math.round((t - t0) / 1000)} s`);
+    await sleep(o.everyMs ?? 100);
+  }
+}
+
+/** Produces `messages` in sends of `chunk`, a few sends in flight; returns the records per second. */
+export async function fill(brokers: string, topic: string, messages: readonly Message[], chunk = 5000): Promise<number> {
+  const producer = kafkaClient(brokers, 'bench-fill').producer({ allowAutoTopicCreation: false });
+  await producer.connect();
+  const t0 = performance.now();
+  try {
+    const inFlight = new Set<Promise<unknown>>();
+    for (let i = 0; i < messages.length; i += chunk) {
+      const p: Promise<unknown> = producer.send({ topic, messages: messages.slice(i, i + chunk) }).finally(() => inFlight.delete(p));
+      inFlight.add(p);
+      if (inFlight.size >= 4) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+  } finally {
+    await producer.disconnect();
+  }
+  return messages.length / ((performance.now() - t0) / 1000);
+}
+
+export async function createTopic(admin: Admin, topic: string, partitions: number): Promise<void> {
+  await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+}
+
+/** p-th percentile (0..100) of a sorted array, nearest rank. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
