@@ -49,7 +49,8 @@ interface PartitionState {
   /** offsets below this were processed before (restore mode: windows only, no output) */
   readonly liveFrom: number;
   readonly producer: Producer;
-  readonly restoreStartedAt: number;
+  /** when the group assigned the partition (performance.now()): restore duration runs from here to live */
+  readonly assignedAt: number;
   restored: boolean;
   liveEvictionsSeen: number;
 }
@@ -171,8 +172,9 @@ export class KafkaProcessor {
       // fetches, drops and refetches the same records in a busy loop while the assignment is prepared.
       const fresh = assigned.filter((p) => !this.partitionsState.has(p));
       if (fresh.length > 0) consumer.pause([{ topic: topics.decisions, partitions: fresh }]);
+      const at = performance.now();
       // one assignment at a time, in the order the group gave them
-      this.assignments = this.assignments.then(() => this.onAssignment(assigned)).catch((err: unknown) => this.fail(err));
+      this.assignments = this.assignments.then(() => this.onAssignment(assigned, at)).catch((err: unknown) => this.fail(err));
     });
     consumer.on(consumer.events.CRASH, (e) => {
       if (!this.stopping) this.fail(e.payload.error);
@@ -219,14 +221,20 @@ export class KafkaProcessor {
     if (change === 'unblocked') this.o.metrics.unblocks.inc();
   }
 
-  /** New assignment: keep what we still own, drop what moved away, restore what is new. */
-  private async onAssignment(assigned: readonly number[]): Promise<void> {
-    const { topics, log } = this.o;
+  /** A partition this instance no longer owns: its state and its lag series go (another instance reports it now). */
+  private forget(p: number, st: PartitionState): void {
+    this.partitionsState.delete(p);
+    st.evaluator.closeStream(st.clock);
+    this.o.metrics.lag.remove({ partition: String(p) });
+  }
+
+  /** New assignment (`at`: when the group made it): keep what we still own, drop what moved away, restore what is new. */
+  private async onAssignment(assigned: readonly number[], at: number): Promise<void> {
+    const { topics, log, metrics } = this.o;
     const now = new Set(assigned);
     for (const [p, st] of this.partitionsState) {
       if (!now.has(p)) {
-        this.partitionsState.delete(p);
-        st.evaluator.closeStream(st.clock);
+        this.forget(p, st);
         await st.producer.disconnect();
       }
     }
@@ -257,19 +265,24 @@ export class KafkaProcessor {
     const admin = this.admin!;
     const committed = await retrying(() => admin.fetchOffsets({ groupId: this.o.groupId, topics: [topics.decisions] }));
     const committedOf = new Map((committed[0]?.partitions ?? []).map((x) => [x.partition, Number(x.offset)]));
-    const bounds = new Map((await retrying(() => admin.fetchTopicOffsets(topics.decisions))).map((o) => [o.partition, Number(o.low)]));
+    const bounds = new Map((await retrying(() => admin.fetchTopicOffsets(topics.decisions))).map((o) => [o.partition, { low: Number(o.low), high: Number(o.high) }]));
     log.info({ partitions: fresh }, 'assignment: reading chain tips');
     await this.restoreChainTips(fresh);
     log.info({ partitions: fresh }, 'assignment: finding restore offsets');
-    const liveFromOf = new Map(fresh.map((p) => [p, Math.max(committedOf.get(p) ?? -1, bounds.get(p) ?? 0, 0)]));
+    const liveFromOf = new Map(fresh.map((p) => [p, Math.max(committedOf.get(p) ?? -1, bounds.get(p)?.low ?? 0, 0)]));
     const restoreFromOf = await this.restoreStarts(liveFromOf);
     for (const p of fresh) {
       const liveFrom = liveFromOf.get(p)!;
       const restoreFrom = restoreFromOf.get(p)!;
       const evaluator = new Evaluator(this.o.tripConfig, this.fold);
       const clock = evaluator.openStream(partitionStream(topics.decisions, p), { topic: topics.decisions, partition: p });
-      this.partitionsState.set(p, { evaluator, clock, liveFrom, producer: producers.get(p)!, restoreStartedAt: performance.now(), restored: restoreFrom >= liveFrom, liveEvictionsSeen: 0 });
-      if (restoreFrom < liveFrom) this.consumer!.seek({ topic: topics.decisions, partition: p, offset: String(restoreFrom) }); // throws if the consumer stopped: the assignment chain fails the processor
+      const restored = restoreFrom >= liveFrom;
+      this.partitionsState.set(p, { evaluator, clock, liveFrom, producer: producers.get(p)!, assignedAt: at, restored, liveEvictionsSeen: 0 });
+      if (!restored) this.consumer!.seek({ topic: topics.decisions, partition: p, offset: String(restoreFrom) }); // throws if the consumer stopped: the assignment chain fails the processor
+      // Lag from the moment the partition is ours (during the restore too), not only after its first batch.
+      metrics.lag.set({ partition: String(p) }, Math.max(0, (bounds.get(p)?.high ?? 0) - liveFrom));
+      // Nothing to re-read: live now; the restore took what fencing and finding the offsets took.
+      if (restored) metrics.restoreSeconds.observe((performance.now() - at) / 1000);
       log.info({ partition: p, live_from: liveFrom, restore_from: restoreFrom }, 'partition assigned');
     }
     resume();
@@ -386,7 +399,7 @@ export class KafkaProcessor {
     }
     if (!st.restored && Number(batch.lastOffset()) + 1 >= st.liveFrom) {
       st.restored = true;
-      metrics.restoreSeconds.observe((performance.now() - st.restoreStartedAt) / 1000);
+      metrics.restoreSeconds.observe((performance.now() - st.assignedAt) / 1000);
     }
     for (let c = 0; c < classes.length; c++) if (classes[c]! > 0) metrics.decisions.inc({ class: CLASS_LABEL[c as DecisionClass] }, classes[c]);
     if (late > 0) metrics.late.inc(late);
@@ -409,8 +422,7 @@ export class KafkaProcessor {
         // The partition has a new owner, which fenced us: nothing of this batch was committed, and the
         // new owner restores it. Forget the partition here.
         this.o.log.info({ partition: p }, 'partition taken over by another instance (fenced); dropping it');
-        this.partitionsState.delete(p);
-        st.evaluator.closeStream(st.clock);
+        this.forget(p, st);
         await st.producer.disconnect().catch(() => undefined);
         return;
       }

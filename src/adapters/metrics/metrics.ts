@@ -20,9 +20,9 @@ export function createMetrics() {
     liveEvictions: new Counter({ name: 'killswitch_live_evictions_total', help: 'Identities with a non-empty window evicted at the tracked-identity cap', ...r }),
     tracked: new Gauge({ name: 'killswitch_tracked_identities', help: 'Identities with a window in memory', ...r }),
     blocked: new Gauge({ name: 'killswitch_blocked_identities', help: 'Identities blocked on the ledger', ...r }),
-    lag: new Gauge({ name: 'killswitch_consumer_lag', help: 'Records behind the high watermark, per input partition', labelNames: ['partition'] as const, ...r }),
+    lag: new Gauge({ name: 'killswitch_consumer_lag', help: 'Records behind the high watermark, per input partition this instance owns (from its assignment on)', labelNames: ['partition'] as const, ...r }),
     batchSeconds: new Histogram({ name: 'killswitch_batch_duration_seconds', help: 'Time to process and commit one batch', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], ...r }),
-    restoreSeconds: new Histogram({ name: 'killswitch_restore_duration_seconds', help: 'Time to rebuild the windows of a newly assigned partition', buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120], ...r }),
+    restoreSeconds: new Histogram({ name: 'killswitch_restore_duration_seconds', help: 'Time from the assignment of a partition to its live processing: fencing the previous owner, finding offsets, re-reading the window', buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120], ...r }),
   };
 }
 
