@@ -5,7 +5,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -117,6 +117,23 @@ export async function startInstance(config: { file: string; port: number }): Pro
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Busy and total CPU time of the whole machine so far (Linux /proc/stat, clock ticks); undefined elsewhere. */
+export function machineCpu(): { busy: number; total: number } | undefined {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = fields.reduce((a, b) => a + b, 0);
+    return { busy: total - fields[3]! - (fields[4] ?? 0), total }; // idle and iowait are not busy
+  } catch {
+    return undefined;
+  }
+}
+
+/** Cores kept busy between two machineCpu() readings (0..cores). */
+export function busyCores(from: ReturnType<typeof machineCpu>, to: ReturnType<typeof machineCpu>, cores: number): number {
+  if (from === undefined || to === undefined || to.total === from.total) return NaN;
+  return ((to.busy - from.busy) / (to.total - from.total)) * cores;
+}
 
 /** Sum of one Prometheus sample over instances (a plain `name value` or `name{...} value` line). */
 export function sample(texts: readonly string[], name: string): number {

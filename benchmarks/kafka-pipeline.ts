@@ -21,13 +21,13 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { loadavg } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import type { Message } from 'kafkajs';
 import {
-  benchDir, createTopic, fill, highWatermarks, kafkaClient, percentile, processorConfig, RAW_CONSUMER, sample, sleep, startBroker,
+  benchDir, busyCores, createTopic, fill, highWatermarks, kafkaClient, machineCpu, percentile, processorConfig, RAW_CONSUMER, sample, sleep, startBroker,
   startInstance, topicsFor, watchCommitted, type Instance, type Progress,
 } from './kafka-harness.js';
-import { mulberry32, report } from './util.js';
+import { gc, mulberry32, report } from './util.js';
 
 const PARTITIONS = 6;
 const RECORDS = Number(process.env.KAFKA_BENCH_RECORDS ?? 1_000_000);
@@ -71,10 +71,13 @@ export function backlog(): { messages: Message[]; trips: number } {
   return { messages: out, trips: hotCalls.filter((n) => n >= 10).length };
 }
 
-export function rawRate(brokers: string, topic: string): { rate: number; cpuMicros: number } {
+export function rawRate(brokers: string, topic: string): { rate: number; cpuMicros: number; machineBusy: number } {
+  const before = machineCpu();
   const out = execFileSync(process.execPath, [RAW_CONSUMER, brokers, topic, String(RECORDS)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const r = JSON.parse(out) as { records: number; firstBatch: number; seconds: number; cpuSeconds: number };
-  return { rate: (r.records - r.firstBatch) / r.seconds, cpuMicros: (r.cpuSeconds * 1e6) / (r.records - r.firstBatch) };
+  // over the whole child process (start-up included), so only a rough figure
+  const machineBusy = busyCores(before, machineCpu(), cpus().length);
+  return { rate: (r.records - r.firstBatch) / r.seconds, cpuMicros: (r.cpuSeconds * 1e6) / (r.records - r.firstBatch), machineBusy };
 }
 
 interface ProcessorRun extends Progress {
@@ -84,6 +87,8 @@ interface ProcessorRun extends Progress {
   readonly assignments: number;
   /** CPU time of the instances per decision over the sustained interval, µs */
   readonly cpuMicros: number;
+  /** cores of the whole machine kept busy over the same interval (broker, instances, anything else) */
+  readonly machineBusy: number;
 }
 
 /** `n` instances in a fresh group over the pre-filled topic, started together; stopped once all is committed. */
@@ -98,11 +103,18 @@ export async function processorRate(brokers: string, dir: string, decisions: str
     instances.push(...(await Promise.all(Array.from({ length: n }, () => startInstance(processorConfig(dir, brokers, topics, group, PARTITIONS))))));
     const cpu = async (): Promise<number> => sample(await Promise.all(instances.map((i) => i.metrics())), 'killswitch_process_process_cpu_seconds_total');
     let cpuAtFirst = 0;
-    const progress = await watchCommitted(admin, group, decisions, RECORDS, { onFirst: async () => void (cpuAtFirst = await cpu()) });
+    let machineAtFirst: ReturnType<typeof machineCpu>;
+    const progress = await watchCommitted(admin, group, decisions, RECORDS, {
+      onFirst: async () => {
+        cpuAtFirst = await cpu();
+        machineAtFirst = machineCpu();
+      },
+    });
+    const machineBusy = busyCores(machineAtFirst, machineCpu(), cpus().length);
     const cpuAtEnd = await cpu();
     const texts = await Promise.all(instances.map((i) => i.metrics()));
     return {
-      ...progress, instances: n, cpuMicros: ((cpuAtEnd - cpuAtFirst) * 1e6) / (RECORDS - progress.firstCommitted),
+      ...progress, instances: n, cpuMicros: ((cpuAtEnd - cpuAtFirst) * 1e6) / (RECORDS - progress.firstCommitted), machineBusy,
       trips: sample(texts, 'killswitch_trips_total'),
       transactions: sample(texts, 'killswitch_batch_duration_seconds_count'),
       assignments: instances.reduce((s, i) => s + i.assigned(), 0),
@@ -127,6 +139,10 @@ interface Latency {
   readonly toReadable: readonly [number, number];
   readonly transactions: number;
   readonly lagMax: number;
+  /** cores of the whole machine kept busy while the measured trips were produced; of them, the instance and this process */
+  readonly machineBusy: number;
+  readonly instanceBusy: number;
+  readonly benchBusy: number;
 }
 
 /**
@@ -182,6 +198,11 @@ export async function tripLatency(brokers: string, dir: string): Promise<Latency
     let nextBad = 0; // index of the next misbehaving identity to start
     const bad: { agent: string; next: number; left: number }[] = [];
     let expected = 0;
+    let machineAtWarm: ReturnType<typeof machineCpu>;
+    let warmAt = 0;
+    let instanceCpuAtWarm = 0;
+    let benchCpuAtWarm: NodeJS.CpuUsage | undefined;
+    const instanceCpu = async (): Promise<number> => sample([await instance.metrics()], 'killswitch_process_process_cpu_seconds_total');
     for (;;) {
       const elapsed = performance.now() - t0;
       if (elapsed >= total) break;
@@ -211,9 +232,16 @@ export async function tripLatency(brokers: string, dir: string): Promise<Latency
         const v = VERDICTS[Math.floor(rnd() * VERDICTS.length)];
         messages.push({ key: agent, value: JSON.stringify({ decision_id: `lat-${seq++}`, agent_id: agent, decision: v, occurred_at: occurred, tool_name: 'web.fetch', tenant: 'acme' }) });
       }
+      const measuring = elapsed >= LATENCY_WARMUP_S * 1000;
+      if (measuring && warmAt === 0) {
+        warmAt = performance.now();
+        machineAtWarm = machineCpu();
+        benchCpuAtWarm = process.cpuUsage();
+        instanceCpuAtWarm = await instanceCpu();
+      }
       const at = performance.now();
       const wall = Date.now();
-      if (elapsed >= LATENCY_WARMUP_S * 1000) {
+      if (measuring) {
         for (const id of tripping) sentAt.set(id, { at, wall });
         expected += tripping.length;
       }
@@ -221,6 +249,10 @@ export async function tripLatency(brokers: string, dir: string): Promise<Latency
       sent += messages.length;
     }
     const producedSeconds = (performance.now() - t0) / 1000;
+    const machineBusy = busyCores(machineAtWarm, machineCpu(), cpus().length);
+    const measuredSeconds = (performance.now() - warmAt) / 1000;
+    const benchCpu = process.cpuUsage(benchCpuAtWarm);
+    const instanceBusy = (await instanceCpu() - instanceCpuAtWarm) / measuredSeconds;
     for (const until = performance.now() + 15_000; latencies.length < expected && performance.now() < until;) await sleep(50);
     const metrics = await instance.metrics();
     const sorted = [...latencies].sort((a, b) => a - b);
@@ -231,6 +263,7 @@ export async function tripLatency(brokers: string, dir: string): Promise<Latency
       p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1) ?? NaN,
       toProduced: [median(toProduced), p99(toProduced)], toReadable: [median(toReadable), p99(toReadable)],
       transactions: sample([metrics], 'killswitch_batch_duration_seconds_count'),
+      machineBusy, instanceBusy, benchBusy: (benchCpu.user + benchCpu.system) / 1e6 / measuredSeconds,
       lagMax: Math.max(...metrics.split('\n').filter((l) => l.startsWith('killswitch_consumer_lag{')).map((l) => Number(l.slice(l.lastIndexOf(' ') + 1)))),
     };
   } finally {
@@ -252,14 +285,19 @@ export async function run(): Promise<void> {
     await admin.connect();
     const decisions = `bench-${randomUUID().slice(0, 8)}.decisions`;
     await createTopic(admin, decisions, PARTITIONS);
-    const { messages, trips } = backlog();
-    const bytes = messages.reduce((n, m) => n + Buffer.byteLength(m.value as string), 0);
-    const fillRate = await fill(brokers, decisions, messages);
+    // The 1M generated records are dropped once produced: a heap of several hundred MiB in this process
+    // would put its GC pauses into the latency measured by the reader below.
+    const { trips, bytes, fillRate } = await (async () => {
+      const { messages, trips } = backlog();
+      const bytes = messages.reduce((n, m) => n + Buffer.byteLength(m.value as string), 0);
+      return { trips, bytes, fillRate: await fill(brokers, decisions, messages) };
+    })();
+    gc();
     if ((await highWatermarks(admin, decisions)) !== RECORDS) throw new Error('pre-fill: high watermarks do not add up to the records produced');
     await admin.disconnect();
 
     // (a) and (b) alternate, so a busy moment on the shared machine does not hit only one of them
-    const raws: { rate: number; cpuMicros: number }[] = [];
+    const raws: ReturnType<typeof rawRate>[] = [];
     const ones: ProcessorRun[] = [];
     for (let round = 0; round < 2; round++) {
       raws.push(rawRate(brokers, decisions));
@@ -280,15 +318,18 @@ export async function run(): Promise<void> {
       'a. raw kafkajs consume, records/s (best of 2)': Math.round(raw.rate),
       'a. rounds': raws.map(rate).join(', '),
       'a. CPU per record (µs)': +raw.cpuMicros.toFixed(2),
+      'a. machine cores busy (whole consumer run, start-up included)': +raw.machineBusy.toFixed(2),
       'b. killswitch run, 1 instance, decisions/s (best of 2)': Math.round(one.rate),
       'b. rounds': ones.map(rate).join(', '),
       'b. ratio to raw (target >= 0.70)': +(one.rate / raw.rate).toFixed(2),
       'b. CPU per decision (µs)': +one.cpuMicros.toFixed(2),
+      [`b. machine cores busy, of ${cpus().length} (broker, instance, anything else)`]: +one.machineBusy.toFixed(2),
       'b. transactions': one.transactions,
       'b. start to first commit (s)': +one.firstSeconds.toFixed(1),
       'd. decisions/s with 1, 2, 3 instances': each(rate),
       'd. 2 vs 1, 3 vs 1': `${(two.rate / one.rate).toFixed(2)}, ${(three.rate / one.rate).toFixed(2)}`,
       'd. CPU per decision, all instances (µs)': each((r) => r.cpuMicros.toFixed(2)),
+      'd. machine cores busy': each((r) => r.machineBusy.toFixed(2)),
       'd. partitions assigned, summed over instances': each((r) => r.assignments),
       [`trips in every run (expected ${trips})`]: [...ones, two, three].map((r) => r.trips).join(', '),
     });
@@ -304,6 +345,8 @@ export async function run(): Promise<void> {
       'of which kill event produced -> readable, p50 / p99 (ms)': latency.toReadable.join(' / '),
       'transactions': latency.transactions,
       'consumer lag at the end, largest partition': latency.lagMax,
+      [`machine cores busy while measuring, of ${cpus().length}`]: +latency.machineBusy.toFixed(2),
+      'of which the killswitch instance, this process (producer and reader)': `${latency.instanceBusy.toFixed(2)}, ${latency.benchBusy.toFixed(2)}`,
       'load average at the end (1, 5, 15 min)': load(),
     });
   } finally {
