@@ -5,7 +5,7 @@ import type { Config } from '../config/config.js';
 import { KillSwitchError } from '../core/errors.js';
 import { createKafka } from '../adapters/kafka/client.js';
 import { ledgerPaths } from '../adapters/file/ledger-files.js';
-import { parseListen, startMetricsServer } from '../adapters/http/metrics-server.js';
+import { listenOn, startMetricsServer } from '../adapters/http/metrics-server.js';
 import type { TrustedKey } from '../adapters/signing/keys.js';
 import type { Logger } from '../ports/logger.js';
 import { SessionGuard } from '../session/guard.js';
@@ -15,14 +15,6 @@ import { FileLedgerSource } from '../session/sources/file-source.js';
 import { KafkaLedgerSource } from '../session/sources/kafka-source.js';
 
 const DEFAULTS = { listen: '127.0.0.1:8181', identity_header: 'x-spiffe-id', failure_mode: 'closed', max_staleness_seconds: 30 } as const;
-
-async function listen(server: Server, address: string, key: string): Promise<void> {
-  const { host, port } = parseListen(address);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(new KillSwitchError('CONFIG_INVALID', `${key} ${address}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`)));
-    server.listen(port, host, () => resolve());
-  });
-}
 
 export async function runAuthz(config: Config, trusted: ReadonlyMap<string, TrustedKey>, log: Logger): Promise<number> {
   if (trusted.size === 0) {
@@ -48,7 +40,7 @@ export async function runAuthz(config: Config, trusted: ReadonlyMap<string, Trus
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
   try {
-    await listen(server, a.listen, 'authz.listen');
+    await listenOn(server, a.listen, 'authz.listen');
     if (a.metrics_listen !== undefined) {
       metricsServer = await startMetricsServer(a.metrics_listen, registry, { ready: () => guard.state === 'ready' }).catch((err: unknown) => {
         throw new KillSwitchError('CONFIG_INVALID', `authz.metrics_listen ${a.metrics_listen}: ${(err as Error).message}`);

@@ -19,7 +19,7 @@ import type { Server } from 'node:http';
 import type { Registry } from 'prom-client';
 import { createApiServer } from '../adapters/http/api-server.js';
 import { Authenticator } from '../adapters/http/auth.js';
-import { parseListen } from '../adapters/http/metrics-server.js';
+import { listenOn } from '../adapters/http/metrics-server.js';
 import { createMetrics } from '../adapters/metrics/metrics.js';
 import { EmbeddedService } from '../service/embedded-service.js';
 import { LedgerFeed } from '../service/ledger-feed.js';
@@ -168,11 +168,7 @@ async function startApi(config: Config, service: EmbeddedService, feed: LedgerFe
     dualControl: { block: http.dual_control?.block ?? false, unblock: http.dual_control?.unblock ?? false, windowSeconds: http.dual_control?.window_seconds ?? 900 },
     rateLimit: { perMinute: http.rate_limit?.per_minute ?? 30, burst: http.rate_limit?.burst ?? 10 },
   });
-  const { host, port } = parseListen(http.listen);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(new KillSwitchError('CONFIG_INVALID', `http.listen ${http.listen}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`)));
-    server.listen(port, host, () => resolve());
-  });
+  await listenOn(server, http.listen, 'http.listen');
   log.info({ listen: http.listen, tokens: auth.configured }, 'operator API listening');
   return server;
 }

@@ -4,6 +4,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
+import { KillSwitchError } from '../../core/errors.js';
 
 export interface HealthSource {
   ready(): boolean;
@@ -13,6 +14,15 @@ export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(listen);
   if (m === null) throw new RangeError(`bad listen address ${listen}`);
   return { host: m[1] ?? m[2]!, port: Number(m[3]) };
+}
+
+/** Listen on `address`; an address in use or refused is a config error naming the config key. */
+export async function listenOn(server: Server, address: string, key: string): Promise<void> {
+  const { host, port } = parseListen(address);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => reject(new KillSwitchError('CONFIG_INVALID', `${key} ${address}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`)));
+    server.listen(port, host, () => resolve());
+  });
 }
 
 export async function startMetricsServer(listen: string, registry: Registry, health: HealthSource): Promise<Server> {
