@@ -10,7 +10,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
@@ -20,7 +20,8 @@ import {
   ensureComposeSchema, ensureCrdSchemas, ensureHadolint, ensureKubeconform, ensureKubernetesSchemas, ensurePromtool, VERSIONS,
 } from '../../scripts/tools.mjs';
 import { ensureNginx } from '../../scripts/nginx.mjs';
-import { ROOT, runCli, startCli, tempDir } from '../helpers/cli.js';
+import { repeat, ROOT, runCli, startCli, tempDir } from '../helpers/cli.js';
+import { produce } from '../helpers/kafka.js';
 
 const DEPLOY = join(ROOT, 'deploy');
 const K8S = join(DEPLOY, 'k8s');
@@ -521,6 +522,32 @@ describe('deploy/Dockerfile', () => {
     expect(text).toMatch(/npm ci --omit=dev/);
   });
 
+  it('its build stage compiles from the files it copies alone, and the runtime stage\'s files run the CLI', async () => {
+    const stages = dockerfile().split(/^FROM /m).slice(1);
+    const stage = (name: string): string => stages.find((st) => st.split('\n')[0]!.endsWith(` AS ${name}`)) ?? '';
+    const sources = (st: string): string[] => [...st.matchAll(/^COPY (?!--from)(.+)$/gm)].flatMap((m) => m[1]!.trim().split(/\s+/).slice(0, -1));
+    const build = tempDir('deploy-image-build-');
+    for (const src of sources(stage('build'))) cpSync(join(ROOT, src), join(build, src), { recursive: true });
+    symlinkSync(join(ROOT, 'node_modules'), join(build, 'node_modules'));
+    const tsc = await sh(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: build });
+    expect(tsc.status, tsc.out).toBe(0);
+    // the runtime stage: package.json, dist/src from the build stage, schemas, examples (node_modules as installed)
+    const runtime = tempDir('deploy-image-runtime-');
+    const fromBuild = [...stage('runtime').matchAll(/^COPY --from=build \/src\/(\S+) \.\/(\S+)$/gm)];
+    expect(fromBuild.map((m) => m[1])).toEqual(['dist/src']);
+    for (const m of fromBuild) cpSync(join(build, m[1]!), join(runtime, m[2]!), { recursive: true });
+    for (const src of sources(stage('runtime'))) cpSync(join(ROOT, src), join(runtime, src), { recursive: true });
+    symlinkSync(join(ROOT, 'node_modules'), join(runtime, 'node_modules'));
+    const version = await sh(process.execPath, ['dist/src/cli.js', '--version'], { cwd: runtime });
+    expect(version.status, version.out).toBe(0);
+    for (const example of readdirSync(join(runtime, 'examples')).filter((f) => f.endsWith('.yaml'))) {
+      const r = await sh(process.execPath, ['dist/src/cli.js', 'run', '--config', `examples/${example}`, '--check-config'], {
+        cwd: runtime, env: { KILLSWITCH_DATA_DIR: '/var/lib/killswitch', KILLSWITCH_KEYS_DIR: '/var/lib/killswitch/keys' },
+      });
+      expect(r.status, r.out).toBe(0);
+    }
+  }, 120_000);
+
   it('the runtime stage has what the CLI needs: production dependencies only, dist/src, schemas, examples', () => {
     const cli = join(ROOT, 'dist', 'src', 'cli.js');
     expect(existsSync(cli), 'dist/ is missing: run npm run build first').toBe(true);
@@ -545,4 +572,81 @@ describe('deploy/Dockerfile', () => {
     walk(join(ROOT, 'dist', 'src'));
     expect([...missing]).toEqual([]);
   });
+});
+
+describe('the compose path, run on loopback against the test broker', () => {
+  const brokers = inject('kafkaBrokers');
+  const registry = inject('schemaRegistryUrl');
+  const running: { stop: () => Promise<unknown> }[] = [];
+  afterAll(async () => {
+    await Promise.all(running.map((p) => p.stop()));
+  });
+
+  it('nginx (compose/nginx.conf) asks authz (compose/authz.yaml): a tripped identity gets 403 with the refusal, others reach the session manager', async () => {
+    const dir = tempDir('deploy-compose-');
+    const keys = join(dir, 'keys');
+    expect(runCli(['keys', 'generate', '--out', keys]).status).toBe(0);
+    const id = `compose-${randomUUID().slice(0, 8)}`;
+    const [httpPort, authzPort, metricsPort, smPort, nginxPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+    // what compose sets through the environment stays in the environment; what the compose network
+    // provides (service names, 0.0.0.0 listeners) and the shared broker's topic names are rewritten
+    const env = { KAFKA_BROKERS: brokers, SCHEMA_REGISTRY_URL: registry, KILLSWITCH_KEYS_DIR: keys };
+    const topics = { decisions: `${id}.decisions`, kills: `${id}.kills`, addenda: `${id}.addenda`, dlq: `${id}.dlq` };
+
+    const evaluator = parseDocument(readFileSync(join(DEPLOY, 'compose', 'killswitch.yaml'), 'utf8'));
+    for (const [k, v] of Object.entries(topics)) evaluator.setIn(['kafka', 'topics', k], v);
+    evaluator.setIn(['kafka', 'group_id'], id);
+    evaluator.setIn(['kafka', 'partitions'], 2);
+    evaluator.setIn(['http', 'listen'], `127.0.0.1:${httpPort}`);
+    writeFileSync(join(dir, 'killswitch.yaml'), String(evaluator));
+    const ev = startKillswitch(['run', '--config', join(dir, 'killswitch.yaml')], env);
+    running.push(ev);
+    await until('evaluator /readyz 200', async () => ((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status === 200 ? true : undefined), ev.log);
+
+    const authz = parseDocument(readFileSync(join(DEPLOY, 'compose', 'authz.yaml'), 'utf8'));
+    authz.setIn(['kafka', 'topics', 'kills'], topics.kills);
+    authz.setIn(['authz', 'listen'], `127.0.0.1:${authzPort}`);
+    authz.setIn(['authz', 'metrics_listen'], `127.0.0.1:${metricsPort}`);
+    writeFileSync(join(dir, 'authz.yaml'), String(authz));
+    const az = startKillswitch(['authz', '--config', join(dir, 'authz.yaml')], env);
+    running.push(az);
+    await until('authz /readyz 200', async () => ((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status === 200 ? true : undefined), az.log);
+
+    const sm = spawn(process.execPath, [join(DEPLOY, 'compose', 'session-manager.mjs')], { env: { ...process.env, PORT: String(smPort) }, stdio: 'ignore' });
+    running.push({ stop: () => new Promise((resolve) => (sm.exitCode !== null ? resolve(null) : (sm.once('exit', resolve), sm.kill('SIGTERM')))) });
+    await until('the session manager', async () => ((await fetch(`http://127.0.0.1:${smPort}/`)).status === 201 ? true : undefined), () => '');
+
+    const conf = readFileSync(join(DEPLOY, 'compose', 'nginx.conf'), 'utf8');
+    for (const d of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, d));
+    const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+    const local = (asRoot ? 'user root;\n' : '') + conf
+      .replace('server authz:8181;', `server 127.0.0.1:${authzPort};`).replace('server session-manager:8000;', `server 127.0.0.1:${smPort};`)
+      .replace('listen 8080;', `listen 127.0.0.1:${nginxPort};`).replaceAll('/tmp/', `${dir}/`)
+      .replaceAll('/dev/stderr', join(dir, 'error.log')).replaceAll('/dev/stdout', join(dir, 'access.log'));
+    expect(local).not.toMatch(/server (?:authz|session-manager):|listen 8080/);
+    writeFileSync(join(dir, 'nginx.conf'), local);
+    const nginx = spawn(ensureNginx(), ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log'), '-g', 'daemon off;'], { stdio: 'ignore' });
+    running.push({ stop: () => new Promise((resolve) => (nginx.exitCode !== null ? resolve(null) : (nginx.once('exit', resolve), nginx.kill('SIGQUIT')))) });
+    const nginxLog = (): string => (existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : '');
+    const session = (agent?: string): Promise<Response> => fetch(`http://127.0.0.1:${nginxPort}/sessions`, { headers: agent === undefined ? {} : { 'x-spiffe-id': agent } });
+    const good = 'spiffe://example.org/ns/prod/sa/good-agent';
+    const bad = 'spiffe://example.org/ns/prod/sa/scraper-agent';
+
+    const first = await until('nginx answering', async () => session(good), nginxLog);
+    expect(first.status).toBe(201);
+    expect(await first.json()).toMatchObject({ agent_id: good, path: '/sessions' });
+
+    // the scraper is denied 12 times in a row: it trips (0.9 over >= 10 calls) and is refused
+    await produce(brokers, topics.decisions, repeat(bad, 'deny', 12, 0).map((value) => ({ key: bad, value })));
+    const refused = await until('403 for the tripped identity', async () => {
+      const r = await session(bad);
+      return r.status === 403 ? r : undefined;
+    }, () => `${ev.log()}\n${az.log()}\n${nginxLog()}`, 60_000);
+    expect(refused.headers.get('content-type')).toBe('application/json');
+    expect(await refused.json()).toMatchObject({ error: 'KILL_SWITCH_TRIPPED', agent_id: bad });
+    expect((await session(good)).status).toBe(201);
+    expect((await session()).status).toBe(201); // anonymous requests are never refused by the kill switch
+    const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+    expect(metrics).toMatch(/^killswitch_trips_total 1$/m);
+  }, 180_000);
 });
