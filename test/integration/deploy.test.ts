@@ -540,9 +540,12 @@ describe('deploy/Dockerfile', () => {
     symlinkSync(join(ROOT, 'node_modules'), join(runtime, 'node_modules'));
     const version = await sh(process.execPath, ['dist/src/cli.js', '--version'], { cwd: runtime });
     expect(version.status, version.out).toBe(0);
+    // with the environment the image sets
+    const imageEnv = Object.fromEntries([...stage('runtime').matchAll(/\b(KILLSWITCH_[A-Z_]+)=(\S+)/g)].map((m) => [m[1]!, m[2]!]));
+    expect(Object.keys(imageEnv)).toContain('KILLSWITCH_DATA_DIR');
     for (const example of readdirSync(join(runtime, 'examples')).filter((f) => f.endsWith('.yaml'))) {
       const r = await sh(process.execPath, ['dist/src/cli.js', 'run', '--config', `examples/${example}`, '--check-config'], {
-        cwd: runtime, env: { KILLSWITCH_DATA_DIR: '/var/lib/killswitch', KILLSWITCH_KEYS_DIR: '/var/lib/killswitch/keys' },
+        cwd: runtime, env: imageEnv,
       });
       expect(r.status, r.out).toBe(0);
     }
