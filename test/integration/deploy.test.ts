@@ -598,6 +598,11 @@ describe('deploy/Dockerfile', () => {
     };
     walk(join(ROOT, 'dist', 'src'));
     expect([...missing]).toEqual([]);
+    // the Dockerfile installs them with --ignore-scripts: only protobufjs has one (a printed hint)
+    const lock = obj(JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')));
+    const scripted = Object.entries(obj(lock.packages)).filter(([, v]) => obj(v).hasInstallScript === true && obj(v).dev !== true).map(([k]) => k);
+    expect(scripted).toEqual(['node_modules/protobufjs']);
+    expect(dockerfile()).toMatch(/npm ci --omit=dev .*--ignore-scripts/);
   });
 });
 
