@@ -4,6 +4,7 @@
  * topic to the guard refusing, p50 and p99.
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
@@ -14,6 +15,7 @@ import { Ed25519Signer } from '../src/adapters/signing/ed25519-signer.js';
 import { generateSigningKey, jwksDocument, loadSigningKey } from '../src/adapters/signing/keys.js';
 import { createLogger } from '../src/adapters/log/logger.js';
 import { createSessionGuard } from '../src/session/index.js';
+import { BlockTable } from '../src/session/block-table.js';
 import type * as Cluster from '../scripts/kafka/cluster.mjs';
 import { mulberry32, report } from './util.js';
 
@@ -73,6 +75,63 @@ async function signedLedger(pem: string, n: number, file: string): Promise<void>
     rmSync(p.out);
   }
 }
+
+/**
+ * Query texts laid out once, handed out as new string objects each round, as an HTTP parser makes a
+ * header value: flat one-byte strings with no hash cached yet, allocated in query order. (Reusing the
+ * same string objects every round, as the first rows do, lets V8 keep each string's hash from the round
+ * before; `slice(0)` returns the very same string.)
+ */
+class FreshQueries {
+  private readonly text: Buffer;
+  private readonly ends: Uint32Array;
+  constructor(queries: readonly string[]) {
+    this.text = Buffer.from(queries.join(''), 'latin1');
+    this.ends = new Uint32Array(queries.length);
+    let o = 0;
+    for (let i = 0; i < queries.length; i++) this.ends[i] = o += queries[i]!.length;
+  }
+  get length(): number {
+    return this.ends.length;
+  }
+  make(): string[] {
+    const out = new Array<string>(this.ends.length);
+    let from = 0;
+    for (let i = 0; i < this.ends.length; i++) {
+      const to = this.ends[i]!;
+      out[i] = this.text.toString('latin1', from, to);
+      from = to;
+    }
+    return out;
+  }
+}
+
+interface Rates { first: number; median: number; best: number; cpuMedian: number; refused: number }
+
+/**
+ * `refusals` (one loop over the queries, returning how many were refused; written out at each call
+ * site so that each loop's call is monomorphic) over new string objects each round: wall-clock rate
+ * (first, median of rounds 3..8, best) and the rate per CPU-second of this thread.
+ */
+function measureFresh(queries: FreshQueries, refusals: (qs: readonly string[]) => number): Rates {
+  const wall: number[] = [];
+  const cpu: number[] = [];
+  let refused = 0;
+  for (let round = 0; round < CHECK_ROUNDS; round++) {
+    const qs = queries.make();
+    const c0 = process.cpuUsage();
+    const s = performance.now();
+    refused = refusals(qs);
+    const seconds = (performance.now() - s) / 1000;
+    const c = process.cpuUsage(c0);
+    wall.push(qs.length / seconds);
+    cpu.push(qs.length / ((c.user + c.system) / 1e6));
+  }
+  const med = (xs: number[]): number => xs.slice(2).sort((a, b) => a - b)[Math.floor((CHECK_ROUNDS - 2) / 2)]!;
+  return { first: wall[0]!, median: med(wall), best: Math.max(...wall), cpuMedian: med(cpu), refused };
+}
+
+const rateLine = (r: Rates): string => `${Math.round(r.median).toLocaleString('en-US')} (first round ${Math.round(r.first).toLocaleString('en-US')}, best ${Math.round(r.best).toLocaleString('en-US')}; per CPU-second ${Math.round(r.cpuMedian).toLocaleString('en-US')}; refused ${r.refused.toLocaleString('en-US')})`;
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
@@ -149,6 +208,30 @@ async function checkThroughput(): Promise<void> {
     floorRates.push(uniform.length / ((performance.now() - s) / 1000));
   }
   const floor = floorRates.slice(2).sort((a, b) => a - b)[Math.floor((CHECK_ROUNDS - 2) / 2)]!;
+
+  // Fresh strings each round (FreshQueries), three mixes: (a) only blocked identities, (b) most
+  // sessions allowed: 1 in 100 queries a blocked identity, the rest never blocked, (c) the Zipf mix
+  // above. Beside each, a bare Map.get on the same 1M keys and the same fresh strings.
+  const loadBefore = loadavg();
+  const onlyBlocked: string[] = [];
+  for (let i = 0; i < 2 * BLOCKED; i++) onlyBlocked.push(agent(Math.floor(rnd() * BLOCKED)));
+  const mostlyAllowed: string[] = [];
+  for (let i = 0; i < 2 * BLOCKED; i++) mostlyAllowed.push(rnd() < 0.01 ? agent(Math.floor(rnd() * BLOCKED)) : `spiffe://bench.example/ns/prod/sa/other-${Math.floor(rnd() * BLOCKED)}`);
+  const fresh: Record<string, Rates> = {};
+  for (const [name, qs] of [['a', onlyBlocked], ['b', mostlyAllowed], ['c', zipf]] as const) {
+    const queries = new FreshQueries(qs);
+    fresh[`${name} check`] = measureFresh(queries, (qs) => {
+      let r = 0;
+      for (let i = 0; i < qs.length; i++) if (!guard.check(qs[i]).allowed) r++;
+      return r;
+    });
+    fresh[`${name} floor`] = measureFresh(queries, (qs) => {
+      let r = 0;
+      for (let i = 0; i < qs.length; i++) if (bare.get(qs[i]!) !== undefined) r++;
+      return r;
+    });
+  }
+  const loadAfter = loadavg();
   await guard.close();
   report(`session guard check(), ${BLOCKED.toLocaleString('en-US')} blocked identities, one thread, queries over 2M identities (half blocked)`, {
     'uniform: check() per second, first round (string hashes not yet cached)': Math.round(u.first),
@@ -163,6 +246,52 @@ async function checkThroughput(): Promise<void> {
     'ledger signed by 2 worker threads (s; 0 = reused from .cache/bench)': signSeconds.toFixed(1),
     'guard bootstrap: read + verify every entry (s)': bootstrapSeconds.toFixed(1),
     'guard bootstrap: entries verified per second': Math.round(BLOCKED / bootstrapSeconds),
+  });
+  report(`session guard check(), ${BLOCKED.toLocaleString('en-US')} blocked identities, new string objects every round (as read from a header); median of rounds 3..8 per second`, {
+    '(a) only blocked identities, uniform: check()': rateLine(fresh['a check']!),
+    '(a) floor: bare Map.get, same fresh strings': rateLine(fresh['a floor']!),
+    '(b) 1% blocked, 99% never blocked (most sessions allowed): check()': rateLine(fresh['b check']!),
+    '(b) floor: bare Map.get, same fresh strings': rateLine(fresh['b floor']!),
+    '(c) Zipf s=1 over 2M identities (half blocked): check()': rateLine(fresh['c check']!),
+    '(c) floor: bare Map.get, same fresh strings': rateLine(fresh['c floor']!),
+    'load average (1, 5, 15 min) before / after these rows': `${loadBefore.map((x) => x.toFixed(2)).join(' ')} / ${loadAfter.map((x) => x.toFixed(2)).join(' ')}`,
+  });
+  lookAlikeTails();
+}
+
+/**
+ * The BlockTable alone (check()'s lookup, no guard) on identities that differ only in the middle
+ * (`.../ns/team-N/sa/default-service-account`): the tail bits cannot tell them apart, so every
+ * query reads the whole string. Mix (b): 1% blocked.
+ */
+function lookAlikeTails(): void {
+  const id = (i: number): string => `spiffe://bench.example/ns/team-${i}/sa/default-service-account`;
+  const other = (i: number): string => `spiffe://bench.example/ns/unit-${i}/sa/default-service-account`;
+  const table = new BlockTable<{ readonly allowed: false }>();
+  const bare = new Map<string, { readonly allowed: false }>();
+  for (let i = 0; i < BLOCKED; i++) {
+    const refusal = Object.freeze({ allowed: false as const, n: i });
+    const k = id(i);
+    table.set(k, refusal);
+    bare.set(k, refusal);
+  }
+  const rnd = mulberry32(7);
+  const qs: string[] = [];
+  for (let i = 0; i < 2 * BLOCKED; i++) qs.push(rnd() < 0.01 ? id(Math.floor(rnd() * BLOCKED)) : other(Math.floor(rnd() * BLOCKED)));
+  const queries = new FreshQueries(qs);
+  const t = measureFresh(queries, (qs) => {
+    let r = 0;
+    for (let i = 0; i < qs.length; i++) if (table.get(qs[i]!) !== undefined) r++;
+    return r;
+  });
+  const m = measureFresh(queries, (qs) => {
+    let r = 0;
+    for (let i = 0; i < qs.length; i++) if (bare.get(qs[i]!) !== undefined) r++;
+    return r;
+  });
+  report(`BlockTable alone, ${BLOCKED.toLocaleString('en-US')} identities alike in their last 16 chars, mix (b), fresh strings; median of rounds 3..8 per second`, {
+    'BlockTable.get': rateLine(t),
+    'floor: bare Map.get': rateLine(m),
   });
 }
 

@@ -1,6 +1,6 @@
 /**
  * The session guard: follows the block ledger, trusts only kill events signed by a trusted key, and
- * answers `check(agentId)` from memory (one hash lookup; no I/O, no allocation).
+ * answers `check(agentId)` from memory (one lookup in a BlockTable; no I/O, no allocation when allowed).
  *
  * States: `starting` until the ledger has been read to its end once, then `ready`; `stale` when the
  * source has not been in touch for `maxStalenessMs`, and `ready` again once it is. While not `ready`,
@@ -17,6 +17,7 @@ import { checkSignature } from '../adapters/signing/ed25519-signer.js';
 import type { TrustedKey } from '../adapters/signing/keys.js';
 import type { Logger } from '../ports/logger.js';
 import { validator } from '../schemas.js';
+import { BlockTable } from './block-table.js';
 import type { LedgerSink, LedgerSource } from './ledger-source.js';
 import { ALLOWED, refusalError, trippedFor, unavailable, type CheckResult, type Tripped, type Unavailable } from './refusal.js';
 
@@ -44,12 +45,15 @@ export interface BlockInfo {
 export type RejectReason = 'invalid_json' | 'schema_invalid' | 'too_large' | 'unsigned' | 'unknown_kid' | 'bad_signature' | 'jwk_mismatch';
 
 const MAX_EVENT_BYTES = 64 * 1024;
+/** scopes are the path prefixes ending before a '/' found from here on (after `spiffe://`), as in LedgerFold.blockingScope */
+const SCOPE_FROM = 'spiffe://'.length;
 const RESTART_MIN_MS = 500;
 const RESTART_MAX_MS = 10_000;
 
 export class SessionGuard {
   private readonly fold = new LedgerFold();
-  private readonly tripped = new Map<string, Tripped>();
+  /** the refusal of every blocked ledger key (identities, and scopes as `<agent_id>/*`) */
+  private readonly tripped = new BlockTable<Tripped>();
   private readonly validate = validator('killEvent');
   private readonly blockListeners: ((b: BlockInfo) => void)[] = [];
   private readonly unblockListeners: ((agentId: string, event: KillEvent) => void)[] = [];
@@ -129,11 +133,14 @@ export class SessionGuard {
     return named && this.refuseAll !== undefined ? this.refuseAll : ALLOWED;
   }
 
-  /** The refusal of an identity under a blocked scope (none blocked: one counter read). */
+  /**
+   * The refusal of an identity under a blocked scope (none blocked: one counter read). The same scopes,
+   * in the same order, as LedgerFold.blockingScope, found in `tripped` without building their strings.
+   */
   private scopeRefusal(agentId: string): Tripped | undefined {
     if (this.fold.blockedScopes === 0) return undefined;
-    const scope = this.fold.blockingScope(agentId);
-    return scope === undefined ? undefined : trippedFor(scope, agentId);
+    const key = this.tripped.firstStarPrefix(agentId, SCOPE_FROM);
+    return key === undefined ? undefined : trippedFor(this.fold.get(key)!, agentId);
   }
 
   /** Throws `KillSwitchTrippedError` (403) or `KillSwitchUnavailableError` (503) when `check` refuses. */
