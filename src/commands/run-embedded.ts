@@ -15,15 +15,10 @@ import { checkSignature } from '../adapters/signing/ed25519-signer.js';
 import type { TrustedKey } from '../adapters/signing/keys.js';
 import { KillSwitchError } from '../core/errors.js';
 import { startProgress } from './progress.js';
-import type { Server } from 'node:http';
-import type { Registry } from 'prom-client';
-import { createApiServer } from '../adapters/http/api-server.js';
-import { Authenticator } from '../adapters/http/auth.js';
-import { listenOn } from '../adapters/http/metrics-server.js';
 import { createMetrics } from '../adapters/metrics/metrics.js';
 import { EmbeddedService } from '../service/embedded-service.js';
 import { LedgerFeed } from '../service/ledger-feed.js';
-import { loadTokensFile } from './tokens.js';
+import { closeServer, startApi } from './api.js';
 
 export interface RunOptions {
   readonly config: Config;
@@ -157,27 +152,6 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
     process.off('SIGINT', onSignal);
     unlock();
   }
-}
-
-async function startApi(config: Config, service: EmbeddedService, feed: LedgerFeed, registry: Registry, ready: () => boolean, log: Logger): Promise<Server> {
-  const http = config.http!;
-  const auth = new Authenticator([...(http.tokens ?? []), ...(http.tokens_file === undefined ? [] : loadTokensFile(http.tokens_file))]);
-  if (auth.configured === 0) log.warn({}, 'http.tokens is empty: every /v1 endpoint answers 401 until a token is configured');
-  const server = createApiServer({
-    service, feed, auth, registry, ready, log, maxBodyBytes: http.max_body_bytes,
-    dualControl: { block: http.dual_control?.block ?? false, unblock: http.dual_control?.unblock ?? false, windowSeconds: http.dual_control?.window_seconds ?? 900 },
-    rateLimit: { perMinute: http.rate_limit?.per_minute ?? 30, burst: http.rate_limit?.burst ?? 10 },
-  });
-  await listenOn(server, http.listen, 'http.listen');
-  log.info({ listen: http.listen, tokens: auth.configured }, 'operator API listening');
-  return server;
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  });
 }
 
 function describeTrip(trip: Trip, killEvent: KillEvent, ledgerFile: string): string {

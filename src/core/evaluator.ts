@@ -10,6 +10,7 @@ import { DecisionClass, type DecisionClassifier } from './decision-class.js';
 import type { Decision } from './decision.js';
 import { type Evidence, type EvidenceSource, type KillSwitchSettings, MAX_ADDENDUM_SESSIONS } from './documents.js';
 import { LedgerFold, type FoldChange, type LedgerEntry } from './ledger-fold.js';
+import { Governor } from './governor.js';
 import { formatRfc3339 } from './time.js';
 import { WindowStore, type WindowCounts } from './window-store.js';
 
@@ -129,10 +130,7 @@ export class Evaluator {
     accepted: 0, calls: 0, denies: 0, advisoryDenies: 0, ignored: 0, anonymous: 0, late: 0, outsideWindow: 0,
     whileBlocked: 0, trips: 0, held: 0,
   };
-  private governorMinute = -Infinity;
-  private governorAdmitted = 0;
-  /** identities whose trip was held in the current governor minute: reported once per minute */
-  private readonly heldThisMinute = new Set<string>();
+  private readonly gov: Governor | undefined;
   private shadowMinute = -Infinity;
   /** identities whose shadow rule tripped in the current minute: reported once per minute */
   private readonly shadowThisMinute = new Set<string>();
@@ -153,9 +151,15 @@ export class Evaluator {
   private readonly windowBuckets: number;
   private readonly isBlockedId = (id: string): boolean => this.ledger.isBlocked(id);
 
-  constructor(config: TripRuleConfig, ledger: LedgerFold = new LedgerFold()) {
+  /**
+   * @param ledger shared by the evaluators of one process
+   * @param governor shared by the evaluators of one process (Kafka mode); by default this evaluator has
+   *   its own when the config asks for one, with its own tracked identities as the active ones
+   */
+  constructor(config: TripRuleConfig, ledger: LedgerFold = new LedgerFold(), governor?: Governor) {
     this.config = config;
     this.ledger = ledger;
+    this.gov = governor ?? (config.governor === undefined ? undefined : new Governor(config.governor, ledger, () => this.store.size));
     this.overrides = config.overrides ?? [];
     const g = config.resolutionMs;
     this.windowBuckets = Math.ceil(config.windowMs / g);
@@ -211,6 +215,11 @@ export class Evaluator {
   }
 
   /** Current window counts of an identity at the stream time of `clock` (for operators; no side effects on others). */
+  /** Does this evaluator hold a window for the identity? */
+  tracks(agentId: string): boolean {
+    return this.store.peekSlot(agentId) >= 0;
+  }
+
   windowOf(agentId: string, clock: StreamClock): { calls: number; denies: number; advisoryDenies: number } {
     const slot = this.store.peekSlot(agentId);
     if (slot < 0 || clock.time === -Infinity) return { calls: 0, denies: 0, advisoryDenies: 0 };
@@ -393,25 +402,7 @@ export class Evaluator {
 
   /** undefined: admit the trip; a reason: hold it; null: already held this minute, say nothing. */
   private governor(T: number, agentId: string): HeldReason | undefined | null {
-    const g = this.config.governor;
-    if (g === undefined) return undefined;
-    const minute = Math.floor(T / 60_000);
-    if (minute !== this.governorMinute) {
-      this.governorMinute = minute;
-      this.governorAdmitted = 0;
-      this.heldThisMinute.clear();
-    }
-    let held: HeldReason | undefined;
-    if (this.governorAdmitted >= g.maxPerMinute) held = 'governor_rate';
-    else if (this.ledger.automaticallyBlocked + 1 > Math.max(g.shareFloor, Math.floor(g.maxShare * this.store.size))) held = 'governor_share';
-    if (held === undefined) {
-      this.governorAdmitted++;
-      this.heldThisMinute.delete(agentId);
-      return undefined;
-    }
-    if (this.heldThisMinute.has(agentId)) return null;
-    this.heldThisMinute.add(agentId);
-    return held;
+    return this.gov === undefined ? undefined : this.gov.decide(T, agentId);
   }
 
   private notePosition(clock: StreamClock, bucket: number, position: number): void {

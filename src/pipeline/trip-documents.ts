@@ -29,6 +29,36 @@ export function tripDocuments(
   return { killEvent, addendum };
 }
 
+/** The addendum chain of operator actions (automatic trips chain per input stream). */
+export const OPERATOR_STREAM = 'operator';
+
+export interface OperatorDocumentsInput {
+  readonly action: 'block' | 'unblock';
+  readonly agentId: string;
+  readonly scope?: 'subtree';
+  readonly epoch: number;
+  readonly atMs: number;
+  readonly reason: string;
+  readonly authorizedBy: string;
+  readonly settings: KillSwitchSettings;
+}
+
+/**
+ * The kill event (trigger operator) and addendum of a manual block or an unblock, signed when a signer
+ * is given, linked into the operator chain of `chains`. The chain is advanced only by `chains.append`
+ * once the documents are durably written.
+ */
+export function operatorDocuments(o: OperatorDocumentsInput, chains: AddendumChains, signer: Signer | undefined): { killEvent: KillEvent; addendum: TraceAddendum } {
+  let killEvent = buildKillEvent({
+    action: o.action, agentId: o.agentId, ...(o.scope === undefined ? {} : { scope: o.scope }), epoch: o.epoch, trigger: 'operator',
+    at: formatRfc3339(o.atMs), reason: o.reason, authorizedBy: o.authorizedBy, killSwitch: o.settings,
+  });
+  if (signer !== undefined) killEvent = signer.sign(killEvent, false);
+  let addendum = buildAddendum(killEvent, [], chains.link(OPERATOR_STREAM));
+  if (signer !== undefined) addendum = signer.sign(addendum, true);
+  return { killEvent, addendum };
+}
+
 /** The shadow event of a trip the governor held, signed when a signer is given. */
 export function shadowDocument(trip: Trip & { held: ShadowEvent['reason'] }, settings: KillSwitchSettings, signer: Signer | undefined): ShadowEvent {
   const ev = buildShadowEvent({

@@ -8,53 +8,20 @@
  */
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AddendumChains} from '../core/documents.js';
-import { buildAddendum, buildKillEvent, type KillEvent } from '../core/documents.js';
+import type { AddendumChains, KillEvent } from '../core/documents.js';
+import { operatorDocuments } from '../pipeline/trip-documents.js';
 import type { Evaluator, StreamClock } from '../core/evaluator.js';
+import { identityView, windowView, type IdentityView, type IngestRecord, type IngestResult, type OperatorAction, type OperatorService } from './operator-service.js';
 import { KillSwitchError } from '../core/errors.js';
 import { ledgerKey } from '../core/ledger-fold.js';
-import { formatRfc3339 } from '../core/time.js';
 import type { LedgerFileSink } from '../adapters/file/ledger-files.js';
 import type { FilePipeline } from '../pipeline/file-pipeline.js';
 import type { Logger } from '../ports/logger.js';
 import type { Signer } from '../ports/signer.js';
-import type { LedgerFeed } from './ledger-feed.js';
+import type { BlocksPage, LedgerFeed } from './ledger-feed.js';
 import { Mutex } from './mutex.js';
 
-/** The addendum chain of operator actions (automatic trips chain per input stream). */
-export const OPERATOR_STREAM = 'operator';
 const MAX_REPORTED_ERRORS = 100;
-
-export interface IngestRecord {
-  readonly text: string;
-}
-
-export interface IngestResult {
-  readonly accepted: number;
-  readonly invalid: number;
-  readonly trips: number;
-  /** the first invalid records: their index in the request, reason and message */
-  readonly errors: readonly { index: number; reason: string; message: string }[];
-}
-
-export interface OperatorAction {
-  readonly agentId: string;
-  /** `subtree`: the action is on agentId and every ID below it (README "Scopes") */
-  readonly scope?: 'subtree';
-  readonly reason: string;
-  /** who asked (the request's `authorized_by`), as recorded in the kill event */
-  readonly authorizedBy: string;
-}
-
-export interface IdentityView {
-  readonly agent_id: string;
-  readonly state: 'blocked' | 'active';
-  readonly epoch: number;
-  /** a blocked scope covering the identity (session guards refuse it), or null */
-  readonly blocked_by_scope: string | null;
-  readonly window: { readonly calls: number; readonly denies: number; readonly advisory_denies: number; readonly deny_rate: number | null; readonly at: string | null };
-  readonly last_kill_event: KillEvent | null;
-}
 
 export interface EmbeddedServiceOptions {
   readonly dataDir: string;
@@ -69,7 +36,7 @@ export interface EmbeddedServiceOptions {
   readonly now?: () => number;
 }
 
-export class EmbeddedService {
+export class EmbeddedService implements OperatorService {
   readonly mutex = new Mutex();
   readonly ingestFile: string;
   private readonly ingestClock: StreamClock;
@@ -136,14 +103,11 @@ export class EmbeddedService {
   }
 
   private async operatorEvent(action: 'block' | 'unblock', epoch: number, a: OperatorAction): Promise<KillEvent> {
-    const { signer, chains, evaluator } = this.o;
-    let killEvent = buildKillEvent({
-      action, agentId: a.agentId, ...(a.scope === undefined ? {} : { scope: a.scope }), epoch, trigger: 'operator', at: formatRfc3339(this.now()), reason: a.reason,
-      authorizedBy: a.authorizedBy, killSwitch: evaluator.config.settings,
-    });
-    if (signer !== undefined) killEvent = signer.sign(killEvent, false);
-    let addendum = buildAddendum(killEvent, [], chains.link(OPERATOR_STREAM));
-    if (signer !== undefined) addendum = signer.sign(addendum, true);
+    const { chains, evaluator } = this.o;
+    const { killEvent, addendum } = operatorDocuments({
+      action, agentId: a.agentId, ...(a.scope === undefined ? {} : { scope: a.scope }), epoch, atMs: this.now(), reason: a.reason,
+      authorizedBy: a.authorizedBy, settings: evaluator.config.settings,
+    }, chains, this.o.signer);
     await this.o.sink.write(killEvent, addendum);
     chains.append(addendum);
     evaluator.applyLedger(killEvent);
@@ -159,38 +123,12 @@ export class EmbeddedService {
 
   identity(agentId: string): IdentityView {
     const { evaluator, feed, pipeline } = this.o;
-    const state = evaluator.ledger.get(agentId);
-    const view = { time: pipeline.latestTime } as StreamClock;
-    const w = evaluator.windowOf(agentId, view);
-    return {
-      agent_id: agentId,
-      state: state?.blocked === true ? 'blocked' : 'active',
-      epoch: state?.epoch ?? 0,
-      blocked_by_scope: evaluator.ledger.blockingScope(agentId)?.agentId ?? null,
-      window: {
-        calls: w.calls, denies: w.denies, advisory_denies: w.advisoryDenies,
-        deny_rate: w.calls === 0 ? null : w.denies / w.calls,
-        at: pipeline.latestTime === -Infinity ? null : formatRfc3339(pipeline.latestTime),
-      },
-      last_kill_event: feed.latestOf(agentId) ?? null,
-    };
+    return identityView(agentId, evaluator.ledger, feed, windowView(evaluator, agentId, pipeline.latestTime));
   }
 
   /** Blocked identities ordered by agent_id, `limit` after the cursor (the last agent_id of the previous page). */
-  blocks(limit: number, after: string | undefined): { items: KillEvent[]; next_cursor: string | null; total: number } {
-    const ids: string[] = [];
-    for (const s of this.o.evaluator.ledger.blockedIdentities()) ids.push(s.agentId);
-    ids.sort();
-    let start = 0;
-    if (after !== undefined) {
-      while (start < ids.length && ids[start]! <= after) start++;
-    }
-    const page = ids.slice(start, start + limit);
-    return {
-      items: page.map((id) => this.o.feed.latestOf(id)!).filter((e) => e !== undefined),
-      next_cursor: start + limit < ids.length ? page[page.length - 1]! : null,
-      total: ids.length,
-    };
+  blocks(limit: number, after: string | undefined): BlocksPage {
+    return this.o.feed.blocksPage(this.o.evaluator.ledger, limit, after);
   }
 
   close(): void {

@@ -1,6 +1,7 @@
 /** One HTTP(S) request with node's own client: status, headers and body as a user's client sees them. */
 import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { createHash, randomBytes } from 'node:crypto';
 
 export interface Reply {
   status: number;
@@ -52,4 +53,10 @@ export async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean,
     if (Date.now() > deadline) throw new Error(`not reached within ${timeoutMs} ms; last: ${JSON.stringify(v)}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** A fresh bearer token for the operator API and its SHA-256 (what `http.tokens` lists). */
+export function apiToken(): { token: string; sha256: string } {
+  const t = randomBytes(24).toString('base64url');
+  return { token: t, sha256: createHash('sha256').update(t).digest('hex') };
 }

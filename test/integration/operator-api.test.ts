@@ -3,23 +3,18 @@
  * authentication and roles, request limits, odd agent_id encodings, ingest, trip, operator unblock and
  * manual block, the change feed (polling and SSE), dual control and the rate limit.
  */
-import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSessionGuard, type SessionGuard } from '../../src/session/index.js';
 import { captureLogger } from '../helpers/capture-logger.js';
 import { decision, ndjson, parseLines, repeat, runCli, startCli, tempDir, writeIn } from '../helpers/cli.js';
-import { eventually, freePort, request, type Reply } from '../helpers/http-request.js';
+import { apiToken, eventually, freePort, request, type Reply } from '../helpers/http-request.js';
 
 const BAD = 'spiffe://example.org/ns/prod/sa/scraper';
 const GOOD = 'spiffe://example.org/ns/prod/sa/summariser';
 const enc = (id: string): string => encodeURIComponent(id);
-
-function token(): { token: string; sha256: string } {
-  const t = randomBytes(24).toString('base64url');
-  return { token: t, sha256: createHash('sha256').update(t).digest('hex') };
-}
+const token = apiToken;
 
 interface Service {
   base: string;

@@ -9,13 +9,13 @@ import { canonicalJson } from '../../core/canonical-json.js';
 import { ERROR_CODES, KillSwitchError, type ErrorCode } from '../../core/errors.js';
 import { spiffeIdError } from '../../core/spiffe-id.js';
 import type { Logger } from '../../ports/logger.js';
-import type { EmbeddedService, IngestRecord } from '../../service/embedded-service.js';
+import type { IngestRecord, OperatorService } from '../../service/operator-service.js';
 import type { LedgerFeed } from '../../service/ledger-feed.js';
 import type { Authenticator} from './auth.js';
 import { DualControl, hasRole, RateLimiter, type Principal, type Role } from './auth.js';
 
 export interface ApiOptions {
-  readonly service: EmbeddedService;
+  readonly service: OperatorService;
   readonly feed: LedgerFeed;
   readonly auth: Authenticator;
   readonly registry: Registry;

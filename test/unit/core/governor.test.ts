@@ -2,6 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { DecisionClass } from '../../../src/core/decision-class.js';
 import { Evaluator, type GovernorConfig, type StreamClock, type Trip } from '../../../src/core/evaluator.js';
+import { Governor } from '../../../src/core/governor.js';
+import { LedgerFold } from '../../../src/core/ledger-fold.js';
 import { tripConfig } from '../../helpers/trip-config.js';
 
 const T0 = Date.UTC(2026, 0, 1);
@@ -71,5 +73,35 @@ describe('blast-radius governor', () => {
     const trips = storm(ev, ev.openStream('s', { file: 's' }), ids('e', 50), T0);
     expect(trips.every((t) => t.held === undefined)).toBe(true);
     expect(ev.ledger.blocked).toBe(50);
+  });
+
+  it('one governor shared by several evaluators (Kafka mode: one per partition) holds their trips to one limit', () => {
+    const cfg = { maxPerMinute: 4, maxShare: 1, shareFloor: 0 };
+    const fold = new LedgerFold();
+    let evs: Evaluator[] = [];
+    const gov = new Governor(cfg, fold, () => evs.reduce((n, e) => n + e.trackedIdentities, 0));
+    evs = [0, 1].map(() => new Evaluator({ ...tripConfig({ min_calls: 2, deny_rate_threshold: 1, window_seconds: 300 }), governor: cfg }, fold, gov));
+    const [p0, p1] = evs as [Evaluator, Evaluator];
+    const trips = [...storm(p0, p0.openStream('p0', { topic: 't', partition: 0 }), ids('p0', 3), T0), ...storm(p1, p1.openStream('p1', { topic: 't', partition: 1 }), ids('p1', 3), T0)];
+    expect(trips.map((t) => t.held ?? 'block')).toEqual(['block', 'block', 'block', 'block', 'governor_rate', 'governor_rate']);
+    expect(fold.automaticallyBlocked).toBe(4);
+  });
+
+  it('counts blocks admitted elsewhere (seen on the ledger) against the minute they fall in; minutes never go back', () => {
+    const fold = new LedgerFold();
+    const gov = new Governor({ maxPerMinute: 3, maxShare: 1, shareFloor: 0 }, fold, () => 100);
+    gov.noteExternal(T0 + 1000);
+    gov.noteExternal(T0 + 2000);
+    expect(gov.decide(T0 + 3000, 'spiffe://gov.example/x/1')).toBeUndefined();
+    expect(gov.decide(T0 + 3000, 'spiffe://gov.example/x/2')).toBe('governor_rate');
+    // a lagging stream's trip from the minute before counts against the current minute: still full
+    expect(gov.decide(T0 - 30_000, 'spiffe://gov.example/x/3')).toBe('governor_rate');
+    // an external block from an older minute does not reopen it, nor count now
+    gov.noteExternal(T0 - 90_000);
+    // a new minute: room again; an external block in it takes a place
+    gov.noteExternal(T0 + 61_000);
+    expect(gov.decide(T0 + 62_000, 'spiffe://gov.example/x/4')).toBeUndefined();
+    expect(gov.decide(T0 + 62_000, 'spiffe://gov.example/x/5')).toBeUndefined();
+    expect(gov.decide(T0 + 62_000, 'spiffe://gov.example/x/6')).toBe('governor_rate');
   });
 });

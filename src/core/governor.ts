@@ -1,0 +1,57 @@
+/**
+ * The blast-radius governor's state (README "Blast-radius governor"), kept apart from the evaluator so
+ * that several evaluators (one per input partition in Kafka mode) can share one limit.
+ *
+ * Minutes are minutes of stream time and only move forward: a trip from a stream that lags behind
+ * counts against the latest minute seen, never reopens an older one.
+ */
+import type { GovernorConfig, HeldReason } from './evaluator.js';
+import type { LedgerFold } from './ledger-fold.js';
+
+export class Governor {
+  private minute = -Infinity;
+  private admitted = 0;
+  /** identities whose trip was held in the current minute: reported once per minute */
+  private readonly heldThisMinute = new Set<string>();
+
+  /**
+   * @param ledger who is blocked (its count of automatic blocks is the numerator of the share)
+   * @param activeIdentities identities with a window: the denominator of the share
+   */
+  constructor(readonly config: GovernorConfig, private readonly ledger: LedgerFold, private readonly activeIdentities: () => number) {}
+
+  private enter(minute: number): void {
+    if (minute <= this.minute) return;
+    this.minute = minute;
+    this.admitted = 0;
+    this.heldThisMinute.clear();
+  }
+
+  /** undefined: admit the trip (counted); a reason: hold it; null: already held this minute, say nothing. */
+  decide(timeMs: number, agentId: string): HeldReason | undefined | null {
+    const g = this.config;
+    this.enter(Math.floor(timeMs / 60_000));
+    let held: HeldReason | undefined;
+    if (this.admitted >= g.maxPerMinute) held = 'governor_rate';
+    else if (this.ledger.automaticallyBlocked + 1 > Math.max(g.shareFloor, Math.floor(g.maxShare * this.activeIdentities()))) held = 'governor_share';
+    if (held === undefined) {
+      this.admitted++;
+      this.heldThisMinute.delete(agentId);
+      return undefined;
+    }
+    if (this.heldThisMinute.has(agentId)) return null;
+    this.heldThisMinute.add(agentId);
+    return held;
+  }
+
+  /**
+   * An automatic block admitted elsewhere (another instance, seen on the ledger), at `atMs` of event
+   * time: it counts against the limit of its minute when that is the current one or a later one.
+   */
+  noteExternal(atMs: number): void {
+    const minute = Math.floor(atMs / 60_000);
+    if (minute < this.minute) return;
+    this.enter(minute);
+    this.admitted++;
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * What the operator API (src/adapters/http/api-server.ts) needs from the service behind it. Embedded
+ * mode (EmbeddedService) and Kafka mode (KafkaService) each provide it.
+ */
+import type { KillEvent } from '../core/documents.js';
+import type { Evaluator, StreamClock } from '../core/evaluator.js';
+import type { LedgerFold } from '../core/ledger-fold.js';
+import { formatRfc3339 } from '../core/time.js';
+import type { BlocksPage, LedgerFeed } from './ledger-feed.js';
+
+export interface IngestRecord {
+  readonly text: string;
+}
+
+export interface IngestResult {
+  readonly accepted: number;
+  readonly invalid: number;
+  /** new blocks the request caused (embedded mode); null in Kafka mode, where decisions are evaluated after they are produced */
+  readonly trips: number | null;
+  /** the first invalid records: their index in the request, reason and message */
+  readonly errors: readonly { index: number; reason: string; message: string }[];
+}
+
+export interface OperatorAction {
+  readonly agentId: string;
+  /** `subtree`: the action is on agentId and every ID below it (README "Scopes") */
+  readonly scope?: 'subtree';
+  readonly reason: string;
+  /** who asked (the request's `authorized_by`), as recorded in the kill event */
+  readonly authorizedBy: string;
+}
+
+export interface WindowView {
+  readonly calls: number;
+  readonly denies: number;
+  readonly advisory_denies: number;
+  readonly deny_rate: number | null;
+  /** the stream time the window is read at */
+  readonly at: string | null;
+}
+
+export interface IdentityView {
+  readonly agent_id: string;
+  readonly state: 'blocked' | 'active';
+  readonly epoch: number;
+  /** a blocked scope covering the identity (session guards refuse it), or null */
+  readonly blocked_by_scope: string | null;
+  /** null in Kafka mode when the identity's decisions partition is owned by another instance */
+  readonly window: WindowView | null;
+  /** Kafka mode: the decisions partition the identity's window lives in, and whether this instance owns it */
+  readonly partition?: { readonly number: number; readonly owned: boolean };
+  readonly last_kill_event: KillEvent | null;
+}
+
+export interface OperatorService {
+  /** Evaluate (embedded) or produce (Kafka) posted decisions, in order. */
+  ingest(records: readonly IngestRecord[]): Promise<IngestResult>;
+  /** A manual block: a signed kill event (trigger operator) and addendum. ALREADY_BLOCKED when it is. */
+  block(a: OperatorAction): Promise<KillEvent>;
+  /** An unblock of the current epoch. NOT_BLOCKED when it is not blocked. */
+  unblock(a: OperatorAction): Promise<KillEvent>;
+  /** Is this identity, or this scope (`<id>/*`), blocked? */
+  isBlocked(key: string): boolean;
+  identity(agentId: string): IdentityView;
+  blocks(limit: number, after: string | undefined): BlocksPage;
+}
+
+/** An identity's window in `evaluator` read at stream time `time` (-Infinity: nothing read yet). */
+export function windowView(evaluator: Evaluator, agentId: string, time: number): WindowView {
+  const w = evaluator.windowOf(agentId, { time } as StreamClock);
+  return {
+    calls: w.calls, denies: w.denies, advisory_denies: w.advisoryDenies,
+    deny_rate: w.calls === 0 ? null : w.denies / w.calls,
+    at: time === -Infinity ? null : formatRfc3339(time),
+  };
+}
+
+/** The ledger side of an identity's view. */
+export function identityView(agentId: string, fold: LedgerFold, feed: LedgerFeed, window: WindowView | null): IdentityView {
+  const state = fold.get(agentId);
+  return {
+    agent_id: agentId,
+    state: state?.blocked === true ? 'blocked' : 'active',
+    epoch: state?.epoch ?? 0,
+    blocked_by_scope: fold.blockingScope(agentId)?.agentId ?? null,
+    window,
+    last_kill_event: feed.latestOf(agentId) ?? null,
+  };
+}
