@@ -75,11 +75,16 @@ export async function operatorStatus(o: OperatorOptions, agentId: string): Promi
     o.out.write(`${JSON.stringify(doc)}\n`);
     return 0;
   }
-  const w = doc.window as { calls: number; denies: number; advisory_denies: number; deny_rate: number | null; at: string | null };
+  const w = doc.window as { calls: number; denies: number; advisory_denies: number; deny_rate: number | null; at: string | null } | null;
+  const part = doc.partition as { number: number; owned: boolean } | undefined;
   const ev = doc.last_kill_event as { action: string; epoch: number; trigger: string; at: string; reason: string; authorized_by?: string } | null;
-  o.out.write(`${agentId}: ${String(doc.state).toUpperCase()} (epoch ${String(doc.epoch)})\n` +
-    `  window: ${w.calls} calls, ${w.denies} denies (${w.advisory_denies} advisory)` +
-    `${w.deny_rate === null ? '' : `, deny rate ${Math.round(w.deny_rate * 1000) / 10}%`}${w.at === null ? '' : ` at ${w.at}`}\n` +
+  const scope = typeof doc.blocked_by_scope === 'string' ? `  refused by session guards: the scope ${doc.blocked_by_scope} is blocked\n` : '';
+  const window = w === null
+    // Kafka mode: the window is kept by the instance that owns the identity's decisions partition
+    ? `  window: on the instance that owns decisions partition ${part?.number ?? '?'} (ask that one)\n`
+    : `  window: ${w.calls} calls, ${w.denies} denies (${w.advisory_denies} advisory)` +
+      `${w.deny_rate === null ? '' : `, deny rate ${Math.round(w.deny_rate * 1000) / 10}%`}${w.at === null ? '' : ` at ${w.at}`}\n`;
+  o.out.write(`${agentId}: ${String(doc.state).toUpperCase()} (epoch ${String(doc.epoch)})\n` + scope + window +
     (ev === null ? '  no kill event\n' : `  last kill event: ${ev.action} epoch ${ev.epoch}, ${ev.trigger}, ${ev.at}, "${ev.reason}"${ev.authorized_by === undefined ? '' : ` by ${ev.authorized_by}`}\n`));
   return 0;
 }

@@ -1,11 +1,11 @@
-/** `killswitch run` in Kafka mode: the processor, the metrics endpoint, signals. */
+/** `killswitch run` in Kafka mode: the processor, the operator API (with /metrics), signals. */
 import type { Server } from 'node:http';
 import { SchemaRegistryClient } from '@confluentinc/schemaregistry';
 import type { Config } from '../config/config.js';
 import { KillSwitchError } from '../core/errors.js';
 import { createKafka } from '../adapters/kafka/client.js';
 import { KafkaProcessor } from '../adapters/kafka/processor.js';
-import { startMetricsServer } from '../adapters/http/metrics-server.js';
+import { KafkaService } from '../adapters/kafka/kafka-service.js';
 import { createMetrics } from '../adapters/metrics/metrics.js';
 import { DecisionDecoder } from '../adapters/serde/decision-decoder.js';
 import { KafkaValueDecoder } from '../adapters/serde/kafka-value-decoder.js';
@@ -13,6 +13,7 @@ import type { TrustedKey } from '../adapters/signing/keys.js';
 import { tripRuleConfig } from '../pipeline/trip-rule-config.js';
 import type { Logger } from '../ports/logger.js';
 import type { Signer } from '../ports/signer.js';
+import { closeServer, startApi } from './api.js';
 
 export async function runKafka(config: Config, signer: Signer | undefined, trusted: ReadonlyMap<string, TrustedKey>, log: Logger): Promise<number> {
   const k = config.kafka!;
@@ -23,17 +24,20 @@ export async function runKafka(config: Config, signer: Signer | undefined, trust
     baseURLs: [sr.url],
     ...(sr.basic_auth === undefined ? {} : { basicAuthCredentials: { credentialsSource: 'USER_INFO', userInfo: `${sr.basic_auth.username}:${sr.basic_auth.password}` } }),
   });
-  const decoder = new KafkaValueDecoder(new DecisionDecoder(trip.classifier), registry, `${k.topics.decisions}-value`);
+  const decisionDecoder = new DecisionDecoder(trip.classifier);
+  const decoder = new KafkaValueDecoder(decisionDecoder, registry, `${k.topics.decisions}-value`);
+  const kafka = createKafka(k.brokers, k.client_id, log);
   const processor = new KafkaProcessor({
-    kafka: createKafka(k.brokers, k.client_id, log), groupId: k.group_id, topics: k.topics, partitions: k.partitions,
+    kafka, groupId: k.group_id, topics: k.topics, partitions: k.partitions,
     replicationFactor: k.replication_factor, transactionTimeoutMs: k.transaction_timeout_ms, sessionTimeoutMs: k.session_timeout_ms, tripConfig: trip, decoder, signer, trusted, log, metrics,
+  });
+  const service = new KafkaService({
+    kafka, groupId: k.group_id, topics: k.topics, transactionTimeoutMs: k.transaction_timeout_ms, processor, decoder: decisionDecoder,
+    settings: trip.settings, signer, log,
   });
   let ready = false;
   let server: Server | undefined;
-  if (config.http !== undefined) {
-    server = await startMetricsServer(config.http.listen, metrics.registry, { ready: () => ready });
-    log.info({ listen: config.http.listen }, 'metrics on /metrics');
-  }
+  if (config.http !== undefined) server = await startApi(config, service, processor.feed, metrics.registry, () => ready, log);
   let stop: (reason: string) => void = () => undefined;
   const stopped = new Promise<string>((resolve) => {
     stop = resolve;
@@ -59,7 +63,8 @@ export async function runKafka(config: Config, signer: Signer | undefined, trust
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    if (server !== undefined) await closeServer(server);
+    await service.close();
     await processor.stop();
-    server?.close();
   }
 }

@@ -50,7 +50,9 @@ export interface Config {
     readonly replication_factor: number;
     readonly transaction_timeout_ms: number;
     readonly session_timeout_ms: number;
-    readonly topics: { readonly decisions: string; readonly kills: string; readonly addenda: string; readonly dlq: string };
+    readonly topics: {
+      readonly decisions: string; readonly kills: string; readonly addenda: string; readonly dlq: string; readonly shadow: string; readonly operator_addenda: string;
+    };
   };
   readonly schema_registry?: { readonly url: string; readonly basic_auth?: { readonly username: string; readonly password: string } };
   readonly signing?: { readonly private_key_file?: string; readonly jwks_file?: string; readonly allow_unsigned: boolean };
@@ -135,6 +137,17 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     }
     if (o.deny_rate_threshold !== undefined && o.deny_rate_threshold < MIN_THRESHOLD) problems.push(`/overrides/${i}/deny_rate_threshold: must be >= ${MIN_THRESHOLD}`);
   });
+  const topics = (raw as Config).kafka?.topics;
+  if (topics !== undefined) {
+    const seen = new Map<string, string>();
+    // in the order of the schema, so the later of two keys is the one reported
+    for (const key of ['decisions', 'kills', 'addenda', 'dlq', 'shadow', 'operator_addenda'] as const) {
+      const name = topics[key];
+      const first = seen.get(name);
+      if (first !== undefined) problems.push(`/kafka/topics/${key}: "${name}" is also /kafka/topics/${first}; every topic needs its own name`);
+      else seen.set(name, key);
+    }
+  }
   if (problems.length > 0) throw configError(file, problems);
   return deepFreeze(raw as Config);
 }

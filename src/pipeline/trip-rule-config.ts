@@ -21,8 +21,7 @@ export function tripRuleConfig(config: Config): TripRuleConfig {
       deny_rate_threshold: ks.deny_rate_threshold,
       min_calls: ks.min_calls,
     },
-    // Kafka mode has no shadow output yet: shadow rules are left out there, enforced overrides apply
-    overrides: config.overrides.filter((o) => o.mode === 'enforce' || config.kafka === undefined).map((o) => {
+    overrides: config.overrides.map((o) => {
       const window = o.window_seconds ?? ks.window_seconds;
       const threshold = o.deny_rate_threshold ?? ks.deny_rate_threshold;
       const minCalls = o.min_calls ?? ks.min_calls;
@@ -31,8 +30,7 @@ export function tripRuleConfig(config: Config): TripRuleConfig {
         settings: { enabled: ks.enabled, window_seconds: window, deny_rate_threshold: threshold, min_calls: minCalls },
       };
     }),
-    // Kafka mode has no shadow output yet: there the governor is off (README, "Blast-radius governor")
-    ...(g.enabled && config.kafka === undefined
+    ...(g.enabled
       ? { governor: { maxPerMinute: g.max_blocks_per_minute, maxShare: g.max_blocked_share, shareFloor: g.share_floor } }
       : {}),
   };

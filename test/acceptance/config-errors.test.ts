@@ -54,6 +54,15 @@ describe('killswitch run --check-config', () => {
     ]);
   });
 
+  it('refuses two Kafka topics with the same name (the shadow topic defaults to killswitch.shadow)', () => {
+    const r = check('kafka: { brokers: ["127.0.0.1:9092"], topics: { kills: killswitch.shadow, dlq: policy.decisions } }\n');
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim().split('\n').sort()).toEqual([
+      '/kafka/topics/dlq: "policy.decisions" is also /kafka/topics/decisions; every topic needs its own name',
+      '/kafka/topics/shadow: "killswitch.shadow" is also /kafka/topics/kills; every topic needs its own name',
+    ]);
+  });
+
   it('substitutes ${VAR:default} before parsing, and names an unset variable without default', () => {
     expect(check('kill_switch: { min_calls: ${MIN_CALLS:7} }\n').status).toBe(0);
     expect(check('kill_switch: { min_calls: ${MIN_CALLS} }\n', undefined, { MIN_CALLS: '0' }).stderr).toBe('/kill_switch/min_calls: must be >= 1\n');

@@ -163,7 +163,7 @@ describe('killswitch verify', () => {
       if (expected !== undefined) expect(codes, name).toContain(expected);
       else expect(codes.some((c) => c === 'bad_signature' || c === 'schema_invalid'), `${name}: ${codes.join(',')}`).toBe(true);
     }
-  });
+  }, 180_000);
 
   it('catches swapped, dropped, duplicated and forked addenda, and a dropped head', () => {
     const [a, b, c, d] = addendaLines as [string, string, string, string];

@@ -8,17 +8,19 @@ export function kafkaClient(brokers: string): Kafka {
   return new Kafka({ brokers: brokers.split(','), clientId: 'killswitch-test', logLevel: logLevel.NOTHING });
 }
 
-export interface TestTopics { decisions: string; kills: string; addenda: string; dlq: string }
+export interface TestTopics { decisions: string; kills: string; addenda: string; dlq: string; shadow: string; operator_addenda: string }
 
 /** Fresh topic names for one test, so tests never see each other's records. */
 export function freshTopics(prefix = 't'): TestTopics {
   const id = `${prefix}-${randomUUID().slice(0, 8)}`;
-  return { decisions: `${id}.decisions`, kills: `${id}.kills`, addenda: `${id}.addenda`, dlq: `${id}.dlq` };
+  return { decisions: `${id}.decisions`, kills: `${id}.kills`, addenda: `${id}.addenda`, dlq: `${id}.dlq`, shadow: `${id}.shadow`, operator_addenda: `${id}.operator` };
 }
 
 /** A Kafka-mode config in `dir`, signing with a key generated there. */
 export function kafkaConfig(dir: string, brokers: string, topics: TestTopics, o: {
   killSwitch?: Record<string, unknown>; partitions?: number; registry?: string; group?: string; http?: string;
+  /** more top-level keys (governor, overrides, an http section with tokens) */
+  extra?: Record<string, unknown>;
 } = {}): string {
   const keys = join(dir, 'keys');
   const g = runCli(['keys', 'generate', '--out', keys, '--if-missing']);
@@ -33,6 +35,7 @@ export function kafkaConfig(dir: string, brokers: string, topics: TestTopics, o:
     ...(o.http === undefined ? {} : { http: { listen: o.http } }),
     signing: { private_key_file: join(keys, 'signing-key.pem'), jwks_file: join(keys, 'jwks.json') },
     log: { level: 'info' },
+    ...o.extra,
   }));
 }
 

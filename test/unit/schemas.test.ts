@@ -282,7 +282,10 @@ describe('config.schema.json', () => {
       replication_factor: -1,
       transaction_timeout_ms: 60_000,
       session_timeout_ms: 30_000,
-      topics: { decisions: 'policy.decisions', kills: 'killswitch.kills', addenda: 'killswitch.addenda', dlq: 'policy.decisions.dlq' },
+      topics: {
+        decisions: 'policy.decisions', kills: 'killswitch.kills', addenda: 'killswitch.addenda', dlq: 'policy.decisions.dlq',
+        shadow: 'killswitch.shadow', operator_addenda: 'killswitch.addenda.operator',
+      },
     });
     expect(cfg.signing).toEqual({ private_key_file: 'key.pem', jwks_file: 'jwks.json', allow_unsigned: false });
     expect(cfg.http).toEqual({ listen: '127.0.0.1:8080', max_body_bytes: 1_048_576 });

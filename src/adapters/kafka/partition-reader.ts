@@ -1,8 +1,12 @@
 /**
  * Reads chosen partitions of a topic from chosen offsets (read_committed). kafkajs has no manual
  * partition assignment, so this is a consumer in a group of its own that seeks on join. "Caught up" is
- * the start-time high watermark reached (transaction markers occupy offsets that are never delivered,
- * so the last data offset may sit a little below it), or a quiet second with nothing more to read.
+ * the start-time high watermark reached, or a quiet second with nothing more to read. Batches that hold
+ * only transaction markers or aborted records never reach `eachBatch`; kafkajs reports them in its
+ * END_BATCH_PROCESS event, which moves the read position here too. A transaction's marker follows its
+ * records, so on a transactional topic every data record is behind the high watermark by at least one
+ * offset: reaching high - 1 has read them all (never stop short of the last record: a chain tip read
+ * one record early forks the chain).
  */
 import { retrying } from './retry.js';
 import { randomUUID } from 'node:crypto';
@@ -26,10 +30,16 @@ export interface PartitionReaderOptions {
   readonly firstBatchOnly?: boolean;
   /** called after every fetch from the broker, empty ones included: the reader is in touch */
   readonly onFetch?: () => void;
+  /**
+   * Caught up only by reaching the high watermark, never by a quiet second (a slow broker must not
+   * make a chain tip look older than it is): for reads whose result must be complete.
+   */
+  readonly strict?: boolean;
 }
 
 const QUIET_MS = 1000;
-const MARKER_SLACK = 2;
+const MARKER_SLACK = 1;
+const TAIL_TIMEOUT_MS = 30_000;
 
 export class PartitionReader {
   private consumer: Consumer | undefined;
@@ -62,7 +72,7 @@ export class PartitionReader {
     let quiet: NodeJS.Timeout | undefined;
     const armQuiet = (): void => {
       if (quiet !== undefined) clearTimeout(quiet);
-      if (remaining.size === 0) return;
+      if (remaining.size === 0 || this.o.strict === true) return;
       quiet = setTimeout(() => {
         remaining.clear();
         this.caughtUpResolve!();
@@ -71,6 +81,22 @@ export class PartitionReader {
     };
     const onFetch = this.o.onFetch;
     if (onFetch !== undefined) consumer.on(consumer.events.FETCH, () => onFetch());
+    const advance = (p: number, lastOffset: number): void => {
+      if (lastOffset > (this.lastSeen.get(p) ?? -1)) this.lastSeen.set(p, lastOffset);
+      const high = remaining.get(p);
+      if (high !== undefined && (this.o.firstBatchOnly === true || lastOffset + 1 >= high - MARKER_SLACK)) {
+        remaining.delete(p);
+        if (remaining.size === 0) this.caughtUpResolve!();
+      }
+      armQuiet();
+      // not from inside eachBatch: disconnect waits for the running batch
+      if (!this.o.follow && remaining.size === 0) setImmediate(() => void this.stop());
+    };
+    // markers-only and aborted-only batches: resolved by kafkajs without eachBatch
+    consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+      const { topic: t, partition, lastOffset } = e.payload as { topic: string; partition: number; lastOffset: string | null };
+      if (t === topic && wanted.has(partition) && lastOffset !== null && this.consumer !== undefined) advance(partition, Number(lastOffset));
+    });
     consumer.on(consumer.events.GROUP_JOIN, () => {
       for (const [partition, offset] of wanted) consumer.seek({ topic, partition, offset: String(offset) });
       armQuiet();
@@ -87,17 +113,9 @@ export class PartitionReader {
         const p = batch.partition;
         if (!wanted.has(p)) return;
         for (const m of batch.messages) this.o.onMessage(p, m);
-        this.lastSeen.set(p, Number(batch.lastOffset()));
         // without this the next fetch starts at the same offset again (auto-resolve is off)
         payload.resolveOffset(batch.lastOffset());
-        const high = remaining.get(p);
-        if (high !== undefined && (this.o.firstBatchOnly === true || Number(batch.lastOffset()) + 1 >= high - MARKER_SLACK)) {
-          remaining.delete(p);
-          if (remaining.size === 0) this.caughtUpResolve!();
-        }
-        armQuiet();
-        // not from inside eachBatch: disconnect waits for the running batch
-        if (!this.o.follow && remaining.size === 0) setImmediate(() => void this.stop());
+        advance(p, Number(batch.lastOffset()));
         return Promise.resolve();
       },
     });
@@ -109,7 +127,7 @@ export class PartitionReader {
    * Wait until what the topic holds now has been read (or a quiet second passed): after fencing a
    * partition's previous owner, its last committed outputs are then known.
    */
-  async catchUpNow(): Promise<void> {
+  async catchUpNow(o: { strict?: boolean } = {}): Promise<void> {
     const admin = this.o.kafka.admin();
     await admin.connect();
     const offsets = await retrying(() => admin.fetchTopicOffsets(this.o.topic));
@@ -121,7 +139,11 @@ export class PartitionReader {
         const seen = this.lastSeen.get(o.partition) ?? -1;
         return this.o.from.some((f) => f.partition === o.partition) && high > Number(o.low) && seen + 1 < high - MARKER_SLACK;
       });
-      if (!behind || Date.now() > deadline) return;
+      if (!behind) return;
+      if (Date.now() > deadline) {
+        if (o.strict === true) throw new Error(`${this.o.topic} was not read to its end within ${(QUIET_MS * 5) / 1000} s`);
+        return;
+      }
       await new Promise((r) => setTimeout(r, 50));
     }
   }
@@ -130,5 +152,38 @@ export class PartitionReader {
     const c = this.consumer;
     this.consumer = undefined;
     if (c !== undefined) await c.disconnect();
+  }
+}
+
+/**
+ * The last committed records of some partitions of `topic` (from up to `depth` offsets before the
+ * high watermark): a chain's tip. `onMessage` sees them in offset order.
+ */
+export async function readTail(
+  kafka: Kafka, topic: string, partitions: readonly number[], groupPrefix: string, onMessage: (partition: number, message: KafkaMessage) => void, depth = 64,
+): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  let offsets: Awaited<ReturnType<typeof admin.fetchTopicOffsets>>;
+  try {
+    offsets = await retrying(() => admin.fetchTopicOffsets(topic));
+  } finally {
+    await admin.disconnect();
+  }
+  const from = partitions.map((p) => {
+    const o = offsets.find((x) => x.partition === p);
+    return { partition: p, offset: Math.max(Number(o?.low ?? 0), Number(o?.high ?? 0) - depth) };
+  });
+  const reader = new PartitionReader({ kafka, topic, groupPrefix, follow: false, from, onMessage, strict: true });
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the tail of ${topic} was not read within ${TAIL_TIMEOUT_MS / 1000} s`)), TAIL_TIMEOUT_MS);
+  });
+  try {
+    await reader.start();
+    await Promise.race([reader.caughtUp, timeout]);
+  } finally {
+    clearTimeout(timer);
+    await reader.stop();
   }
 }

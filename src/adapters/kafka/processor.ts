@@ -9,20 +9,24 @@
  * the old owner's, so a zombie can neither commit outputs nor offsets for it.
  */
 import { retrying } from './retry.js';
+import kafkajs from 'kafkajs';
 import { randomUUID } from 'node:crypto';
 import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Message, Producer } from 'kafkajs';
 import { canonicalJson } from '../../core/canonical-json.js';
-import { AddendumChains, type KillEvent, type TraceAddendum } from '../../core/documents.js';
+import { AddendumChains, type KillEvent, type ShadowEvent, type TraceAddendum } from '../../core/documents.js';
 import { Evaluator, type StreamClock, type TripRuleConfig } from '../../core/evaluator.js';
+import { Governor } from '../../core/governor.js';
 import { LedgerFold } from '../../core/ledger-fold.js';
+import { LedgerFeed } from '../../service/ledger-feed.js';
+import { windowView, type WindowView } from '../../service/operator-service.js';
 import type { Logger } from '../../ports/logger.js';
 import type { Signer } from '../../ports/signer.js';
-import { tripDocuments } from '../../pipeline/trip-documents.js';
+import { shadowDocument, tripDocuments } from '../../pipeline/trip-documents.js';
 import { checkSignature } from '../signing/ed25519-signer.js';
 import type { TrustedKey } from '../signing/keys.js';
 import type { DecodeResult } from '../serde/decision-decoder.js';
 import type { KafkaValueDecoder } from '../serde/kafka-value-decoder.js';
-import { PartitionReader } from './partition-reader.js';
+import { PartitionReader, readTail } from './partition-reader.js';
 import { ensureTopics, type TopicNames } from './topics.js';
 import type { KafkaMetrics } from '../metrics/metrics.js';
 import { DecisionClass } from '../../core/decision-class.js';
@@ -63,6 +67,9 @@ const CLASS_LABEL: Record<DecisionClass, string> = {
 const TXN_RETRY = { initialRetryTime: 5, maxRetryTime: 2000, retries: Number.MAX_SAFE_INTEGER };
 /** Our own retries of transactional calls kafkajs does not retry (sendOffsets, commit): 5 ms first, 16 attempts (about 15 s). */
 const inTransaction = <T>(fn: () => Promise<T>): Promise<T> => retrying(fn, 16, 5);
+
+// kafkajs is CommonJS; its default partitioner is the Java client's (murmur2 of the key)
+const keyPartitioner = kafkajs.Partitioners.DefaultPartitioner();
 
 export const DLQ_HEADERS = {
   reason: 'killswitch.reason',
@@ -107,7 +114,19 @@ async function bounded(step: Promise<unknown> | undefined, what: string, log: Lo
   }
 }
 
-function isFenced(err: unknown): boolean {
+/**
+ * Connect a transactional producer and register its transactional id with the coordinator now. kafkajs
+ * does that (InitProducerId, which aborts the id's open transaction and fences every older producer of
+ * the id) only at the first `transaction()`, not at `connect()`: until then an old owner can still
+ * commit. A transaction begun and aborted with nothing in it sends nothing else.
+ */
+export async function connectFenced(producer: Producer): Promise<void> {
+  await producer.connect();
+  const trx = await producer.transaction();
+  await trx.abort();
+}
+
+export function isFenced(err: unknown): boolean {
   const e = err as { type?: string; name?: string; message?: string; cause?: unknown };
   if (e.type === 'INVALID_PRODUCER_EPOCH' || e.type === 'PRODUCER_FENCED' || e.type === 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED') return true;
   if (typeof e.message === 'string' && /fenced|producer epoch/i.test(e.message)) return true;
@@ -118,7 +137,17 @@ function isFenced(err: unknown): boolean {
 export const partitionStream = (topic: string, partition: number): string => `${topic}/${partition}`;
 
 export class KafkaProcessor {
-  private readonly fold = new LedgerFold();
+  /** who is blocked, from the kills topic (every instance reads all of it) */
+  readonly fold = new LedgerFold();
+  /** the kills topic's verified events numbered by offset + 1: the operator API's changes and stream */
+  readonly feed = new LedgerFeed();
+  private readonly governor: Governor | undefined;
+  /** partitions of the decisions topic (known once the topics are checked) */
+  private decisionsPartitions = 0;
+  private ledgerLoadedResolve: (() => void) | undefined;
+  private readonly ledgerLoaded = new Promise<void>((resolve) => {
+    this.ledgerLoadedResolve = resolve;
+  });
   private readonly chains = new AddendumChains();
   private readonly partitionsState = new Map<number, PartitionState>();
   private consumer: Consumer | undefined;
@@ -135,6 +164,18 @@ export class KafkaProcessor {
     this.failed = new Promise((resolve) => {
       this.failure = resolve;
     });
+    const g = o.tripConfig.governor;
+    // One governor for all partitions of this instance. Active identities are estimated from this
+    // instance's partitions (identities spread evenly over partitions by key); automatic blocks are
+    // counted from the ledger, which every instance reads whole, so the share is the fleet's.
+    this.governor = g === undefined ? undefined : new Governor(g, this.fold, () => this.estimatedActiveIdentities());
+  }
+
+  private estimatedActiveIdentities(): number {
+    let tracked = 0;
+    for (const st of this.partitionsState.values()) tracked += st.evaluator.trackedIdentities;
+    const owned = this.partitionsState.size;
+    return owned === 0 ? 0 : Math.round(tracked * Math.max(1, this.decisionsPartitions / owned));
   }
 
   async start(): Promise<void> {
@@ -143,6 +184,7 @@ export class KafkaProcessor {
     this.admin = admin;
     await admin.connect();
     const decisionsPartitions = await ensureTopics(admin, topics, { partitions: this.o.partitions, replicationFactor: this.o.replicationFactor });
+    this.decisionsPartitions = decisionsPartitions;
     log.info({ topics, partitions: decisionsPartitions }, 'kafka topics ready');
 
     // Who is blocked, before the first decision: a restart never lifts a block.
@@ -153,6 +195,7 @@ export class KafkaProcessor {
     });
     await this.ledgerReader.start();
     await this.ledgerReader.caughtUp;
+    this.ledgerLoadedResolve!();
     log.info({ blocked: this.fold.blocked }, 'block ledger read');
 
     const consumer = kafka.consumer({
@@ -214,8 +257,13 @@ export class KafkaProcessor {
         return;
       }
     }
+    const seq = Number(m.offset) + 1;
+    if (seq > this.feed.lastSeq) this.feed.append(ev, seq);
     const change = this.fold.apply(ev);
     if (change === 'unchanged') return;
+    // An automatic block this instance did not latch itself (its own are in the fold already): it
+    // counts against the governor's rate of its minute here too.
+    if (change === 'blocked' && ev.trigger === 'deny_rate' && ev.scope === undefined) this.governor?.noteExternal(Date.parse(ev.at));
     for (const st of this.partitionsState.values()) st.evaluator.ledgerChanged(ev.agent_id, change);
     this.o.metrics.blocked.set(this.fold.blocked);
     if (change === 'unblocked') this.o.metrics.unblocks.inc();
@@ -257,7 +305,7 @@ export class KafkaProcessor {
         // until the broker has written the commit markers (a few ms); kafkajs would wait 100 ms and more.
         retry: TXN_RETRY,
       });
-      await producer.connect();
+      await connectFenced(producer);
       producers.set(p, producer);
     }
     log.info({ partitions: fresh }, 'assignment: reading the ledger to its end');
@@ -274,7 +322,7 @@ export class KafkaProcessor {
     for (const p of fresh) {
       const liveFrom = liveFromOf.get(p)!;
       const restoreFrom = restoreFromOf.get(p)!;
-      const evaluator = new Evaluator(this.o.tripConfig, this.fold);
+      const evaluator = new Evaluator(this.o.tripConfig, this.fold, this.governor);
       const clock = evaluator.openStream(partitionStream(topics.decisions, p), { topic: topics.decisions, partition: p });
       const restored = restoreFrom >= liveFrom;
       this.partitionsState.set(p, { evaluator, clock, liveFrom, producer: producers.get(p)!, assignedAt: at, restored, liveEvictionsSeen: 0 });
@@ -326,21 +374,10 @@ export class KafkaProcessor {
 
   /** The chain of partition p continues from the last committed addendum of addenda partition p. */
   private async restoreChainTips(partitions: readonly number[]): Promise<void> {
-    const offsets = await retrying(() => this.admin!.fetchTopicOffsets(this.o.topics.addenda));
-    const from = partitions.map((p) => {
-      const o = offsets.find((x) => x.partition === p);
-      return { partition: p, offset: Math.max(Number(o?.low ?? 0), Number(o?.high ?? 0) - 64) };
-    });
     const last = new Map<number, TraceAddendum>();
-    const reader = new PartitionReader({
-      kafka: this.o.kafka, topic: this.o.topics.addenda, groupPrefix: `${this.o.groupId}.tips`, follow: false, from,
-      onMessage: (p, m) => {
-        if (m.value !== null) last.set(p, JSON.parse(m.value.toString('utf8')) as TraceAddendum);
-      },
+    await readTail(this.o.kafka, this.o.topics.addenda, partitions, `${this.o.groupId}.tips`, (p, m) => {
+      if (m.value !== null) last.set(p, JSON.parse(m.value.toString('utf8')) as TraceAddendum);
     });
-    await reader.start();
-    await reader.caughtUp;
-    await reader.stop();
     for (const a of last.values()) this.chains.restoreTip(a);
   }
 
@@ -356,6 +393,8 @@ export class KafkaProcessor {
     const kills: Message[] = [];
     const addenda: Message[] = [];
     const dlq: Message[] = [];
+    const shadows: Message[] = [];
+    const held: ShadowEvent[] = [];
     // live decisions per class and late ones, counted into the metrics once per batch
     const classes = [0, 0, 0, 0];
     let late = 0;
@@ -390,7 +429,11 @@ export class KafkaProcessor {
       const lateBefore = stats.late;
       const trip = st.evaluator.accept(st.clock, r.decision, offset);
       if (stats.late !== lateBefore) late++;
-      if (trip !== null) {
+      if (trip !== null && trip.held !== undefined) {
+        const shadow = shadowDocument({ ...trip, held: trip.held }, this.o.tripConfig.settings, this.o.signer);
+        shadows.push({ key: trip.agentId, value: canonicalJson(shadow), partition: p });
+        held.push(shadow);
+      } else if (trip !== null) {
         const docs = tripDocuments(trip, this.o.tripConfig.settings, this.chains, this.o.signer);
         kills.push({ key: trip.agentId, value: canonicalJson(docs.killEvent) });
         addenda.push({ key: trip.agentId, value: canonicalJson(docs.addendum), partition: p });
@@ -411,7 +454,8 @@ export class KafkaProcessor {
       // CONCURRENT_TRANSACTIONS (the coordinator still finishing a fenced predecessor's transaction) and
       // other retriable answers are retried; the transaction stays the same.
       // Kill events and addenda in one request (one AddPartitionsToTxn, one Produce).
-      if (kills.length > 0) await inTransaction(() => trx.sendBatch({ topicMessages: [{ topic: topics.kills, messages: kills }, { topic: topics.addenda, messages: addenda }] }));
+      const outputs = [{ topic: topics.kills, messages: kills }, { topic: topics.addenda, messages: addenda }, { topic: topics.shadow, messages: shadows }].filter((t) => t.messages.length > 0);
+      if (outputs.length > 0) await inTransaction(() => trx.sendBatch({ topicMessages: outputs }));
       // Each send is its own record batch: keep every batch under the broker's message size limit.
       for (const group of bySize(dlq, 512 * 1024)) await inTransaction(() => trx.send({ topic: topics.dlq, messages: group }));
       await inTransaction(() => trx.sendOffsets({ consumerGroupId: this.o.groupId, topics: [{ topic: topics.decisions, partitions: [{ partition: p, offset: String(last + 1) }] }] }));
@@ -432,6 +476,11 @@ export class KafkaProcessor {
       this.partitionsState.clear();
       this.fail(err);
       return;
+    }
+    for (const h of held) {
+      metrics.governorHeld.inc({ reason: h.reason });
+      if (h.reason === 'shadow_rule') this.o.log.info({ agent_id: h.agent_id, rule: h.rule, event_id: h.event_id }, 'shadow rule tripped (not enforced)');
+      else this.o.log.warn({ agent_id: h.agent_id, reason: h.reason, event_id: h.event_id }, 'governor engaged: trip held, not blocked');
     }
     metrics.batchSeconds.observe((performance.now() - started) / 1000);
     metrics.lag.set({ partition: String(p) }, Math.max(0, Number(batch.highWatermark) - 1 - last));
@@ -471,6 +520,31 @@ export class KafkaProcessor {
     ]);
     this.partitionsState.clear();
     await bounded(this.admin?.disconnect(), 'admin', log, 3000);
+  }
+
+  /**
+   * Wait until what the kills topic holds now is folded (before and after an operator action); at
+   * start, until it is read. Throws when it cannot be read to its end within a few seconds.
+   */
+  async catchUpLedger(): Promise<void> {
+    await this.ledgerLoaded;
+    await this.ledgerReader!.catchUpNow({ strict: true });
+  }
+
+  /**
+   * An identity's window on this instance: the owned partition that tracks it, else the partition its
+   * key hashes to with the Java client's partitioner (kafkajs's default); null when that partition is
+   * owned by another instance.
+   */
+  identityWindow(agentId: string): { partition: number; owned: boolean; window: WindowView | null } {
+    for (const [p, st] of this.partitionsState) {
+      if (st.evaluator.tracks(agentId)) return { partition: p, owned: true, window: windowView(st.evaluator, agentId, st.clock.time) };
+    }
+    const n = Math.max(1, this.decisionsPartitions);
+    const partitionMetadata = Array.from({ length: n }, (_, i) => ({ partitionId: i, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] }));
+    const p = keyPartitioner({ topic: this.o.topics.decisions, partitionMetadata, message: { key: agentId, value: null } });
+    const st = this.partitionsState.get(p);
+    return { partition: p, owned: st !== undefined, window: st === undefined ? null : windowView(st.evaluator, agentId, st.clock.time) };
   }
 
   get instanceId(): string {

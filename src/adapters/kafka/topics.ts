@@ -13,6 +13,8 @@ export interface TopicNames {
   readonly kills: string;
   readonly addenda: string;
   readonly dlq: string;
+  readonly shadow: string;
+  readonly operator_addenda: string;
 }
 
 export interface TopicSettings {
@@ -47,7 +49,8 @@ function misconfigured(message: string): KillSwitchError {
 
 /** Returns the number of decisions partitions. */
 export async function ensureTopics(admin: Admin, topics: TopicNames, settings: TopicSettings): Promise<number> {
-  const counts = await partitionCounts(admin, [topics.decisions, topics.kills, topics.addenda, topics.dlq]);
+  const names = [topics.decisions, topics.kills, topics.addenda, topics.dlq, topics.shadow, topics.operator_addenda];
+  const counts = await partitionCounts(admin, names);
   const decisionsPartitions = counts.get(topics.decisions) ?? settings.partitions;
   const create: { topic: string; numPartitions: number; replicationFactor: number; configEntries: { name: string; value: string }[] }[] = [];
   const want = (topic: string, numPartitions: number, config: Record<string, string>): void => {
@@ -59,6 +62,9 @@ export async function ensureTopics(admin: Admin, topics: TopicNames, settings: T
   want(topics.kills, 1, { 'cleanup.policy': 'compact', 'min.compaction.lag.ms': '0' });
   want(topics.addenda, decisionsPartitions, { 'cleanup.policy': 'delete', 'retention.ms': '-1', 'retention.bytes': '-1' });
   want(topics.dlq, decisionsPartitions, { 'cleanup.policy': 'delete' });
+  want(topics.shadow, decisionsPartitions, { 'cleanup.policy': 'delete' });
+  // one partition: the operator chain is one hash chain, written by one instance at a time (fenced)
+  want(topics.operator_addenda, 1, { 'cleanup.policy': 'delete', 'retention.ms': '-1', 'retention.bytes': '-1' });
   if (create.length > 0) {
     try {
       await admin.createTopics({ topics: create, waitForLeaders: true });
@@ -78,10 +84,15 @@ export async function ensureTopics(admin: Admin, topics: TopicNames, settings: T
       throw misconfigured(`kafka topic ${topics.kills} has cleanup.policy=${policy}; the block ledger must be compacted (cleanup.policy=compact), or old blocks are deleted`);
     }
   }
-  if (counts.has(topics.addenda)) {
-    const policy = await cleanupPolicy(admin, topics.addenda);
+  const operatorPartitions = counts.get(topics.operator_addenda);
+  if (operatorPartitions !== undefined && operatorPartitions !== 1) {
+    throw misconfigured(`kafka topic ${topics.operator_addenda} has ${operatorPartitions} partitions; it must have 1 (the operator actions form one hash chain)`);
+  }
+  for (const t of [topics.addenda, topics.operator_addenda]) {
+    if (!counts.has(t)) continue;
+    const policy = await cleanupPolicy(admin, t);
     if (policy.split(',').includes('compact')) {
-      throw misconfigured(`kafka topic ${topics.addenda} has cleanup.policy=${policy}; addenda are append-only and must never be compacted`);
+      throw misconfigured(`kafka topic ${t} has cleanup.policy=${policy}; addenda are append-only and must never be compacted`);
     }
   }
   return decisionsPartitions;
