@@ -18,7 +18,6 @@
  * 90% of the time (some trip, at various points), the rest a mix far from the threshold, 1% anonymous.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import type { Consumer, Message } from 'kafkajs';
 import { Evaluator } from '../../src/core/evaluator.js';
@@ -152,10 +151,8 @@ type Start = (brokers: string, topics: { decisions: string; kills: string }, gro
 function oursStarter(dir: string): Start {
   return async (brokers, t, group) => {
     const topics = { ...topicsFor('peers-ours', t.decisions), kills: t.kills };
+    // the governor is off there, as the peer has none: every trip blocks
     const config = processorConfig(dir, brokers, topics, group, PARTITIONS);
-    // The same rule as the peer, which has no blast-radius governor: every trip blocks (kafka-pipeline.ts
-    // measured Kafka mode before it had one).
-    writeFileSync(config.file, JSON.stringify({ ...(JSON.parse(readFileSync(config.file, 'utf8')) as object), governor: { enabled: false } }));
     const instance = await startInstance(config);
     return {
       pid: instance.child.pid!,
