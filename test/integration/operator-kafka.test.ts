@@ -133,6 +133,20 @@ describe('operator API in Kafka mode, two instances in one group', () => {
     }
   }, 120_000);
 
+  it('takes a body near http.max_body_bytes of one identity\'s decisions in one request (sent in parts, one transaction)', async () => {
+    const busy = 'spiffe://example.org/ns/prod/sa/busy';
+    const lines = repeat(busy, 'allow', 7500, 100, 0.01);
+    const body = ndjson(lines);
+    // under http.max_body_bytes (1 MiB); with keys and record overhead over the broker's 1 MB batch limit in one send
+    expect(Buffer.byteLength(body)).toBeGreaterThan(1_000_000);
+    expect(Buffer.byteLength(body)).toBeLessThan(1_048_576);
+    const r = await call(bases[0]!, '/v1/decisions', { tok: ingest.token, raw: body, type: 'application/x-ndjson' });
+    expect([r.status, json(r)]).toEqual([202, { accepted: 7500, invalid: 0, trips: null, errors: [] }]);
+    const owner = async (): Promise<Record<string, unknown>[]> => Promise.all(bases.map(async (b) => json(await call(b, `/v1/identities/${enc(busy)}`, { tok: viewer.token }))));
+    const views = await eventually(owner, (vs) => vs.some((v) => (v.window as { calls: number } | null)?.calls === 7500), 30_000);
+    expect(views.filter((v) => v.window !== null)).toHaveLength(1);
+  }, 60_000);
+
   it('manual blocks raced from both instances all land once, in one operator chain that verifies offline; the feed is numbered by offset', async () => {
     const ids = Array.from({ length: 12 }, (_, i) => `spiffe://example.org/ns/incident/sa/agent-${i}`);
     const replies = await Promise.all(ids.map((id, i) => call(bases[i % 2]!, '/v1/blocks', { tok: op.token, body: { agent_id: id, reason: 'incident INC-9', authorized_by: 'alice@example.org' } })));

@@ -22,7 +22,7 @@ import { Mutex } from '../../service/mutex.js';
 import { identityView, type IdentityView, type IngestRecord, type IngestResult, type OperatorAction, type OperatorService } from '../../service/operator-service.js';
 import type { DecisionDecoder } from '../serde/decision-decoder.js';
 import { readTail } from './partition-reader.js';
-import { connectFenced, DLQ_HEADERS, isFenced, type KafkaProcessor } from './processor.js';
+import { bySize, connectFenced, DLQ_HEADERS, isFenced, type KafkaProcessor } from './processor.js';
 import type { TopicNames } from './topics.js';
 
 const MAX_REPORTED_ERRORS = 100;
@@ -77,7 +77,9 @@ export class KafkaService implements OperatorService {
         this.ingestProducer ??= await this.connect(`${this.o.groupId}.ingest.${randomUUID()}`);
         const trx = await this.ingestProducer.transaction();
         try {
-          await trx.sendBatch({ topicMessages: [{ topic: topics.decisions, messages: decisions }, { topic: topics.dlq, messages: dlq }].filter((t) => t.messages.length > 0) });
+          // a body may hold up to http.max_body_bytes of one identity's decisions: sent in parts, one transaction
+          for (const part of bySize(decisions, 512 * 1024)) await trx.send({ topic: topics.decisions, messages: part });
+          for (const part of bySize(dlq, 512 * 1024)) await trx.send({ topic: topics.dlq, messages: part });
           await trx.commit();
         } catch (err) {
           await trx.abort().catch(() => undefined);

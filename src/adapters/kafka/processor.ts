@@ -79,7 +79,8 @@ export const DLQ_HEADERS = {
   offset: 'killswitch.source.offset',
 } as const;
 
-function bySize(messages: Message[], limit: number): Message[][] {
+/** Messages in groups of at most `limit` value bytes: each send is one record batch per partition, under the broker's size limit. */
+export function bySize(messages: Message[], limit: number): Message[][] {
   const groups: Message[][] = [];
   let current: Message[] = [];
   let size = 0;
