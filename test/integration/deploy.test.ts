@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments, parseDocument } from 'yaml';
@@ -185,12 +185,24 @@ describe('deploy/k8s', () => {
         const m = mounts.find((x) => path.startsWith(`${String(x.mountPath)}/`));
         return m === undefined ? undefined : volumes.find((v) => v.name === m.name);
       };
+      // keys, tokens and configs are mounted read-only
+      for (const m of mounts) {
+        const v = volumes.find((x) => x.name === m.name);
+        if (v?.secret !== undefined || v?.configMap !== undefined) expect(m.readOnly, String(m.mountPath)).toBe(true);
+      }
       expect(obj(mountOf(configPath)?.configMap).name, configPath).toBe(c.configMap);
       expect(configPath.endsWith(`/${c.key}`)).toBe(true);
       // every file the config names is mounted from the right object
       const signing = obj(cfg.signing) as { private_key_file?: string; jwks_file?: string };
       if (signing.private_key_file !== undefined) expect(obj(mountOf(signing.private_key_file)?.secret).secretName).toBe('killswitch-signing-key');
       expect(obj(mountOf(signing.jwks_file ?? '')?.configMap).name).toBe('killswitch-jwks');
+      const http = obj(cfg.http) as { tokens_file?: string; tokens?: unknown[] };
+      if (c.deployment === 'killswitch') {
+        // the operator API's tokens come from their own Secret, never inline in the ConfigMap
+        expect(http.tokens_file, 'http.tokens_file').toBeDefined();
+        expect(http.tokens).toBeUndefined();
+      }
+      if (http.tokens_file !== undefined) expect(obj(mountOf(http.tokens_file)?.secret).secretName, http.tokens_file).toBe('killswitch-api-tokens');
       // the ports the container declares are the ones the config listens on
       const ports = new Map(arr(container!.ports).map(obj).map((p) => [String(p.name), Number(p.containerPort)]));
       for (const l of c.listens) {
@@ -218,8 +230,17 @@ describe('deploy/k8s', () => {
       for (const ep of arr(obj(pm.spec).podMetricsEndpoints).map(obj)) expect(ports.has(String(ep.port)), String(ep.port)).toBe(true);
       const np = byKind('NetworkPolicy', c.deployment);
       expect(selects(obj(obj(np.spec).podSelector))).toBe(true);
-      const allowedIn = arr(obj(np.spec).ingress).flatMap((r) => arr(obj(r).ports).map((p) => Number(obj(p).port)));
-      expect(allowedIn.sort()).toEqual([...ports.values()].sort());
+      const ingress = arr(obj(np.spec).ingress).map(obj);
+      const allowedIn = new Set(ingress.flatMap((r) => arr(r.ports).map((p) => Number(obj(p).port))));
+      expect([...allowedIn].sort()).toEqual([...ports.values()].sort());
+      if (c.deployment === 'killswitch') {
+        // the operator API's port is open to labelled clients in labelled namespaces, not only to Prometheus
+        const apiPeers = ingress.filter((r) => arr(r.ports).some((p) => Number(obj(p).port) === ports.get('http'))).flatMap((r) => arr(r.from).map(obj));
+        expect(apiPeers).toContainEqual({
+          namespaceSelector: { matchLabels: { 'deny-rate-killswitch/operators': 'true' } },
+          podSelector: { matchLabels: { 'deny-rate-killswitch/api-client': 'true' } },
+        });
+      }
     }
     // replicas beyond the partition count would sit idle
     const evaluator = byKind('Deployment', 'killswitch');
@@ -392,9 +413,16 @@ describe('the ConfigMap configs, run against the test broker', () => {
     // replication 1 (one broker), the key paths, and loopback listeners.
     const schema = obj(JSON.parse(readFileSync(join(ROOT, 'schemas', 'config.schema.json'), 'utf8')));
     const topicKeys = Object.keys(obj(obj(obj(obj(obj(schema.properties).kafka).properties).topics).properties));
-    expect(topicKeys).toEqual(expect.arrayContaining(['decisions', 'kills', 'addenda', 'dlq']));
+    expect(topicKeys).toEqual(expect.arrayContaining(['decisions', 'kills', 'addenda', 'dlq', 'shadow', 'operator_addenda']));
     const [httpPort, authzPort, authzMetricsPort] = [await freePort(), await freePort(), await freePort()];
     const configs = embeddedConfigs();
+    // the ConfigMap names every topic, defaults included, so what the ACLs must cover is on the page
+    expect(Object.keys(obj(obj(obj(parseYaml(configs.find(([cm]) => cm === 'killswitch-config')![2])).kafka).topics)).sort()).toEqual([...topicKeys].sort());
+    // the operator API token, made the way deploy/README.md makes the Secret's tokens.json
+    const tokensDir = join(dir, 'tokens');
+    const t = runCli(['tokens', 'generate', '--out', tokensDir, '--name', 'ops', '--roles', 'viewer,operator,ingest']);
+    expect(t.status, t.stderr).toBe(0);
+    const token = readFileSync(join(tokensDir, 'ops.token'), 'utf8').trim();
 
     const evaluator = parseDocument(configs.find(([cm]) => cm === 'killswitch-config')![2]);
     for (const k of topicKeys) evaluator.setIn(['kafka', 'topics', k], `${id}.${k}`);
@@ -404,6 +432,7 @@ describe('the ConfigMap configs, run against the test broker', () => {
     evaluator.setIn(['signing', 'private_key_file'], join(keys, 'signing-key.pem'));
     evaluator.setIn(['signing', 'jwks_file'], join(keys, 'jwks.json'));
     evaluator.setIn(['http', 'listen'], `127.0.0.1:${httpPort}`);
+    evaluator.setIn(['http', 'tokens_file'], join(tokensDir, 'tokens.json'));
     writeFileSync(join(dir, 'killswitch.yaml'), String(evaluator));
 
     const authz = parseDocument(configs.find(([cm]) => cm === 'killswitch-authz-config')![2]);
@@ -420,6 +449,13 @@ describe('the ConfigMap configs, run against the test broker', () => {
     await until('evaluator /healthz', async () => ((await fetch(`${url}/healthz`)).status === 200 ? true : undefined), ev.log);
     await until('evaluator /readyz 200', async () => ((await fetch(`${url}/readyz`)).status === 200 ? true : undefined), ev.log);
     const evaluatorMetrics = await (await fetch(`${url}/metrics`)).text();
+    // the deployed config serves the operator API: /v1 needs one of the Secret's tokens
+    expect((await fetch(`${url}/v1/blocks`)).status).toBe(401);
+    expect((await fetch(`${url}/v1/blocks`, { headers: { authorization: 'Bearer not-a-token' } })).status).toBe(401);
+    const blocks = await fetch(`${url}/v1/blocks`, { headers: { authorization: `Bearer ${token}` } });
+    expect(blocks.status).toBe(200);
+    expect(await blocks.json()).toMatchObject({ total: 0 });
+    expect(ev.log()).not.toMatch(/every \/v1 endpoint answers 401/);
 
     // the kills topic exists now (the evaluator created it): the guard can follow it
     const az = startKillswitch(['authz', '--config', join(dir, 'authz.yaml')], env);
@@ -616,17 +652,36 @@ describe('the compose path, run on loopback against the test broker', () => {
 
   it('nginx (compose/nginx.conf) asks authz (compose/authz.yaml): a tripped identity gets 403 with the refusal, others reach the session manager', async () => {
     const dir = tempDir('deploy-compose-');
+    // the one-shot service `keys` writes the signing key and the API token into the volume: its command,
+    // with the volume's mount point at dir, run here twice (--if-missing: the second run changes nothing)
+    const keysService = obj(obj(obj(parseYaml(readFileSync(join(DEPLOY, 'compose.yaml'), 'utf8'), { merge: true })).services).keys);
+    expect(keysService.entrypoint).toEqual(['/bin/sh', '-ec']);
+    const script = arr(keysService.command).map(String);
+    expect(script).toHaveLength(1);
+    const keysScript = script[0]!.replaceAll('/var/lib/killswitch', dir);
+    // the image's `node` is the one running this test
+    const shEnv = { PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` };
+    const once = await sh('/bin/sh', ['-ec', keysScript], { env: shEnv });
+    expect(once.status, once.out).toBe(0);
     const keys = join(dir, 'keys');
-    expect(runCli(['keys', 'generate', '--out', keys]).status).toBe(0);
+    const tokens = join(dir, 'tokens');
+    const tokenFile = readdirSync(tokens).find((f) => f.endsWith('.token'))!;
+    const token = readFileSync(join(tokens, tokenFile), 'utf8').trim();
+    const twice = await sh('/bin/sh', ['-ec', keysScript], { env: shEnv });
+    expect(twice.status, twice.out).toBe(0);
+    expect(readFileSync(join(tokens, tokenFile), 'utf8').trim()).toBe(token);
+    expect(existsSync(join(keys, 'signing-key.pem'))).toBe(true);
     const id = `compose-${randomUUID().slice(0, 8)}`;
     const [httpPort, authzPort, metricsPort, smPort, nginxPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
     // what compose sets through the environment stays in the environment; what the compose network
     // provides (service names, 0.0.0.0 listeners) and the shared broker's topic names are rewritten
-    const env = { KAFKA_BROKERS: brokers, SCHEMA_REGISTRY_URL: registry, KILLSWITCH_KEYS_DIR: keys };
-    const topics = { decisions: `${id}.decisions`, kills: `${id}.kills`, addenda: `${id}.addenda`, dlq: `${id}.dlq` };
+    const env = { KAFKA_BROKERS: brokers, SCHEMA_REGISTRY_URL: registry, KILLSWITCH_KEYS_DIR: keys, KILLSWITCH_TOKENS_DIR: tokens };
 
     const evaluator = parseDocument(readFileSync(join(DEPLOY, 'compose', 'killswitch.yaml'), 'utf8'));
-    for (const [k, v] of Object.entries(topics)) evaluator.setIn(['kafka', 'topics', k], v);
+    const topicKeys = Object.keys(obj(obj(obj(evaluator.toJS()).kafka).topics));
+    expect(topicKeys.sort()).toEqual(['addenda', 'decisions', 'dlq', 'kills', 'operator_addenda', 'shadow']);
+    const topic = (k: string): string => `${id}.${k}`;
+    for (const k of topicKeys) evaluator.setIn(['kafka', 'topics', k], topic(k));
     evaluator.setIn(['kafka', 'group_id'], id);
     evaluator.setIn(['kafka', 'partitions'], 2);
     evaluator.setIn(['http', 'listen'], `127.0.0.1:${httpPort}`);
@@ -636,7 +691,7 @@ describe('the compose path, run on loopback against the test broker', () => {
     await until('evaluator /readyz 200', async () => ((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status === 200 ? true : undefined), ev.log);
 
     const authz = parseDocument(readFileSync(join(DEPLOY, 'compose', 'authz.yaml'), 'utf8'));
-    authz.setIn(['kafka', 'topics', 'kills'], topics.kills);
+    authz.setIn(['kafka', 'topics', 'kills'], topic('kills'));
     authz.setIn(['authz', 'listen'], `127.0.0.1:${authzPort}`);
     authz.setIn(['authz', 'metrics_listen'], `127.0.0.1:${metricsPort}`);
     writeFileSync(join(dir, 'authz.yaml'), String(authz));
@@ -669,7 +724,7 @@ describe('the compose path, run on loopback against the test broker', () => {
     expect(await first.json()).toMatchObject({ agent_id: good, path: '/sessions' });
 
     // the scraper is denied 12 times in a row: it trips (0.9 over >= 10 calls) and is refused
-    await produce(brokers, topics.decisions, repeat(bad, 'deny', 12, 0).map((value) => ({ key: bad, value })));
+    await produce(brokers, topic('decisions'), repeat(bad, 'deny', 12, 0).map((value) => ({ key: bad, value })));
     const refused = await until('403 for the tripped identity', async () => {
       const r = await session(bad);
       return r.status === 403 ? r : undefined;
@@ -680,5 +735,11 @@ describe('the compose path, run on loopback against the test broker', () => {
     expect((await session()).status).toBe(201); // anonymous requests are never refused by the kill switch
     const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
     expect(metrics).toMatch(/^killswitch_trips_total 1$/m);
+    // the operator CLI against the evaluator's API, with the token `keys` wrote (deploy/README.md, "Compose")
+    const api = { KILLSWITCH_URL: `http://127.0.0.1:${httpPort}`, KILLSWITCH_TOKEN: token };
+    const listed = runCli(['blocks', '--json'], { env: api });
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(listed.stdout.trim().split('\n').map((l) => obj(JSON.parse(l)).agent_id)).toEqual([bad]);
+    expect(runCli(['blocks'], { env: { ...api, KILLSWITCH_TOKEN: 'not-a-token' } }).status).toBe(1);
   }, 180_000);
 });
