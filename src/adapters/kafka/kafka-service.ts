@@ -120,7 +120,11 @@ export class KafkaService implements OperatorService {
           log.error({ action, agent_id: key, err: (err as Error).message }, `operator ${action}: the ledger cannot be reached`);
           throw new KillSwitchError('LEDGER_WRITE_FAILED', `the ${action} could not be written to ${topics.kills}: ${(err as Error).message}; nothing was changed, try again`, { cause: err });
         }
-        if (tried !== undefined && processor.feed.latestOf(key)?.event_id === tried.event_id) return tried;
+        if (tried !== undefined && processor.feed.latestOf(key)?.event_id === tried.event_id) {
+          log.info({ action, agent_id: a.agentId, scope: a.scope, epoch: tried.epoch, authorized_by: a.authorizedBy, reason: a.reason, event_id: tried.event_id },
+            `operator ${action} (its commit had answered an error, but it is on the ledger)`);
+          return tried;
+        }
         const state = processor.fold.get(key);
         let epoch: number;
         if (action === 'block') {

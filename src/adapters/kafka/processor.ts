@@ -432,7 +432,8 @@ export class KafkaProcessor {
       if (stats.late !== lateBefore) late++;
       if (trip !== null && trip.held !== undefined) {
         const shadow = shadowDocument({ ...trip, held: trip.held }, this.o.tripConfig.settings, this.o.signer);
-        shadows.push({ key: trip.agentId, value: canonicalJson(shadow), partition: p });
+        // keyed, not pinned to partition p: a shadow topic created with another partition count works too
+        shadows.push({ key: trip.agentId, value: canonicalJson(shadow) });
         held.push(shadow);
       } else if (trip !== null) {
         const docs = tripDocuments(trip, this.o.tripConfig.settings, this.chains, this.o.signer);
