@@ -118,7 +118,8 @@ export class KafkaService implements OperatorService {
           await processor.catchUpLedger();
         } catch (err) {
           log.error({ action, agent_id: key, err: (err as Error).message }, `operator ${action}: the ledger cannot be reached`);
-          throw new KillSwitchError('LEDGER_WRITE_FAILED', `the ${action} could not be written to ${topics.kills}: ${(err as Error).message}; nothing was changed, try again`, { cause: err });
+          const outcome = tried === undefined ? 'nothing was changed, try again' : 'an earlier attempt may have landed: check GET /v1/identities before trying again';
+          throw new KillSwitchError('LEDGER_WRITE_FAILED', `the ${action} could not be written to ${topics.kills}: ${(err as Error).message}; ${outcome}`, { cause: err });
         }
         if (tried !== undefined && processor.feed.latestOf(key)?.event_id === tried.event_id) {
           log.info({ action, agent_id: a.agentId, scope: a.scope, epoch: tried.epoch, authorized_by: a.authorizedBy, reason: a.reason, event_id: tried.event_id },
@@ -162,11 +163,15 @@ export class KafkaService implements OperatorService {
             continue;
           }
           log.error({ action, agent_id: key, err: (err as Error).message }, `operator ${action} could not be written to the ledger`);
-          throw new KillSwitchError('LEDGER_WRITE_FAILED', `the ${action} could not be written to ${topics.kills}; nothing was changed, try again`, { cause: err });
+          throw new KillSwitchError('LEDGER_WRITE_FAILED',
+            `the ${action} could not be written to ${topics.kills} in ${WRITE_ATTEMPTS} attempts (${(err as Error).message}); the last may have landed: check GET /v1/identities before trying again`, { cause: err });
         }
         this.chains.append(addendum);
-        // answer once this instance's view (and the owner's window, if it is here) shows the change
-        await processor.catchUpLedger();
+        // answer once this instance's view (and the owner's window, if it is here) shows the change;
+        // it is committed either way, so a slow ledger read only delays this instance's view
+        await processor.catchUpLedger().catch((err: unknown) => {
+          log.warn({ action, agent_id: key, err: (err as Error).message }, `operator ${action} committed; this instance's ledger view has not caught up yet`);
+        });
         log.info({ action, agent_id: a.agentId, scope: a.scope, epoch, authorized_by: a.authorizedBy, reason: a.reason, event_id: killEvent.event_id }, `operator ${action}`);
         return killEvent;
       }
