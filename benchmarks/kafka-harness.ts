@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel, type Admin, type Message } from 'kafkajs';
 import type * as Cluster from '../scripts/kafka/cluster.mjs';
+import { mulberry32 } from './util.js';
 
 /** Compiled to dist/benchmarks: the CLI is dist/src/cli.js, the cluster script stays in scripts/. */
 export const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
@@ -225,4 +226,56 @@ export async function createTopic(admin: Admin, topic: string, partitions: numbe
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+export const LATENCY_RATE = 20_000;
+/** one misbehaving identity starts every this many ms and sends a deny every 10 ms, tripping at its 10th */
+const TRIP_EVERY_MS = 20;
+/** the verdict mix of well-behaved identities: some denies, never near the threshold */
+export const VERDICTS = ['allow', 'allow', 'allow', 'allow', 'allow', 'allow', 'allow', 'deny', 'advisory_deny', 'step_up'] as const;
+
+/**
+ * The trip-latency load, shared by kafka-pipeline and the peers comparison: what to send `elapsed` ms
+ * into the run so that LATENCY_RATE decisions/s have been sent. Most come from 20,000 well-behaved
+ * identities; every TRIP_EVERY_MS a fresh identity starts a deny every 10 ms and trips at its 10th.
+ * At most 0.1 s worth per call: after a stall one send could otherwise pass the broker's size limit.
+ */
+export class LatencyLoad {
+  private readonly rnd = mulberry32(11);
+  private seq = 0;
+  private nextBad = 0;
+  private readonly bad: { agent: string; next: number; left: number }[] = [];
+  private sent = 0;
+
+  /** the decisions due now (none: wait a little) and the ids of those among them that trip an identity */
+  next(elapsed: number): { messages: Message[]; tripping: string[] } {
+    const due = Math.min(Math.floor((elapsed * LATENCY_RATE) / 1000) - this.sent, LATENCY_RATE / 10);
+    if (due <= 0) return { messages: [], tripping: [] };
+    const occurred = new Date().toISOString();
+    const messages: Message[] = [];
+    const tripping: string[] = [];
+    while (this.nextBad * TRIP_EVERY_MS <= elapsed) this.bad.push({ agent: `spiffe://bench.example/ns/prod/sa/rogue-${this.nextBad++}`, next: 0, left: 10 });
+    for (let b = this.bad.length - 1; b >= 0; b--) {
+      const r = this.bad[b]!;
+      if (r.next > elapsed) continue;
+      const id = `lat-${this.seq++}`;
+      messages.push({ key: r.agent, value: JSON.stringify({ decision_id: id, agent_id: r.agent, decision: 'deny', occurred_at: occurred, session_id: `${r.agent}#s` }) });
+      r.next = elapsed + 10;
+      if (--r.left === 0) {
+        tripping.push(id);
+        this.bad.splice(b, 1);
+      }
+    }
+    while (messages.length < due) {
+      const agent = `spiffe://bench.example/ns/prod/sa/agent-${Math.floor(this.rnd() * 20_000)}`;
+      const v = VERDICTS[Math.floor(this.rnd() * VERDICTS.length)];
+      messages.push({ key: agent, value: JSON.stringify({ decision_id: `lat-${this.seq++}`, agent_id: agent, decision: v, occurred_at: occurred, tool_name: 'web.fetch', tenant: 'acme' }) });
+    }
+    this.sent += messages.length;
+    return { messages, tripping };
+  }
+
+  get produced(): number {
+    return this.sent;
+  }
 }

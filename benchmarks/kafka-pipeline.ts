@@ -24,8 +24,8 @@ import { randomUUID } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
 import type { Message } from 'kafkajs';
 import {
-  benchDir, busyCores, createTopic, fill, highWatermarks, kafkaClient, machineCpu, percentile, processorConfig, RAW_CONSUMER, sample, sleep, startBroker,
-  startInstance, topicsFor, watchCommitted, type Instance, type Progress,
+  benchDir, busyCores, createTopic, fill, highWatermarks, kafkaClient, LATENCY_RATE, LatencyLoad, machineCpu, percentile, processorConfig, RAW_CONSUMER, sample,
+  sleep, startBroker, startInstance, topicsFor, VERDICTS, watchCommitted, type Instance, type Progress,
 } from './kafka-harness.js';
 import { gc, mulberry32, report } from './util.js';
 
@@ -34,13 +34,8 @@ const RECORDS = Number(process.env.KAFKA_BENCH_RECORDS ?? 1_000_000);
 const IDENTITIES = 10_000;
 /** identities that only ever deny: each trips once, at its 10th decision */
 const HOT = 100;
-const LATENCY_RATE = 20_000;
 const LATENCY_WARMUP_S = 5;
 const LATENCY_SECONDS = Number(process.env.KAFKA_BENCH_LATENCY_SECONDS ?? 30);
-/** one misbehaving identity starts every this many ms and sends a deny every 10 ms, tripping at its 10th */
-const TRIP_EVERY_MS = 20;
-
-const VERDICTS = ['allow', 'allow', 'allow', 'allow', 'allow', 'allow', 'allow', 'deny', 'advisory_deny', 'step_up'] as const;
 
 /**
  * RECORDS decisions as a 20k/s stream of event time would carry them, keyed by agent_id; anonymous ones
@@ -190,13 +185,9 @@ export async function tripLatency(brokers: string, dir: string): Promise<Latency
     while (!joined) await sleep(20);
     await producer.connect();
 
-    const rnd = mulberry32(11);
+    const load = new LatencyLoad();
     const t0 = performance.now();
     const total = (LATENCY_WARMUP_S + LATENCY_SECONDS) * 1000;
-    let sent = 0;
-    let seq = 0;
-    let nextBad = 0; // index of the next misbehaving identity to start
-    const bad: { agent: string; next: number; left: number }[] = [];
     let expected = 0;
     let machineAtWarm: ReturnType<typeof machineCpu>;
     let warmAt = 0;
@@ -206,31 +197,10 @@ export async function tripLatency(brokers: string, dir: string): Promise<Latency
     for (;;) {
       const elapsed = performance.now() - t0;
       if (elapsed >= total) break;
-      const due = Math.floor((elapsed * LATENCY_RATE) / 1000) - sent;
-      if (due <= 0) {
+      const { messages, tripping } = load.next(elapsed);
+      if (messages.length === 0) {
         await sleep(1);
         continue;
-      }
-      const now = Date.now();
-      const occurred = new Date(now).toISOString();
-      const messages: Message[] = [];
-      const tripping: string[] = [];
-      while (nextBad * TRIP_EVERY_MS <= elapsed) bad.push({ agent: `spiffe://bench.example/ns/prod/sa/rogue-${nextBad++}`, next: 0, left: 10 });
-      for (let b = bad.length - 1; b >= 0; b--) {
-        const r = bad[b]!;
-        if (r.next > elapsed) continue;
-        const id = `lat-${seq++}`;
-        messages.push({ key: r.agent, value: JSON.stringify({ decision_id: id, agent_id: r.agent, decision: 'deny', occurred_at: occurred, session_id: `${r.agent}#s` }) });
-        r.next = elapsed + 10;
-        if (--r.left === 0) {
-          tripping.push(id);
-          bad.splice(b, 1);
-        }
-      }
-      while (messages.length < due) {
-        const agent = `spiffe://bench.example/ns/prod/sa/agent-${Math.floor(rnd() * 20_000)}`;
-        const v = VERDICTS[Math.floor(rnd() * VERDICTS.length)];
-        messages.push({ key: agent, value: JSON.stringify({ decision_id: `lat-${seq++}`, agent_id: agent, decision: v, occurred_at: occurred, tool_name: 'web.fetch', tenant: 'acme' }) });
       }
       const measuring = elapsed >= LATENCY_WARMUP_S * 1000;
       if (measuring && warmAt === 0) {
@@ -246,9 +216,9 @@ export async function tripLatency(brokers: string, dir: string): Promise<Latency
         expected += tripping.length;
       }
       await producer.send({ topic: topics.decisions, messages });
-      sent += messages.length;
     }
     const producedSeconds = (performance.now() - t0) / 1000;
+    const sent = load.produced;
     const machineBusy = busyCores(machineAtWarm, machineCpu(), cpus().length);
     const measuredSeconds = (performance.now() - warmAt) / 1000;
     const benchCpu = process.cpuUsage(benchCpuAtWarm);

@@ -22,8 +22,8 @@ import { cpus } from 'node:os';
 import type { Consumer, Message } from 'kafkajs';
 import { Evaluator } from '../../src/core/evaluator.js';
 import {
-  benchDir, busyCores, createTopic, highWatermarks, kafkaClient, machineCpu, percentile, processorConfig, sleep,
-  startInstance, topicsFor, watchCommitted, type Progress,
+  benchDir, busyCores, createTopic, highWatermarks, kafkaClient, LatencyLoad, machineCpu, percentile, processorConfig, sleep,
+  startInstance, topicsFor, VERDICTS, watchCommitted, type Progress,
 } from '../kafka-harness.js';
 import { gc, mulberry32, tripConfig } from '../util.js';
 import { processCpuSeconds, startStreamsApp } from './streams-app.js';
@@ -34,11 +34,8 @@ const IDENTITIES = 10_000;
 const HOT = 100;
 const BORDERLINE = 200;
 const EVENTS_PER_SECOND = 1000;
-const LATENCY_RATE = 20_000;
 const LATENCY_WARMUP_S = 5;
 const LATENCY_SECONDS = Number(process.env.PEERS_LATENCY_SECONDS ?? 30);
-const TRIP_EVERY_MS = 20;
-const VERDICTS = ['allow', 'allow', 'allow', 'allow', 'allow', 'allow', 'allow', 'deny', 'advisory_deny', 'step_up'] as const;
 
 const began = performance.now();
 /** One line on stderr per phase: the whole comparison takes several minutes. */
@@ -264,13 +261,9 @@ async function tripLatency(brokers: string, start: Start, name: string): Promise
     while (!joined) await sleep(20);
     await producer.connect();
 
-    const rnd = mulberry32(11);
+    const load = new LatencyLoad();
     const t0 = performance.now();
     const total = (LATENCY_WARMUP_S + LATENCY_SECONDS) * 1000;
-    let sent = 0;
-    let seq = 0;
-    let nextBad = 0;
-    const bad: { agent: string; next: number; left: number }[] = [];
     let expected = 0;
     let warmAt = 0;
     let machineAtWarm: ReturnType<typeof machineCpu>;
@@ -278,31 +271,10 @@ async function tripLatency(brokers: string, start: Start, name: string): Promise
     for (;;) {
       const elapsed = performance.now() - t0;
       if (elapsed >= total) break;
-      // at most 0.1 s worth per send: after a stall (a JVM starting on 2 shared cores) one send could pass the broker's size limit
-      const due = Math.min(Math.floor((elapsed * LATENCY_RATE) / 1000) - sent, LATENCY_RATE / 10);
-      if (due <= 0) {
+      const { messages, tripping } = load.next(elapsed);
+      if (messages.length === 0) {
         await sleep(1);
         continue;
-      }
-      const occurred = new Date().toISOString();
-      const messages: Message[] = [];
-      const tripping: string[] = [];
-      while (nextBad * TRIP_EVERY_MS <= elapsed) bad.push({ agent: `spiffe://bench.example/ns/prod/sa/rogue-${nextBad++}`, next: 0, left: 10 });
-      for (let b = bad.length - 1; b >= 0; b--) {
-        const r = bad[b]!;
-        if (r.next > elapsed) continue;
-        const id = `lat-${seq++}`;
-        messages.push({ key: r.agent, value: JSON.stringify({ decision_id: id, agent_id: r.agent, decision: 'deny', occurred_at: occurred, session_id: `${r.agent}#s` }) });
-        r.next = elapsed + 10;
-        if (--r.left === 0) {
-          tripping.push(id);
-          bad.splice(b, 1);
-        }
-      }
-      while (messages.length < due) {
-        const agent = `spiffe://bench.example/ns/prod/sa/agent-${Math.floor(rnd() * 20_000)}`;
-        const v = VERDICTS[Math.floor(rnd() * VERDICTS.length)];
-        messages.push({ key: agent, value: JSON.stringify({ decision_id: `lat-${seq++}`, agent_id: agent, decision: v, occurred_at: occurred, tool_name: 'web.fetch', tenant: 'acme' }) });
       }
       const measuring = elapsed >= LATENCY_WARMUP_S * 1000;
       if (measuring && warmAt === 0) {
@@ -316,9 +288,9 @@ async function tripLatency(brokers: string, start: Start, name: string): Promise
         expected += tripping.length;
       }
       await producer.send({ topic: topics.decisions, messages });
-      sent += messages.length;
     }
     const producedSeconds = (performance.now() - t0) / 1000;
+    const sent = load.produced;
     const measuredSeconds = (performance.now() - warmAt) / 1000;
     const machineBusy = busyCores(machineAtWarm, machineCpu(), cpus().length);
     const processorBusy = (processCpuSeconds(running.pid) - cpuAtWarm) / measuredSeconds;

@@ -30,6 +30,36 @@ export function startCli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd
   return spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...options.env }, cwd: options.cwd ?? ROOT, stdio: 'pipe' });
 }
 
+export interface LoggedCli {
+  readonly child: ReturnType<typeof spawn>;
+  /** stdout and stderr so far, interleaved */
+  readonly log: () => string;
+  /** SIGTERM (SIGKILL after 30 s: a process that does not stop is a failure the caller sees, not a hang); resolves with the exit code */
+  readonly stop: (signal?: NodeJS.Signals) => Promise<number | null>;
+}
+
+/** A long-running CLI process whose output is collected. */
+export function startLogged(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): LoggedCli {
+  const child = startCli(args, options);
+  let log = '';
+  child.stdout!.on('data', (b: Buffer) => (log += b.toString()));
+  child.stderr!.on('data', (b: Buffer) => (log += b.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    log: () => log,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      try {
+        return await exited;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}
+
 export function tempDir(prefix = 'killswitch-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { Kafka, logLevel, type Message } from 'kafkajs';
-import { runCli, startCli, writeIn } from './cli.js';
+import { runCli, startLogged, writeIn, type LoggedCli } from './cli.js';
 
 export function kafkaClient(brokers: string): Kafka {
   return new Kafka({ brokers: brokers.split(','), clientId: 'killswitch-test', logLevel: logLevel.NOTHING });
@@ -86,30 +86,13 @@ export async function readTopic(brokers: string, topic: string, o: { until?: (re
 }
 
 /** A running `killswitch run` in Kafka mode; resolves once it logs that it is running. */
-export async function startProcessor(config: string): Promise<{ child: ReturnType<typeof startCli>; log: () => string; stop: (signal?: NodeJS.Signals) => Promise<number | null> }> {
-  const child = startCli(['run', '--config', config]);
-  let log = '';
-  child.stderr!.on('data', (b: Buffer) => (log += b.toString()));
-  child.stdout!.on('data', (b: Buffer) => (log += b.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+export async function startProcessor(config: string): Promise<LoggedCli> {
+  const p = startLogged(['run', '--config', config]);
   const started = Date.now();
-  while (!log.includes('"partition assigned"') && !log.includes('"kafka mode running"')) {
-    if (child.exitCode !== null) throw new Error(`processor exited with ${child.exitCode}: ${log}`);
-    if (Date.now() - started > 60_000) throw new Error(`processor did not start: ${log}`);
+  while (!p.log().includes('"partition assigned"') && !p.log().includes('"kafka mode running"')) {
+    if (p.child.exitCode !== null) throw new Error(`processor exited with ${p.child.exitCode}: ${p.log()}`);
+    if (Date.now() - started > 60_000) throw new Error(`processor did not start: ${p.log()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  return {
-    child,
-    log: () => log,
-    stop: async (signal = 'SIGTERM') => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      // a process that does not stop within 30 s is a failure the caller sees (exit code null), not a hang
-      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-      try {
-        return await exited;
-      } finally {
-        clearTimeout(timer);
-      }
-    },
-  };
+  return p;
 }

@@ -20,7 +20,7 @@ import {
   ensureComposeSchema, ensureCrdSchemas, ensureHadolint, ensureKubeconform, ensureKubernetesSchemas, ensureKustomize, ensurePromtool, ensurePssCheck, VERSIONS,
 } from '../../scripts/tools.mjs';
 import { ensureNginx } from '../../scripts/nginx.mjs';
-import { repeat, ROOT, runCli, startCli, tempDir } from '../helpers/cli.js';
+import { repeat, ROOT, runCli, startLogged, tempDir, type LoggedCli } from '../helpers/cli.js';
 import { produce } from '../helpers/kafka.js';
 
 const DEPLOY = join(ROOT, 'deploy');
@@ -363,25 +363,7 @@ async function until<T>(what: string, check: () => Promise<T | undefined>, log: 
 }
 
 /** A killswitch process started with `args`; stop() sends SIGTERM and resolves with the exit code. */
-function startKillswitch(args: string[], env: NodeJS.ProcessEnv): { log: () => string; stop: () => Promise<number | null> } {
-  const child = startCli(args, { env });
-  let log = '';
-  child.stdout!.on('data', (b: Buffer) => (log += b.toString()));
-  child.stderr!.on('data', (b: Buffer) => (log += b.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return {
-    log: () => log,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-      try {
-        return await exited;
-      } finally {
-        clearTimeout(timer);
-      }
-    },
-  };
-}
+const startKillswitch = (args: string[], env: NodeJS.ProcessEnv): LoggedCli => startLogged(args, { env });
 
 /** Metric names a /metrics page declares (`# TYPE`), with the series names of histograms and summaries. */
 function declaredMetrics(text: string): Set<string> {
