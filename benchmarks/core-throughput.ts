@@ -10,6 +10,7 @@
 import { DecisionClass } from '../src/core/decision-class.js';
 import type { Decision } from '../src/core/decision.js';
 import { Evaluator } from '../src/core/evaluator.js';
+import { IdentityInterner } from '../src/core/identity-handle.js';
 import { gc, mulberry32, report, tripConfig } from './util.js';
 
 const IDENTITIES = 100_000;
@@ -36,7 +37,7 @@ function zipfSampler(n: number, rnd: () => number): () => number {
 }
 
 /** The stream as identity indices and classes; each round materialises it as fresh decision objects. */
-interface Stream { who: Int32Array; cls: Uint8Array; ids: string[]; sessions: string[] }
+interface Stream { who: Int32Array; cls: Uint8Array; ids: string[]; handles: number[]; sessions: string[] }
 
 function makeStream(pick: () => number, rnd: () => number): Stream {
   const who = new Int32Array(PER_ROUND);
@@ -47,20 +48,26 @@ function makeStream(pick: () => number, rnd: () => number): Stream {
     cls[i] = r < 0.85 ? DecisionClass.Call : r < 0.98 ? DecisionClass.Deny : DecisionClass.AdvisoryDeny;
     who[i] = pick();
   }
+  const ids = Array.from({ length: IDENTITIES }, (_, i) => `spiffe://bench.example/ns/prod/sa/agent-${i}`);
+  // what the Kafka decoder's cache of validated SPIFFE IDs hands out with each decision
+  const interner = new IdentityInterner();
   return {
-    who, cls,
-    ids: Array.from({ length: IDENTITIES }, (_, i) => `spiffe://bench.example/ns/prod/sa/agent-${i}`),
+    who, cls, ids,
+    handles: ids.map((id) => interner.handleOf(id)),
     sessions: Array.from({ length: IDENTITIES }, (_, i) => `sess-${i}`),
   };
 }
 
 /** One round's decisions, allocated together as a batch of parsed records would be. */
-function batch(s: Stream, round: number): Decision[] {
+function batch(s: Stream, round: number, withHandles: boolean): Decision[] {
   const start = Date.UTC(2026, 0, 1) + round * Math.ceil(PER_ROUND / RATE_PER_MS);
   const out: Decision[] = new Array<Decision>(PER_ROUND);
   for (let i = 0; i < PER_ROUND; i++) {
     const w = s.who[i]!;
-    out[i] = { decisionId: `d-${round}-${i}`, agentId: s.ids[w]!, cls: s.cls[i] as DecisionClass, timeMs: start + Math.floor(i / RATE_PER_MS), sessionId: s.sessions[w] };
+    out[i] = {
+      decisionId: `d-${round}-${i}`, agentId: s.ids[w]!, cls: s.cls[i] as DecisionClass, timeMs: start + Math.floor(i / RATE_PER_MS), sessionId: s.sessions[w],
+      identity: withHandles ? s.handles[w] : undefined,
+    };
   }
   return out;
 }
@@ -70,7 +77,7 @@ function floorRate(s: Stream): number {
   const index = new Map<string, number>();
   const counters = new Uint32Array(IDENTITIES * 4);
   for (const id of s.ids) index.set(id, index.size);
-  const decisions = batch(s, 0);
+  const decisions = batch(s, 0, false);
   let best = 0;
   for (let round = 0; round < 3; round++) {
     const t0 = process.hrtime.bigint();
@@ -83,14 +90,14 @@ function floorRate(s: Stream): number {
   return best;
 }
 
-function measure(name: string, s: Stream): void {
+function measure(name: string, s: Stream, withHandles: boolean): void {
   const evaluator = new Evaluator(tripConfig());
   const clock = evaluator.openStream('bench', { file: 'bench' });
   const rates: number[] = [];
   const heaps: number[] = [];
   let trips = 0;
   const timeRound = (round: number): number => {
-    const decisions = batch(s, round); // dropped when this returns, before the heap is measured
+    const decisions = batch(s, round, withHandles); // dropped when this returns, before the heap is measured
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < PER_ROUND; i++) {
       if (evaluator.accept(clock, decisions[i]!, i) !== null) trips++;
@@ -106,7 +113,8 @@ function measure(name: string, s: Stream): void {
   const steady = rates.slice(2);
   const floor = floorRate(s);
   const median = [...steady].sort((a, b) => a - b)[Math.floor(steady.length / 2)]!;
-  report(`core throughput, ${name} (window + trip rule, pre-parsed, ${IDENTITIES.toLocaleString('en-US')} identities, session ids)`, {
+  const how = withHandles ? 'with identity handles' : 'by ID string';
+  report(`core throughput, ${name}, ${how} (window + trip rule, pre-parsed, ${IDENTITIES.toLocaleString('en-US')} identities, session ids)`, {
     'decisions/s (median of rounds 3..8)': Math.round(median),
     'decisions/s (best round)': Math.round(Math.max(...steady)),
     'memory floor, same sequence (Map.get + 1 increment)': Math.round(floor),
@@ -122,7 +130,12 @@ function measure(name: string, s: Stream): void {
 
 export function run(): void {
   const rnd = mulberry32(42);
-  measure('uniform identities', makeStream(() => Math.floor(rnd() * IDENTITIES), rnd));
-  gc();
-  measure('Zipf s=1 identities', makeStream(zipfSampler(IDENTITIES, rnd), rnd));
+  const uniform = makeStream(() => Math.floor(rnd() * IDENTITIES), rnd);
+  const zipf = makeStream(zipfSampler(IDENTITIES, rnd), rnd);
+  for (const withHandles of [true, false]) {
+    measure('uniform identities', uniform, withHandles);
+    gc();
+    measure('Zipf s=1 identities', zipf, withHandles);
+    gc();
+  }
 }

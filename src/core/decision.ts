@@ -23,6 +23,12 @@ export interface Decision {
   /** event time, ms since the epoch */
   readonly timeMs: number;
   readonly sessionId: string | undefined;
+  /**
+   * The identity handle of `agentId` from an IdentityInterner (identity-handle.ts), when the decoder has
+   * one: the window store then finds the identity without hashing the ID. Must be the handle of exactly
+   * this agentId.
+   */
+  readonly identity?: number | undefined;
 }
 
 export function toDecision(event: DecisionEvent, classifier: DecisionClassifier): Decision | string {

@@ -142,9 +142,9 @@ export class Evaluator {
   private readonly store: WindowStore;
   private readonly sessions: (SessionTracker | undefined)[] = [];
   // The session of an identity's latest decision, kept per slot so the common case (the same session
-  // again) costs one comparison; the tracker is updated only when the session changes.
+  // again) costs one comparison; the tracker is updated only when the session changes. Its newest bucket
+  // is kept in the slot's header (store.sessionBucket).
   private readonly currentSession: (string | undefined)[] = [];
-  private readonly currentSessionBucket: number[] = [];
   private readonly counts: WindowCounts = { calls: 0, denies: 0, advisoryDenies: 0 };
   private readonly clocks = new Set<StreamClock>();
   private readonly ringSize: number;
@@ -265,8 +265,13 @@ export class Evaluator {
       stats.outsideWindow++;
       return null;
     }
-    let slot = this.store.peekSlot(agentId);
-    if (slot < 0) slot = this.store.slotFor(agentId, Math.floor(clock.time / g), this.isBlockedId, this.idleReferenceBucket(clock));
+    const handle = d.identity;
+    let slot = handle === undefined ? -1 : this.store.slotOfHandle(handle);
+    if (slot < 0) {
+      slot = this.store.peekSlot(agentId);
+      if (slot < 0) slot = this.store.slotFor(agentId, Math.floor(clock.time / g), this.isBlockedId, this.idleReferenceBucket(clock));
+      if (handle !== undefined) this.store.bindHandle(slot, handle);
+    }
     if (this.store.isBlocked(slot)) {
       stats.whileBlocked++;
       return null;
@@ -278,11 +283,11 @@ export class Evaluator {
     const sid = d.sessionId;
     if (sid !== undefined) {
       if (this.currentSession[slot] === sid) {
-        if (bucket > this.currentSessionBucket[slot]!) this.currentSessionBucket[slot] = bucket;
+        if (bucket > this.store.sessionBucket(slot)) this.store.setSessionBucket(slot, bucket);
       } else {
         this.flushSession(slot, cutoff);
         this.currentSession[slot] = sid;
-        this.currentSessionBucket[slot] = bucket;
+        this.store.setSessionBucket(slot, bucket);
       }
     }
 
@@ -433,7 +438,7 @@ export class Evaluator {
 
   private flushSession(slot: number, cutoff: number): void {
     const sid = this.currentSession[slot];
-    if (sid !== undefined) this.noteSession(slot, sid, this.currentSessionBucket[slot]!, cutoff);
+    if (sid !== undefined) this.noteSession(slot, sid, this.store.sessionBucket(slot), cutoff);
   }
 
   private noteSession(slot: number, sessionId: string, bucket: number, cutoff: number): void {

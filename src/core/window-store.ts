@@ -16,6 +16,7 @@
  * head bucket does; see benchmarks/README.md.)
  */
 import { DecisionClass } from './decision-class.js';
+import { NO_HANDLE } from './identity-handle.js';
 
 export interface WindowStoreOptions {
   /** ring size in buckets: ceil(W / g) + 1 covers every bucket a window at any T can touch */
@@ -39,18 +40,21 @@ export interface WindowCounts {
 const CELL_MAX = 0xffff;
 const CELL_SPAN = 0x10000;
 const KINDS = 3; // calls, denies, advisory denies
-// Per-slot header record of 48 bytes, read through two views of one buffer. Decisions in the head
+// Per-slot header record of 56 bytes, read through two views of one buffer. Decisions in the head
 // bucket (nearly all of them) are counted in the header only; the head bucket's counts move to the ring
-// when the head advances. So the common path touches the index entry and this record, not the ring.
+// when the head advances. So the common path touches this record only (and, for a decision that comes
+// with an identity handle, one read of the handle table instead of a hash lookup of the ID).
 // Counts are 32-bit: one identity would need 4.3 billion decisions in one window to overflow them.
-const HDR_BYTES = 48;
+const HDR_BYTES = 56;
 const F = HDR_BYTES / 8; // float64 stride
 const HEAD = 0; // float64: newest bucket number counted
 const LO = 1; // float64: oldest bucket number still counted
+const SESSION_BUCKET = 2; // float64: kept for the owner (the evaluator: its current session's newest bucket)
 const U = HDR_BYTES / 4; // uint32 stride
-const TOT = 4; // uint32: running totals, TOT + kind
-const CUR = 7; // uint32: counts of the head bucket, CUR + kind (its ring cells stay zero while it is the head)
-const BLOCKED = 10; // uint32: 1 while the identity is blocked
+const TOT = 6; // uint32: running totals, TOT + kind
+const CUR = 9; // uint32: counts of the head bucket, CUR + kind (its ring cells stay zero while it is the head)
+const BLOCKED = 12; // uint32: 1 while the identity is blocked
+const HANDLE = 13; // uint32: the identity handle bound to the slot (NO_HANDLE: none)
 const NIL = -1;
 
 export class WindowStore {
@@ -70,6 +74,9 @@ export class WindowStore {
   private oldest = NIL;
   private newest = NIL;
   private slotIds: (string | undefined)[];
+  /** identity handle -> slot, direct-mapped by the handle's low bits; an entry counts only if the slot's header holds the same handle */
+  private handleSlots: Int32Array;
+  private handleMask: number;
   private readonly overflow = new Map<number, number>(); // cell index -> multiples of 65536
   private readonly index = new Map<string, number>();
 
@@ -91,6 +98,8 @@ export class WindowStore {
     this.prev = new Int32Array(this.capacity);
     this.next = new Int32Array(this.capacity);
     this.slotIds = new Array<string | undefined>(this.capacity);
+    this.handleSlots = new Int32Array(pow2AtLeast(this.capacity));
+    this.handleMask = this.handleSlots.length - 1;
   }
 
   get size(): number {
@@ -100,12 +109,36 @@ export class WindowStore {
   /** Bytes held by the typed arrays (the per-identity part of the store's memory). */
   get arrayBytes(): number {
     return this.cells.byteLength + this.hf.byteLength + this.prev.byteLength +
-      this.next.byteLength;
+      this.next.byteLength + this.handleSlots.byteLength;
   }
 
   /** Slot of an identity, or -1 when it is not tracked. */
   peekSlot(id: string): number {
     return this.index.get(id) ?? NIL;
+  }
+
+  /**
+   * Slot of the identity with handle `h` (see identity-handle.ts), or -1 when no slot is bound to it (then
+   * look the ID up with peekSlot / slotFor and bind the handle).
+   */
+  slotOfHandle(h: number): number {
+    const slot = this.handleSlots[h & this.handleMask]!;
+    return h !== NO_HANDLE && this.hu[slot * U + HANDLE] === h ? slot : NIL;
+  }
+
+  /** From now on `h`, the handle of the identity in `slot`, finds the slot. */
+  bindHandle(slot: number, h: number): void {
+    if (h === NO_HANDLE) return;
+    this.hu[slot * U + HANDLE] = h;
+    this.handleSlots[h & this.handleMask] = slot;
+  }
+
+  sessionBucket(slot: number): number {
+    return this.hf[slot * F + SESSION_BUCKET]!;
+  }
+
+  setSessionBucket(slot: number, bucket: number): void {
+    this.hf[slot * F + SESSION_BUCKET] = bucket;
   }
 
   /**
@@ -216,6 +249,7 @@ export class WindowStore {
     const id = this.slotIds[slot]!;
     this.index.delete(id);
     this.slotIds[slot] = undefined;
+    this.hu[slot * U + HANDLE] = NO_HANDLE;
     this.unlink(slot);
     this.onRelease?.(slot, id);
     this.freeSlots.push(slot);
@@ -254,6 +288,14 @@ export class WindowStore {
     this.next = next;
     this.slotIds.length = newCapacity;
     this.capacity = newCapacity;
+    if (pow2AtLeast(newCapacity) > this.handleSlots.length) {
+      this.handleSlots = new Int32Array(pow2AtLeast(newCapacity));
+      this.handleMask = this.handleSlots.length - 1;
+      for (let slot = 0; slot < this.nextFresh; slot++) {
+        const h = this.hu[slot * U + HANDLE]!;
+        if (h !== NO_HANDLE) this.handleSlots[h & this.handleMask] = slot;
+      }
+    }
   }
 
   private resetSlot(slot: number, bucket: number): void {
@@ -345,6 +387,12 @@ export class WindowStore {
     }
     return v;
   }
+}
+
+function pow2AtLeast(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
 }
 
 function mod(a: number, n: number): number {

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { DecisionClass } from '../../../src/core/decision-class.js';
 import type { Decision } from '../../../src/core/decision.js';
 import { Evaluator } from '../../../src/core/evaluator.js';
+import { IdentityInterner } from '../../../src/core/identity-handle.js';
 import { tripConfig } from '../../helpers/trip-config.js';
 
 interface Params { windowMs: number; g: number; latenessMs: number; minCalls: number; threshold: number; identities: number }
@@ -85,7 +86,11 @@ function reference(p: Params, ops: Op[], m: Mutant = {}): Outcome {
   return { trips, late };
 }
 
-function actual(p: Params, ops: Op[], maxTracked = 1_000_000): Outcome & { liveEvictions: number } {
+/**
+ * `interner`: decisions carry identity handles from it, as the Kafka decoder gives them (the store then
+ * finds slots by handle); a small interner starts over often, so old handles meet rebound slots.
+ */
+function actual(p: Params, ops: Op[], maxTracked = 1_000_000, interner?: IdentityInterner): Outcome & { liveEvictions: number } {
   const ev = new Evaluator(tripConfig({
     window_ms: p.windowMs, resolution_ms: p.g, allowed_lateness_ms: p.latenessMs, min_calls: p.minCalls,
     deny_rate_threshold: p.threshold, max_tracked_identities: maxTracked,
@@ -99,7 +104,8 @@ function actual(p: Params, ops: Op[], maxTracked = 1_000_000): Outcome & { liveE
       if (st?.blocked === true) ev.applyLedger({ agent_id: op.id, epoch: st.epoch, action: 'unblock' });
       continue;
     }
-    const trip = ev.accept(clock, op.d, ++line);
+    const d = interner === undefined || op.d.agentId === null ? op.d : { ...op.d, identity: interner.handleOf(op.d.agentId) };
+    const trip = ev.accept(clock, d, ++line);
     if (trip !== null) {
       const e = trip.evidence;
       trips.push({ id: trip.agentId, epoch: trip.epoch, decisionId: e.tripping_decision_id, calls: e.calls, denies: e.denies, advisory: e.advisory_denies });
@@ -167,6 +173,17 @@ describe('window store + trip rule against the section 2 reference', () => {
         const a = actual(p, ops, cap);
         // Only a live eviction (counted) may change the outcome.
         if (a.liveEvictions === 0) expect({ trips: a.trips, late: a.late }).toEqual(reference(p, ops));
+      }),
+      { numRuns: 800 },
+    );
+  });
+
+  it('gives the same trips when decisions carry identity handles, also when the interner starts over and slots are reused', () => {
+    fc.assert(
+      fc.property(scenario, fc.integer({ min: 1, max: 4 }), ({ p, ops }, internerSize) => {
+        expect(actual(p, ops, 1_000_000, new IdentityInterner(internerSize))).toEqual(actual(p, ops));
+        const cap = Math.max(1, Math.ceil(p.identities / 2));
+        expect(actual(p, ops, cap, new IdentityInterner(internerSize))).toEqual(actual(p, ops, cap));
       }),
       { numRuns: 800 },
     );
