@@ -78,6 +78,9 @@ export interface StreamClock {
   /** per bucket (mod ring size): bucket number and the smallest input position seen in it */
   readonly bucketNo: Float64Array;
   readonly bucketMinPos: Float64Array;
+  /** the last bucket noted and its ring index (a remainder of a float is slow, and buckets rarely change) */
+  notedBucket: number;
+  notedIndex: number;
 }
 
 export interface Trip {
@@ -182,6 +185,8 @@ export class Evaluator {
       time: -Infinity,
       bucketNo: new Float64Array(this.ringSize).fill(-Infinity),
       bucketMinPos: new Float64Array(this.ringSize),
+      notedBucket: NaN,
+      notedIndex: 0,
     };
     this.clocks.add(clock);
     return clock;
@@ -411,7 +416,12 @@ export class Evaluator {
   }
 
   private notePosition(clock: StreamClock, bucket: number, position: number): void {
-    const i = mod(bucket, this.ringSize);
+    let i = clock.notedIndex;
+    if (bucket !== clock.notedBucket) {
+      i = mod(bucket, this.ringSize);
+      clock.notedBucket = bucket;
+      clock.notedIndex = i;
+    }
     const held = clock.bucketNo[i]!;
     if (held === bucket) {
       if (position < clock.bucketMinPos[i]!) clock.bucketMinPos[i] = position;
