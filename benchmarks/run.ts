@@ -3,6 +3,7 @@ import { cpus } from 'node:os';
 
 const scenarios: Record<string, () => Promise<{ run: () => void | Promise<void> }>> = {
   'core-throughput': () => import('./core-throughput.js'),
+  decode: () => import('./decode.js'),
   'kafka-pipeline': () => import('./kafka-pipeline.js'),
   'memory-per-identity': () => import('./memory-per-identity.js'),
   peers: () => import('./peers/index.js'),

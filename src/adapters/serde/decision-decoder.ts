@@ -13,13 +13,13 @@ export const BAD_RECORD_REASONS = ['invalid_json', 'schema_invalid', 'invalid_sp
 export type BadRecordReason = (typeof BAD_RECORD_REASONS)[number];
 
 export type DecodeResult =
-  | { readonly ok: true; readonly decision: Decision; readonly event: DecisionEvent }
+  | { readonly ok: true; readonly decision: Decision }
   | { readonly ok: false; readonly reason: BadRecordReason; readonly message: string };
 
 export class DecisionDecoder {
   private readonly validate = validator('decision');
 
-  constructor(private readonly classifier: DecisionClassifier) {}
+  constructor(readonly classifier: DecisionClassifier) {}
 
   /** `key`: the record key (Kafka key, or the `KEY<TAB>` prefix of a line); undefined or '' = none. */
   decodeText(text: string, key?: string): DecodeResult {
@@ -43,7 +43,7 @@ export class DecisionDecoder {
     }
     const decision = toDecision(event, this.classifier);
     if (typeof decision === 'string') return { ok: false, reason: 'schema_invalid', message: decision };
-    return { ok: true, decision, event };
+    return { ok: true, decision };
   }
 
   private schemaFailure(value: unknown): DecodeResult {

@@ -1,0 +1,346 @@
+/**
+ * The fast path for plain-JSON Kafka values: reads the common shape of a decision event (CONTRACTS.md
+ * section 1) straight from the record's bytes, without decoding the value to a string, JSON.parse or
+ * the schema validator, which were a third of the CPU of a decision in Kafka mode.
+ *
+ * It only ever answers for what it fully understands: one flat JSON object whose keys and values are
+ * strings of printable ASCII without escapes (`agent_id` may also be null), no key twice. Anything else
+ * (another value type, an escape, a non-ASCII byte, a duplicate key, a value the contract refuses, a key
+ * that differs from `agent_id`) makes it decline, and the caller runs the full decoder on the same
+ * bytes. So the fast path never has to say why a record is bad (the reasons and messages stay in
+ * DecisionDecoder), and whenever it answers, DecisionDecoder would have answered the same decision.
+ * test/unit/serde/fast-decision.test.ts holds the two against each other.
+ */
+import { DECISIONS, type DecisionClass, type DecisionClassifier } from '../../core/decision-class.js';
+import type { Decision } from '../../core/decision.js';
+import { isSpiffeId } from '../../core/spiffe-id.js';
+import { parseRfc3339 } from '../../core/time.js';
+import { IdTable, sameBytes } from './id-table.js';
+
+/** The string slice Buffer has at run time (Node's own `toString('latin1', s, e)` ends in it). */
+interface Latin1Sliceable extends Buffer {
+  latin1Slice(start: number, end: number): string;
+}
+
+/** Validated SPIFFE IDs remembered (and their bytes at most); when there are more, the table starts over. */
+export const MAX_CACHED_IDS = 100_000;
+const MAX_CACHED_ID_BYTES = 8 << 20;
+
+// The schema's limits on decision_id (schemas/policy-decision.schema.json). Only ASCII gets this far,
+// so its length in characters (what the schema counts) is its length in bytes.
+const DECISION_ID_MIN = 1;
+const DECISION_ID_MAX = 128;
+
+// The fields the contract names, one bit each (a second occurrence declines).
+const F_DECISION_ID = 1;
+const F_AGENT_ID = 2;
+const F_DECISION = 4;
+const F_OCCURRED_AT = 8;
+const F_SESSION_ID = 16;
+const F_TOOL_NAME = 32;
+const F_POLICY_RULE = 64;
+const F_TENANT = 128;
+const F_DELEGATED_BY = 256;
+const REQUIRED = F_DECISION_ID | F_DECISION | F_OCCURRED_AT;
+
+const FIELDS: readonly (readonly [string, number])[] = [
+  ['decision_id', F_DECISION_ID], ['agent_id', F_AGENT_ID], ['decision', F_DECISION], ['occurred_at', F_OCCURRED_AT],
+  ['session_id', F_SESSION_ID], ['tool_name', F_TOOL_NAME], ['policy_rule', F_POLICY_RULE], ['tenant', F_TENANT],
+  ['delegated_by', F_DELEGATED_BY],
+];
+/** Names to look bytes up in: their bytes, lengths and first four bytes (as sameBytes reads them). */
+interface Names {
+  readonly views: readonly DataView[];
+  readonly lengths: Int32Array;
+  readonly firstWords: Int32Array;
+}
+function namesOf(texts: readonly string[]): Names {
+  const views = texts.map((t) => new DataView(Uint8Array.from(t, (c) => c.charCodeAt(0)).buffer));
+  return {
+    views,
+    lengths: Int32Array.from(texts, (t) => t.length),
+    firstWords: Int32Array.from(views, (v) => (v.byteLength >= 4 ? v.getInt32(0, true) : 0)),
+  };
+}
+const FIELD_NAMES = namesOf(FIELDS.map(([name]) => name));
+const FIELD_BITS = FIELDS.map(([, bit]) => bit);
+const DECISION_NAMES = namesOf(DECISIONS);
+
+/** Distinct unknown keys one record may have before the fast path declines (each is compared with the others). */
+const MAX_UNKNOWN_KEYS = 16;
+
+const QUOTE = 0x22;
+
+/** 1 for the bytes a string may hold as they are here: printable ASCII but `"` and `\`. */
+const PLAIN = new Uint8Array(256);
+for (let c = 0x20; c <= 0x7e; c++) PLAIN[c] = c === QUOTE || c === 0x5c ? 0 : 1;
+
+function isWhitespace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
+function skipWhitespace(b: Buffer, i: number): number {
+  const end = b.length;
+  while (i < end && isWhitespace(b[i]!)) i++;
+  return i;
+}
+
+/**
+ * The index of the closing quote of a string starting at `i` (after its opening quote), or -1 when it
+ * holds anything else than PLAIN bytes: control characters are invalid JSON, escapes and non-ASCII are
+ * left to JSON.parse.
+ *
+ * Four bytes at a time (a JS loop costs about a nanosecond a byte, and every byte of the value is a
+ * string byte but a few dozen): `view` reads b's memory, at b[i] = view[base + i]. For each byte x the
+ * words below have bit 7 set exactly when x is not PLAIN; no addition carries into the next byte.
+ */
+function stringEnd(b: Buffer, view: DataView, base: number, i: number): number {
+  const end = b.length;
+  for (; i + 4 <= end; i += 4) {
+    const w = view.getInt32(base + i, true);
+    const x = w & 0x7f7f7f7f;
+    const special = (
+      w | // >= 0x80
+      ~((x + 0x60606060) | 0) | // < 0x20
+      ((x + 0x01010101) | 0) | // 0x7f
+      ~(((x ^ 0x22222222) + 0x7f7f7f7f) | 0) | // '"'
+      ~(((x ^ 0x5c5c5c5c) + 0x7f7f7f7f) | 0) // '\\'
+    ) & 0x80808080;
+    if (special !== 0) {
+      i += (31 - Math.clz32(special & -special)) >> 3; // the first special byte (little-endian: the lowest)
+      return b[i] === QUOTE ? i : -1;
+    }
+  }
+  while (i < end && PLAIN[b[i]!] === 1) i++;
+  return i < end && b[i] === QUOTE ? i : -1;
+}
+
+/**
+ * The index in `names` of the name that b[at..] holds followed by its closing quote, or -1. Known
+ * names are matched without scanning them (their bytes are plain), unknown ones are left to stringEnd.
+ */
+function nameAt(names: Names, b: Buffer, view: DataView, base: number, at: number): number {
+  const { lengths, firstWords } = names;
+  const end = b.length;
+  // the first four bytes rule out all names but one or two without reading them
+  const first = at + 4 <= end ? view.getInt32(base + at, true) : 0;
+  for (let n = 0; n < lengths.length; n++) {
+    const len = lengths[n]!;
+    if (at + len < end && b[at + len] === QUOTE && (len < 4 || firstWords[n] === first) && sameBytes(names.views[n]!, 0, view, base + at, len)) return n;
+  }
+  return -1;
+}
+
+/** Whether `key` holds the bytes at view[at] (`memory` is the view's buffer). */
+function sameKey(key: Buffer, memory: ArrayBufferLike, view: DataView, at: number): boolean {
+  // The client hands a record's key and value as slices of one buffer; a key elsewhere is compared bytewise.
+  if (key.buffer === memory) return sameBytes(view, key.byteOffset, view, at, key.length);
+  for (let i = 0; i < key.length; i++) if (key[i] !== view.getUint8(at + i)) return false;
+  return true;
+}
+
+/** "YYYY-MM-DDTHH:MM:" */
+const MINUTE_LENGTH = 17;
+
+/**
+ * The ms that "SS" or "SS.f…" followed by "Z" or "z" in b[i..e) add to the start of their minute, as
+ * parseRfc3339 counts them (fraction digits past the millisecond truncated), or -1: another form, or a
+ * leap second (60), which parseRfc3339 handles.
+ */
+function secondsAndFraction(b: Buffer, i: number, e: number): number {
+  const d1 = b[i]! - 0x30;
+  const d2 = b[i + 1]! - 0x30;
+  if (d1 < 0 || d1 > 5 || d2 < 0 || d2 > 9) return -1;
+  let ms = (d1 * 10 + d2) * 1000;
+  i += 2;
+  if (b[i] === 0x2e) { // '.'
+    const start = ++i;
+    let fraction = 0;
+    for (; i < e; i++) {
+      const d = b[i]! - 0x30;
+      if (d < 0 || d > 9) break;
+      if (i - start < 3) fraction = fraction * 10 + d;
+    }
+    if (i === start) return -1;
+    for (let k = i - start; k < 3; k++) fraction *= 10;
+    ms += fraction;
+  }
+  const z = b[i];
+  return i === e - 1 && (z === 0x5a || z === 0x7a) ? ms : -1; // 'Z' or 'z', then the end
+}
+
+export class FastDecisionDecoder {
+  /** the class of each of DECISIONS, in its order */
+  private readonly classes: readonly DecisionClass[];
+  /** SPIFFE IDs validated already */
+  private readonly validIds: IdTable;
+  /** the "YYYY-MM-DDTHH:MM:" of the last valid occurred_at (none yet: no record's bytes match 0xff) */
+  private readonly minute = new Uint8Array(MINUTE_LENGTH).fill(0xff);
+  private readonly minuteView = new DataView(this.minute.buffer);
+  /** that minute's start, ms since the epoch */
+  private minuteMs = NaN;
+  // Views of the memory of the last value and key (a fetch's records are slices of one buffer).
+  private viewed: ArrayBufferLike = new ArrayBuffer(0);
+  private view = new DataView(this.viewed);
+  // start and length of each unknown key of the record being read (reused: no allocation per record)
+  private readonly unknownKeys = new Int32Array(MAX_UNKNOWN_KEYS * 2);
+
+  /** @param maxCachedIds bound on remembered valid IDs (tests make it small) */
+  constructor(classifier: DecisionClassifier, maxCachedIds = MAX_CACHED_IDS) {
+    this.classes = DECISIONS.map((d) => classifier.classOf(d));
+    this.validIds = new IdTable(maxCachedIds, MAX_CACHED_ID_BYTES);
+  }
+
+  /**
+   * The decision in `value` with record key `key` (null or empty: none), or null: not the common shape,
+   * or not valid; either way the full decoder must read it.
+   */
+  decode(value: Buffer, key: Buffer | null): Decision | null {
+    const b = value;
+    const end = b.length;
+    const memory = b.buffer;
+    if (memory !== this.viewed) {
+      this.viewed = memory;
+      this.view = new DataView(memory);
+    }
+    const view = this.view;
+    const base = b.byteOffset;
+    let seen = 0;
+    let unknown = 0;
+    let idStart = 0, idEnd = 0, agentStart = -1, agentEnd = -1, occurredStart = 0, occurredEnd = 0;
+    let sessionStart = -1, sessionEnd = -1, delegatedStart = -1, delegatedEnd = -1;
+    let decision = -1;
+
+    let i = skipWhitespace(b, 0);
+    if (i >= end || b[i] !== 0x7b) return null; // '{'
+    i = skipWhitespace(b, i + 1);
+    for (;;) {
+      // a key
+      if (i >= end || b[i] !== QUOTE) return null; // includes '{}' (required fields missing) and a trailing comma
+      const keyStart = i + 1;
+      const field = nameAt(FIELD_NAMES, b, view, base, keyStart);
+      const keyEnd = field >= 0 ? keyStart + FIELD_NAMES.lengths[field]! : stringEnd(b, view, base, keyStart);
+      if (keyEnd < 0) return null;
+      const bit = field >= 0 ? FIELD_BITS[field]! : 0;
+      i = skipWhitespace(b, keyEnd + 1);
+      if (i >= end || b[i] !== 0x3a) return null; // ':'
+      i = skipWhitespace(b, i + 1);
+      if (i >= end) return null;
+      // its value: a string, or null for agent_id only
+      let valueStart = -1;
+      let valueEnd = -1;
+      if (b[i] === QUOTE) {
+        valueStart = i + 1;
+        if (bit === F_DECISION) {
+          // one of the decisions, or not the fast path's
+          decision = nameAt(DECISION_NAMES, b, view, base, valueStart);
+          if (decision < 0) return null;
+          valueEnd = valueStart + DECISION_NAMES.lengths[decision]!;
+        } else {
+          valueEnd = stringEnd(b, view, base, valueStart);
+          if (valueEnd < 0) return null;
+        }
+        i = valueEnd + 1;
+      } else if (bit === F_AGENT_ID && i + 4 <= end && b[i] === 0x6e && b[i + 1] === 0x75 && b[i + 2] === 0x6c && b[i + 3] === 0x6c) { // null
+        i += 4;
+      } else {
+        return null;
+      }
+      if (bit === 0) {
+        if (!this.noteUnknownKey(view, base, keyStart, keyEnd, unknown)) return null;
+        unknown++;
+      } else {
+        if ((seen & bit) !== 0) return null; // JSON.parse keeps the last one; not our business
+        seen |= bit;
+        switch (bit) {
+          case F_DECISION_ID: idStart = valueStart; idEnd = valueEnd; break;
+          case F_AGENT_ID: agentStart = valueStart; agentEnd = valueEnd; break;
+          case F_OCCURRED_AT: occurredStart = valueStart; occurredEnd = valueEnd; break;
+          case F_SESSION_ID: sessionStart = valueStart; sessionEnd = valueEnd; break;
+          case F_DELEGATED_BY: delegatedStart = valueStart; delegatedEnd = valueEnd; break;
+          default: // decision (read above); tool_name, policy_rule, tenant: any string, not part of the decision
+        }
+      }
+      i = skipWhitespace(b, i);
+      if (i >= end) return null;
+      if (b[i] === 0x7d) break; // '}'
+      if (b[i] !== 0x2c) return null; // ','
+      i = skipWhitespace(b, i + 1);
+    }
+    if (skipWhitespace(b, i + 1) !== end) return null;
+
+    if ((seen & REQUIRED) !== REQUIRED) return null;
+    const idLength = idEnd - idStart;
+    if (idLength < DECISION_ID_MIN || idLength > DECISION_ID_MAX) return null;
+
+    // The record key must be agent_id's bytes (a null or absent agent_id only goes with no key). Only
+    // ASCII gets here, so equal bytes are equal strings, and unequal bytes cannot decode to agent_id.
+    const keyLength = key === null ? 0 : key.length;
+    const agentLength = agentEnd - agentStart;
+    if (keyLength > 0 && (agentStart < 0 || keyLength !== agentLength || !sameKey(key!, memory, view, base + agentStart))) return null;
+
+    const timeMs = this.timeOf(b, view, base, occurredStart, occurredEnd);
+    if (Number.isNaN(timeMs)) return null;
+    let agentId: string | null = null;
+    if (agentStart >= 0) {
+      agentId = this.validId(b, view, base, agentStart, agentEnd);
+      if (agentId === null) return null;
+    }
+    if (delegatedStart >= 0 && this.validId(b, view, base, delegatedStart, delegatedEnd) === null) return null;
+    const s = b as Latin1Sliceable;
+    return {
+      decisionId: s.latin1Slice(idStart, idEnd),
+      agentId,
+      cls: this.classes[decision]!,
+      timeMs,
+      sessionId: sessionStart < 0 ? undefined : s.latin1Slice(sessionStart, sessionEnd),
+    };
+  }
+
+  /** Remembers the unknown key b[s..e) as the n-th of this record; false when it was seen already (or too many). */
+  private noteUnknownKey(view: DataView, base: number, s: number, e: number, n: number): boolean {
+    if (n >= MAX_UNKNOWN_KEYS) return false;
+    const keys = this.unknownKeys;
+    const len = e - s;
+    for (let k = 0; k < n; k++) {
+      if (keys[2 * k + 1] === len && sameBytes(view, base + keys[2 * k]!, view, base + s, len)) return false;
+    }
+    keys[2 * n] = s;
+    keys[2 * n + 1] = len;
+    return true;
+  }
+
+  /** The SPIFFE ID in b[s..e) (at view[base + s]), or null when it is not a valid one. */
+  private validId(b: Buffer, view: DataView, base: number, s: number, e: number): string | null {
+    const known = this.validIds.get(view, base + s, e - s);
+    if (known !== undefined) return known;
+    const id = (b as Latin1Sliceable).latin1Slice(s, e);
+    if (!isSpiffeId(id)) return null;
+    this.validIds.add(view, base + s, e - s, id);
+    return id;
+  }
+
+  /**
+   * occurred_at in b[s..e), as parseRfc3339 reads it. A stream's records mostly fall in the minute of
+   * the record before ("2026-11-23T10:15:"): parseRfc3339 reads that minute once, and a record of the
+   * same minute ending in "SSZ" or "SS.fffZ" only adds its seconds and fraction. Everything else
+   * (another minute, a leap second, an offset) is parseRfc3339's.
+   */
+  private timeOf(b: Buffer, view: DataView, base: number, s: number, e: number): number {
+    if (e - s >= MINUTE_LENGTH + 3 && sameBytes(view, base + s, this.minuteView, 0, MINUTE_LENGTH)) {
+      const rest = secondsAndFraction(b, s + MINUTE_LENGTH, e);
+      if (rest >= 0) return this.minuteMs + rest;
+    }
+    const text = (b as Latin1Sliceable).latin1Slice(s, e);
+    const ms = parseRfc3339(text);
+    if (!Number.isNaN(ms)) {
+      // the start of this minute, in UTC ('Z' whatever the record's offset): what secondsAndFraction adds to
+      const minuteMs = parseRfc3339(`${text.slice(0, MINUTE_LENGTH)}00Z`);
+      if (!Number.isNaN(minuteMs)) {
+        this.minute.set(b.subarray(s, s + MINUTE_LENGTH));
+        this.minuteMs = minuteMs;
+      }
+    }
+    return ms;
+  }
+}
