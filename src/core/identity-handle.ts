@@ -15,6 +15,11 @@ export const NO_HANDLE = 0;
 const LAST_HANDLE = 0xffffffff;
 let nextHandle = 1;
 
+/** A handle no one has had yet, or NO_HANDLE once all 2^32 - 1 are given out. */
+export function newIdentityHandle(): number {
+  return nextHandle > LAST_HANDLE ? NO_HANDLE : nextHandle++;
+}
+
 export class IdentityInterner {
   private readonly handles = new Map<string, number>();
 
@@ -34,9 +39,9 @@ export class IdentityInterner {
   handleOf(id: string): number {
     const known = this.handles.get(id);
     if (known !== undefined) return known;
-    if (nextHandle > LAST_HANDLE) return NO_HANDLE;
+    const h = newIdentityHandle();
+    if (h === NO_HANDLE) return NO_HANDLE;
     if (this.handles.size >= this.maxEntries) this.handles.clear();
-    const h = nextHandle++;
     this.handles.set(id, h);
     return h;
   }

@@ -13,9 +13,16 @@
  */
 import { DECISIONS, type DecisionClass, type DecisionClassifier } from '../../core/decision-class.js';
 import type { Decision } from '../../core/decision.js';
+import { newIdentityHandle } from '../../core/identity-handle.js';
 import { isSpiffeId } from '../../core/spiffe-id.js';
 import { parseRfc3339 } from '../../core/time.js';
 import { IdTable, sameBytes } from './id-table.js';
+
+/** A validated SPIFFE ID, and the identity handle decisions of it carry (the window store's shortcut). */
+interface KnownId {
+  readonly id: string;
+  readonly handle: number;
+}
 
 /** The string slice Buffer has at run time (Node's own `toString('latin1', s, e)` ends in it). */
 interface Latin1Sliceable extends Buffer {
@@ -173,7 +180,7 @@ export class FastDecisionDecoder {
   /** the class of each of DECISIONS, in its order */
   private readonly classes: readonly DecisionClass[];
   /** SPIFFE IDs validated already */
-  private readonly validIds: IdTable;
+  private readonly validIds: IdTable<KnownId>;
   /** the "YYYY-MM-DDTHH:MM:" of the last valid occurred_at (none yet: no record's bytes match 0xff) */
   private readonly minute = new Uint8Array(MINUTE_LENGTH).fill(0xff);
   private readonly minuteView = new DataView(this.minute.buffer);
@@ -281,19 +288,20 @@ export class FastDecisionDecoder {
 
     const timeMs = this.timeOf(b, view, base, occurredStart, occurredEnd);
     if (Number.isNaN(timeMs)) return null;
-    let agentId: string | null = null;
+    let agent: KnownId | null = null;
     if (agentStart >= 0) {
-      agentId = this.validId(b, view, base, agentStart, agentEnd);
-      if (agentId === null) return null;
+      agent = this.validId(b, view, base, agentStart, agentEnd);
+      if (agent === null) return null;
     }
     if (delegatedStart >= 0 && this.validId(b, view, base, delegatedStart, delegatedEnd) === null) return null;
     const s = b as Latin1Sliceable;
     return {
       decisionId: s.latin1Slice(idStart, idEnd),
-      agentId,
+      agentId: agent === null ? null : agent.id,
       cls: this.classes[decision]!,
       timeMs,
       sessionId: sessionStart < 0 ? undefined : s.latin1Slice(sessionStart, sessionEnd),
+      identity: agent === null ? undefined : agent.handle,
     };
   }
 
@@ -311,13 +319,14 @@ export class FastDecisionDecoder {
   }
 
   /** The SPIFFE ID in b[s..e) (at view[base + s]), or null when it is not a valid one. */
-  private validId(b: Buffer, view: DataView, base: number, s: number, e: number): string | null {
+  private validId(b: Buffer, view: DataView, base: number, s: number, e: number): KnownId | null {
     const known = this.validIds.get(view, base + s, e - s);
     if (known !== undefined) return known;
     const id = (b as Latin1Sliceable).latin1Slice(s, e);
     if (!isSpiffeId(id)) return null;
-    this.validIds.add(view, base + s, e - s, id);
-    return id;
+    const entry = { id, handle: newIdentityHandle() };
+    this.validIds.add(view, base + s, e - s, entry);
+    return entry;
   }
 
   /**

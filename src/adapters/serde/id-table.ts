@@ -37,14 +37,15 @@ export function sameBytes(a: DataView, ap: number, b: DataView, bp: number, len:
   return a.getInt32(ap + last, true) === b.getInt32(bp + last, true);
 }
 
-export class IdTable {
+/** `T`: what is kept for each string (the string itself, or something that holds it). */
+export class IdTable<T = string> {
   private readonly mask: number;
   /** per slot: entry number + 1, 0 = free */
   private readonly slots: Int32Array;
   private readonly hashes: Int32Array;
   private readonly starts: Int32Array;
   private readonly lengths: Int32Array;
-  private readonly strings: string[] = [];
+  private readonly values: T[] = [];
   private arena = new Uint8Array(1 << 16);
   private arenaView = new DataView(this.arena.buffer);
   private used = 0;
@@ -68,18 +69,18 @@ export class IdTable {
     return this.count;
   }
 
-  /** The string remembered for the `len` bytes at view[at], or undefined. */
-  get(view: DataView, at: number, len: number): string | undefined {
+  /** What is remembered for the `len` bytes at view[at], or undefined. */
+  get(view: DataView, at: number, len: number): T | undefined {
     const h = this.hash(view, at, len);
     for (let slot = h & this.mask; ; slot = (slot + 1) & this.mask) {
       const e = this.slots[slot]! - 1;
       if (e < 0) return undefined;
-      if (this.hashes[e] === h && this.lengths[e] === len && sameBytes(this.arenaView, this.starts[e]!, view, at, len)) return this.strings[e];
+      if (this.hashes[e] === h && this.lengths[e] === len && sameBytes(this.arenaView, this.starts[e]!, view, at, len)) return this.values[e];
     }
   }
 
-  /** Remembers `text`, the string of the `len` bytes at view[at] (not remembered yet). Longer ones than the arena are not. */
-  add(view: DataView, at: number, len: number, text: string): void {
+  /** Remembers `value` for the string of the `len` bytes at view[at] (not remembered yet). Longer ones than the arena are not. */
+  add(view: DataView, at: number, len: number, value: T): void {
     if (len > this.maxBytes) return;
     if (this.used + len > this.arena.length) this.grow(this.used + len);
     if (this.count === this.maxEntries || this.used + len > this.arena.length) this.clear();
@@ -89,7 +90,7 @@ export class IdTable {
     this.hashes[e] = h;
     this.starts[e] = this.used;
     this.lengths[e] = len;
-    this.strings[e] = text;
+    this.values[e] = value;
     this.used += len;
     let slot = h & this.mask;
     while (this.slots[slot] !== 0) slot = (slot + 1) & this.mask;
@@ -107,7 +108,7 @@ export class IdTable {
 
   private clear(): void {
     this.slots.fill(0);
-    this.strings.length = 0;
+    this.values.length = 0;
     this.count = 0;
     this.used = 0;
   }

@@ -26,11 +26,27 @@ function slow(value: Buffer, key: Buffer | null): DecodeResult {
   return full.decodeText(value.toString('utf8'), key === null || key.length === 0 ? undefined : key.toString('utf8'));
 }
 
+/**
+ * A decision without its identity handle (which only the fast path gives: a shortcut for the window store
+ * that cannot change a result, test/unit/core/window-property.test.ts), checked to be there when it should.
+ */
+function unhandled(d: Decision): Decision {
+  const { identity, ...rest } = d;
+  if (d.agentId === null) expect(identity).toBeUndefined();
+  else if (identity !== undefined) expect(Number.isInteger(identity) && identity > 0).toBe(true);
+  return rest;
+}
+
+function unhandledResult(r: DecodeResult | Promise<DecodeResult>): DecodeResult | Promise<DecodeResult> {
+  return r instanceof Promise || !r.ok ? r : { ok: true, decision: unhandled(r.decision) };
+}
+
 /** The fast path's answer must be a decline or the full decoder's decision; a refusal must be a decline. */
 function agrees(fast: Decision | null, expected: DecodeResult): void {
   if (fast === null) return;
   expect(expected.ok, 'the fast path answered a record the full decoder refuses').toBe(true);
-  if (expected.ok) expect(fast).toStrictEqual(expected.decision);
+  if (fast.agentId !== null) expect(fast.identity, 'a handle with every identified decision').toBeDefined();
+  if (expected.ok) expect(unhandled(fast)).toStrictEqual(expected.decision);
 }
 
 // --- generators --------------------------------------------------------------------------------
@@ -331,7 +347,7 @@ describe('FastDecisionDecoder against the full decoder', () => {
     fc.assert(
       fc.property(record, ({ value, key }) => {
         fc.pre(value.length > 0 && value[0] !== 0);
-        expect(kafka.decode(value, key)).toStrictEqual(slow(value, key));
+        expect(unhandledResult(kafka.decode(value, key))).toStrictEqual(slow(value, key));
       }),
       { numRuns: 5_000, ...BOUNDED },
     );
@@ -435,8 +451,22 @@ describe('FastDecisionDecoder takes the common shape', () => {
     expect(taken(r.value, r.key).agentId).toBeNull();
     expect(taken(harnessRecord(1, 42).value, harnessRecord(1, 42).key)).toStrictEqual({
       decisionId: '01K0000000001', agentId: 'spiffe://bench.example/ns/prod/sa/agent-42', cls: classifier.classOf('deny'),
-      timeMs: Date.UTC(2026, 10, 23) + 7, sessionId: 'sess-42-0',
+      timeMs: Date.UTC(2026, 10, 23) + 7, sessionId: 'sess-42-0', identity: expect.any(Number) as number,
     });
+  });
+
+  it('gives every identity one handle: the same on each of its records, another for each other identity', () => {
+    const fast = new FastDecisionDecoder(classifier);
+    const handles = new Map<string, number>();
+    for (let i = 0; i < 2_000; i++) {
+      const r = harnessRecord(i, (i * 7) % 300);
+      const d = fast.decode(r.value, r.key)!;
+      const h = handles.get(d.agentId!) ?? d.identity!;
+      expect(d.identity).toBe(h);
+      handles.set(d.agentId!, h);
+    }
+    expect(handles.size).toBe(300);
+    expect(new Set(handles.values()).size).toBe(300);
   });
 
   it('whitespace, any field order, null agent_id, delegated_by, extra string fields, offsets and fractions', () => {
@@ -462,7 +492,7 @@ describe('FastDecisionDecoder takes the common shape', () => {
     } finally {
       spy.mockRestore();
     }
-    expect(results).toStrictEqual(records.map((r) => slow(r.value, r.key)));
+    expect(results.map((r) => unhandledResult(r as DecodeResult))).toStrictEqual(records.map((r) => slow(r.value, r.key)));
     expect(escapedResult).toMatchObject({ ok: true, decision: { agentId: 'spiffe://example.org/a' } });
   });
 });
