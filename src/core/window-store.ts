@@ -7,7 +7,9 @@
  * when the head moves forward (the position is reused) or when an evaluation raises the cutoff. No
  * allocation per decision in steady state.
  *
- * Identity -> slot is a plain Map; recency is an intrusive doubly linked list over slots, ordered by
+ * Identity -> slot is a plain Map, with a shortcut for decisions that carry an identity handle
+ * (identity-handle.ts): a direct-mapped handle -> slot array, checked against the handle in the slot's
+ * header. Recency is an intrusive doubly linked list over slots, ordered by
  * the stream time at which each identity's head bucket last moved. The list head is therefore the
  * idlest identity: a new identity first takes the slot of one idle longer than window + lateness (its
  * window is empty, nothing is lost); only at the hard cap with every identity live is a live one evicted,
