@@ -24,9 +24,9 @@ export interface Decision {
   readonly timeMs: number;
   readonly sessionId: string | undefined;
   /**
-   * The identity handle of `agentId` from an IdentityInterner (identity-handle.ts), when the decoder has
-   * one: the window store then finds the identity without hashing the ID. Must be the handle of exactly
-   * this agentId.
+   * The identity handle of `agentId` (identity-handle.ts: an IdentityInterner's, or one the decoder drew
+   * with newIdentityHandle and keeps with the validated ID), when the decoder has one: the window store
+   * then finds the identity without hashing the ID. Must be the handle of exactly this agentId.
    */
   readonly identity?: number | undefined;
 }

@@ -26,15 +26,6 @@ export class IdentityInterner {
   /** @param maxEntries bound on remembered IDs; when reached the interner starts over (new numbers) */
   constructor(private readonly maxEntries = 1 << 20) {}
 
-  get size(): number {
-    return this.handles.size;
-  }
-
-  /** The handle of an ID the caller has validated, or undefined if it has none yet. */
-  peek(id: string): number | undefined {
-    return this.handles.get(id);
-  }
-
   /** The handle of `id`, given one if it has none. */
   handleOf(id: string): number {
     const known = this.handles.get(id);
