@@ -78,9 +78,17 @@ export interface StreamClock {
   /** per bucket (mod ring size): bucket number and the smallest input position seen in it */
   readonly bucketNo: Float64Array;
   readonly bucketMinPos: Float64Array;
-  /** the last bucket noted and its ring index (a remainder of a float is slow, and buckets rarely change) */
+  /**
+   * The last bucket noted, its ring index and the event times it covers [from, to): most decisions fall
+   * in the bucket of the one before, which then costs two comparisons instead of a division and a
+   * remainder of floats.
+   */
   notedBucket: number;
   notedIndex: number;
+  notedFromMs: number;
+  notedToMs: number;
+  /** the window's cutoff bucket at stream time S (changes only when S does) */
+  cutoff: number;
 }
 
 export interface Trip {
@@ -187,6 +195,9 @@ export class Evaluator {
       bucketMinPos: new Float64Array(this.ringSize),
       notedBucket: NaN,
       notedIndex: 0,
+      notedFromMs: NaN,
+      notedToMs: NaN,
+      cutoff: -Infinity,
     };
     this.clocks.add(clock);
     return clock;
@@ -244,10 +255,11 @@ export class Evaluator {
       return null;
     }
     stats.accepted++;
-    if (t > clock.time) clock.time = t;
-    const g = this.config.resolutionMs;
-    const bucket = Math.floor(t / g);
-    this.notePosition(clock, bucket, position);
+    if (t > clock.time) {
+      clock.time = t;
+      clock.cutoff = this.cutoffBucket(t);
+    }
+    const bucket = this.notePosition(clock, t, position);
 
     const cls = d.cls;
     if (cls === DecisionClass.Ignored) {
@@ -264,7 +276,7 @@ export class Evaluator {
     else stats.advisoryDenies++;
     if (!this.config.enabled) return null;
 
-    const cutoff = this.cutoffBucket(clock.time);
+    const cutoff = clock.cutoff;
     if (bucket < cutoff) {
       // accepted (within lateness) but already outside the window: counts nowhere
       stats.outsideWindow++;
@@ -274,7 +286,7 @@ export class Evaluator {
     let slot = handle === undefined ? -1 : this.store.slotOfHandle(handle);
     if (slot < 0) {
       slot = this.store.peekSlot(agentId);
-      if (slot < 0) slot = this.store.slotFor(agentId, Math.floor(clock.time / g), this.isBlockedId, this.idleReferenceBucket(clock));
+      if (slot < 0) slot = this.store.slotFor(agentId, Math.floor(clock.time / this.config.resolutionMs), this.isBlockedId, this.idleReferenceBucket(clock));
       if (handle !== undefined) this.store.bindHandle(slot, handle);
     }
     if (this.store.isBlocked(slot)) {
@@ -415,12 +427,18 @@ export class Evaluator {
     return this.gov === undefined ? undefined : this.gov.decide(T, agentId);
   }
 
-  private notePosition(clock: StreamClock, bucket: number, position: number): void {
+  /** The bucket of event time `t`; notes `position` as the smallest seen in it. */
+  private notePosition(clock: StreamClock, t: number, position: number): number {
+    let bucket = clock.notedBucket;
     let i = clock.notedIndex;
-    if (bucket !== clock.notedBucket) {
+    if (!(t >= clock.notedFromMs && t < clock.notedToMs)) {
+      const g = this.config.resolutionMs;
+      bucket = Math.floor(t / g);
       i = mod(bucket, this.ringSize);
       clock.notedBucket = bucket;
       clock.notedIndex = i;
+      clock.notedFromMs = bucket * g;
+      clock.notedToMs = bucket * g + g;
     }
     const held = clock.bucketNo[i]!;
     if (held === bucket) {
@@ -429,6 +447,7 @@ export class Evaluator {
       clock.bucketNo[i] = bucket;
       clock.bucketMinPos[i] = position;
     }
+    return bucket;
   }
 
   /**

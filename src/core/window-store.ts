@@ -1,11 +1,11 @@
 /**
  * Per-identity sliding windows (ARCHITECTURE.md, "Window store").
  *
- * Counts live in struct-of-arrays typed arrays indexed by slot: per slot a ring of `ringSize` buckets
- * of width g (calls, denies, advisory denies as 16-bit cells with a sparse overflow map), running totals,
- * and the range of bucket numbers [lo, head] the ring currently counts. Buckets leave the ring lazily:
- * when the head moves forward (the position is reused) or when an evaluation raises the cutoff. No
- * allocation per decision in steady state.
+ * Counts live in struct-of-arrays typed arrays indexed by slot: per slot the head bucket's counts in a
+ * header, a ring of the `ringSize - 1` buckets of width g before it (calls, denies, advisory denies as
+ * 16-bit cells with a sparse overflow map), running totals, and the range of bucket numbers [lo, head]
+ * counted. Buckets leave the ring lazily: when the head moves forward (the position is reused) or when
+ * an evaluation raises the cutoff. No allocation per decision in steady state.
  *
  * Identity -> slot is a plain Map, with a shortcut for decisions that carry an identity handle
  * (identity-handle.ts): a direct-mapped handle -> slot array, checked against the handle in the slot's
@@ -68,7 +68,9 @@ export class WindowStore {
   private capacity: number;
   private nextFresh = 0;
   private readonly freeSlots: number[] = [];
-  private cells: Uint16Array; // [(slot * ringSize + pos) * KINDS + kind]
+  /** ring positions per slot: the buckets [head - ringSize + 1, head - 1]; the head's counts are in the header */
+  private readonly positions: number;
+  private cells: Uint16Array; // [(slot * positions + pos) * KINDS + kind]
   private hf: Float64Array; // header, float64 view: [slot * F + HEAD | LO]
   private hu: Uint32Array; // header, uint32 view: [slot * U + TOT.. | CUR.. | BLOCKED]
   private prev: Int32Array; // recency list, oldest first
@@ -89,11 +91,12 @@ export class WindowStore {
   constructor(options: WindowStoreOptions) {
     if (!(options.ringSize >= 2)) throw new RangeError('ringSize must be >= 2');
     this.ringSize = options.ringSize;
+    this.positions = options.ringSize - 1;
     this.idleBuckets = options.idleBuckets;
     this.maxIdentities = options.maxIdentities;
     this.onRelease = options.onRelease;
     this.capacity = Math.max(1, Math.min(options.initialCapacity ?? 1024, options.maxIdentities));
-    this.cells = new Uint16Array(this.capacity * this.ringSize * KINDS);
+    this.cells = new Uint16Array(this.capacity * this.positions * KINDS);
     const header = new ArrayBuffer(this.capacity * HDR_BYTES);
     this.hf = new Float64Array(header);
     this.hu = new Uint32Array(header);
@@ -192,7 +195,7 @@ export class WindowStore {
       return true;
     }
     // A late decision in an older bucket still in the window: count it in the ring.
-    const base = (slot * this.ringSize + mod(bucket, this.ringSize)) * KINDS;
+    const base = this.cellOf(slot, bucket);
     this.increment(base);
     this.hu[u + TOT]!++;
     if (cls !== DecisionClass.Call) {
@@ -275,7 +278,7 @@ export class WindowStore {
   }
 
   private grow(newCapacity: number): void {
-    const cells = new Uint16Array(newCapacity * this.ringSize * KINDS);
+    const cells = new Uint16Array(newCapacity * this.positions * KINDS);
     cells.set(this.cells);
     this.cells = cells;
     const header = new ArrayBuffer(newCapacity * HDR_BYTES);
@@ -316,8 +319,11 @@ export class WindowStore {
     if (bucket - head >= n) {
       this.zeroSlotCounts(slot); // every counted bucket falls out of the ring
     } else {
-      // The old head's counts join the ring (its cells are zero while it is the head).
-      const base = (slot * n + mod(head, n)) * KINDS;
+      // Buckets head..bucket-1 take the ring positions of head+1-n..bucket-n (n - 1 positions), which
+      // leave the window now: drop them first. The old head's position is among them.
+      for (let old = Math.max(lo, head + 1 - n); old <= bucket - n; old++) this.dropBucket(slot, old);
+      // The old head's counts join the ring.
+      const base = this.cellOf(slot, head);
       for (let k = 0; k < KINDS; k++) {
         const v = this.hu[u + CUR + k]!;
         if (v !== 0) {
@@ -326,8 +332,6 @@ export class WindowStore {
           this.hu[u + CUR + k] = 0;
         }
       }
-      // Buckets head+1..bucket reuse the positions of head+1-n..bucket-n, which are all < head.
-      for (let old = Math.max(lo, head + 1 - n); old <= bucket - n; old++) this.dropBucket(slot, old);
     }
     this.hf[f + HEAD] = bucket;
     this.hf[f + LO] = Math.max(lo, bucket - n + 1);
@@ -348,8 +352,8 @@ export class WindowStore {
   }
 
   private zeroSlotCounts(slot: number): void {
-    const start = slot * this.ringSize * KINDS;
-    const end = start + this.ringSize * KINDS;
+    const start = slot * this.positions * KINDS;
+    const end = start + this.positions * KINDS;
     this.cells.fill(0, start, end);
     if (this.overflow.size > 0) {
       for (let c = start; c < end; c++) this.overflow.delete(c);
@@ -358,12 +362,17 @@ export class WindowStore {
   }
 
   private dropBucket(slot: number, bucket: number): void {
-    const base = (slot * this.ringSize + mod(bucket, this.ringSize)) * KINDS;
+    const base = this.cellOf(slot, bucket);
     const t = slot * U + TOT;
     for (let k = 0; k < KINDS; k++) {
       const v = this.take(base + k);
       if (v !== 0) this.hu[t + k] = this.hu[t + k]! - v;
     }
+  }
+
+  /** The first cell of a bucket before the head (one of the last ringSize - 1 buckets). */
+  private cellOf(slot: number, bucket: number): number {
+    return (slot * this.positions + mod(bucket, this.positions)) * KINDS;
   }
 
   private increment(cell: number): void {

@@ -14,7 +14,7 @@ import { tripConfig } from '../../helpers/trip-config.js';
 
 interface Params { windowMs: number; g: number; latenessMs: number; minCalls: number; threshold: number; identities: number }
 type Op =
-  | { kind: 'decision'; id: number | null; cls: DecisionClass; advance: number; back: number }
+  | { kind: 'decision'; id: number | null; cls: DecisionClass; advance: number; back: number; session: number | null }
   | { kind: 'unblock'; id: number };
 
 interface TripRecord { id: string; epoch: number; decisionId: string; calls: number; denies: number; advisory: number }
@@ -34,7 +34,8 @@ function materialize(p: Params, ops: Op[]): ({ kind: 'decision'; d: Decision } |
     cursor += op.advance;
     n++;
     const d: Decision = {
-      decisionId: `d${n}`, agentId: op.id === null ? null : agent(op.id), cls: op.cls, timeMs: cursor - op.back, sessionId: undefined,
+      decisionId: `d${n}`, agentId: op.id === null ? null : agent(op.id), cls: op.cls, timeMs: cursor - op.back,
+      sessionId: op.session === null ? undefined : `s${op.session}`,
     };
     return { kind: 'decision', d };
   });
@@ -89,14 +90,18 @@ function reference(p: Params, ops: Op[], m: Mutant = {}): Outcome {
 /**
  * `interner`: decisions carry identity handles from it, as the Kafka decoder gives them (the store then
  * finds slots by handle); a small interner starts over often, so old handles meet rebound slots.
+ * `sessionLists`: the sessions each trip lists (a few session ids, shared by all identities).
  */
-function actual(p: Params, ops: Op[], maxTracked = 1_000_000, interner?: IdentityInterner): Outcome & { liveEvictions: number } {
+function actual(
+  p: Params, ops: Op[], maxTracked = 1_000_000, interner?: IdentityInterner,
+): Outcome & { liveEvictions: number; sessionLists: (readonly string[])[] } {
   const ev = new Evaluator(tripConfig({
     window_ms: p.windowMs, resolution_ms: p.g, allowed_lateness_ms: p.latenessMs, min_calls: p.minCalls,
     deny_rate_threshold: p.threshold, max_tracked_identities: maxTracked,
   }));
   const clock = ev.openStream('s', { file: 's' });
   const trips: TripRecord[] = [];
+  const sessionLists: (readonly string[])[] = [];
   let line = 0;
   for (const op of materialize(p, ops)) {
     if (op.kind === 'unblock') {
@@ -109,9 +114,10 @@ function actual(p: Params, ops: Op[], maxTracked = 1_000_000, interner?: Identit
     if (trip !== null) {
       const e = trip.evidence;
       trips.push({ id: trip.agentId, epoch: trip.epoch, decisionId: e.tripping_decision_id, calls: e.calls, denies: e.denies, advisory: e.advisory_denies });
+      sessionLists.push(trip.sessionIds);
     }
   }
-  return { trips, late: ev.stats.late, liveEvictions: ev.liveEvictions };
+  return { trips, late: ev.stats.late, liveEvictions: ev.liveEvictions, sessionLists };
 }
 
 const paramsArb: fc.Arbitrary<Params> = fc
@@ -148,7 +154,8 @@ function opsArb(p: Params): fc.Arbitrary<Op[]> {
     { weight: p.latenessMs > p.windowMs ? 4 : 1, arbitrary: fc.integer({ min: p.windowMs, max: Math.max(p.windowMs, p.latenessMs) }) },
   );
   const id = fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 0, max: p.identities - 1 }) }, { weight: 1, arbitrary: fc.constant(null) });
-  const decision = fc.record({ kind: fc.constant('decision' as const), id, cls, advance, back });
+  const session = fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 2 }) }, { weight: 1, arbitrary: fc.constant(null) });
+  const decision = fc.record({ kind: fc.constant('decision' as const), id, cls, advance, back, session });
   const unblock = fc.record({ kind: fc.constant('unblock' as const), id: fc.integer({ min: 0, max: p.identities - 1 }) });
   return fc.array(fc.oneof({ weight: 20, arbitrary: decision }, { weight: 1, arbitrary: unblock }), { minLength: 1, maxLength: 120 });
 }
@@ -164,7 +171,7 @@ describe('window store + trip rule against the section 2 reference', () => {
       }),
       { numRuns: 1500 },
     );
-  });
+  }, 60_000);
 
   it('loses nothing when identities outnumber the cap but the cap covers the live ones (idle slots are reused)', () => {
     fc.assert(
@@ -178,7 +185,7 @@ describe('window store + trip rule against the section 2 reference', () => {
     );
   });
 
-  it('gives the same trips when decisions carry identity handles, also when the interner starts over and slots are reused', () => {
+  it('gives the same trips and session lists when decisions carry identity handles, also when the interner starts over and slots are reused', () => {
     fc.assert(
       fc.property(scenario, fc.integer({ min: 1, max: 4 }), ({ p, ops }, internerSize) => {
         expect(actual(p, ops, 1_000_000, new IdentityInterner(internerSize))).toEqual(actual(p, ops));
@@ -187,7 +194,7 @@ describe('window store + trip rule against the section 2 reference', () => {
       }),
       { numRuns: 800 },
     );
-  });
+  }, 60_000); // about 1.5 s alone; far more beside the other test files on 2 cores
 
   it.each<[string, Mutant]>([
     ['window cutoff taken as strict (event exactly at T - W dropped)', { cutoffStrict: true }],
