@@ -1,7 +1,7 @@
 /**
  * Issue #3 figures, against a real broker, in one run:
  *  a. the raw kafkajs consume rate of a pre-filled decisions topic (plain consumer, eachBatch, no
- *     processing): the client's own limit;
+ *     processing, the processor's fetch sizes): the client's own limit;
  *  b. sustained decisions/s through `killswitch run` in Kafka mode (transactions on) over the same
  *     records, until its committed offsets reach the end; its ratio to (a) (target >= 0.70);
  *  c. trip latency from "decision produced" to "kill event readable by a read_committed consumer", p50
@@ -20,6 +20,8 @@
  *   KAFKA_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"    profile the processor instances
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
 import type { Message } from 'kafkajs';
@@ -66,9 +68,22 @@ export function backlog(): { messages: Message[]; trips: number } {
   return { messages: out, trips: hotCalls.filter((n) => n >= 10).length };
 }
 
+/**
+ * The fetch sizes `killswitch run` uses by default (schemas/config.schema.json): the raw consumer fetches
+ * the same way, so the ratio compares the same client doing the same fetches with and without the processor.
+ */
+function fetchSizes(): { maxBytesPerPartition: number; maxBytes: number } {
+  const schema = JSON.parse(readFileSync(fileURLToPath(new URL('../../schemas/config.schema.json', import.meta.url)), 'utf8')) as {
+    properties: { kafka: { properties: Record<string, { default: number }> } };
+  };
+  const k = schema.properties.kafka.properties;
+  return { maxBytesPerPartition: k.max_partition_fetch_bytes!.default, maxBytes: k.fetch_max_bytes!.default };
+}
+
 export function rawRate(brokers: string, topic: string): { rate: number; cpuMicros: number; machineBusy: number } {
   const before = machineCpu();
-  const out = execFileSync(process.execPath, [RAW_CONSUMER, brokers, topic, String(RECORDS)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const options = JSON.stringify(fetchSizes());
+  const out = execFileSync(process.execPath, [RAW_CONSUMER, brokers, topic, String(RECORDS), options], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const r = JSON.parse(out) as { records: number; firstBatch: number; seconds: number; cpuSeconds: number };
   // over the whole child process (start-up included), so only a rough figure
   const machineBusy = busyCores(before, machineCpu(), cpus().length);

@@ -29,7 +29,7 @@ export async function runKafka(config: Config, signer: Signer | undefined, trust
   const kafka = createKafka(k.brokers, k.client_id, log);
   const processor = new KafkaProcessor({
     kafka, groupId: k.group_id, topics: k.topics, partitions: k.partitions,
-    replicationFactor: k.replication_factor, transactionTimeoutMs: k.transaction_timeout_ms, sessionTimeoutMs: k.session_timeout_ms, tripConfig: trip, decoder, signer, trusted, log, metrics,
+    replicationFactor: k.replication_factor, transactionTimeoutMs: k.transaction_timeout_ms, sessionTimeoutMs: k.session_timeout_ms, maxPartitionFetchBytes: k.max_partition_fetch_bytes, fetchMaxBytes: k.fetch_max_bytes, tripConfig: trip, decoder, signer, trusted, log, metrics,
   });
   const service = new KafkaService({
     kafka, groupId: k.group_id, topics: k.topics, transactionTimeoutMs: k.transaction_timeout_ms, processor, decoder: decisionDecoder,

@@ -50,6 +50,8 @@ export interface Config {
     readonly replication_factor: number;
     readonly transaction_timeout_ms: number;
     readonly session_timeout_ms: number;
+    readonly max_partition_fetch_bytes: number;
+    readonly fetch_max_bytes: number;
     readonly topics: {
       readonly decisions: string; readonly kills: string; readonly addenda: string; readonly dlq: string; readonly shadow: string; readonly operator_addenda: string;
     };

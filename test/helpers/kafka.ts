@@ -21,6 +21,8 @@ export function kafkaConfig(dir: string, brokers: string, topics: TestTopics, o:
   killSwitch?: Record<string, unknown>; partitions?: number; registry?: string; group?: string; http?: string;
   /** more top-level keys (governor, overrides, an http section with tokens) */
   extra?: Record<string, unknown>;
+  /** more keys of the kafka section */
+  kafka?: Record<string, unknown>;
 } = {}): string {
   const keys = join(dir, 'keys');
   const g = runCli(['keys', 'generate', '--out', keys, '--if-missing']);
@@ -29,7 +31,7 @@ export function kafkaConfig(dir: string, brokers: string, topics: TestTopics, o:
     kill_switch: { enabled: true, ...o.killSwitch },
     kafka: {
       brokers: brokers.split(','), group_id: o.group ?? `g-${topics.decisions}`, partitions: o.partitions ?? 3, topics,
-      session_timeout_ms: 6000,
+      session_timeout_ms: 6000, ...o.kafka,
     },
     ...(o.registry === undefined ? {} : { schema_registry: { url: o.registry } }),
     ...(o.http === undefined ? {} : { http: { listen: o.http } }),

@@ -320,7 +320,9 @@ describe('exactly once, on the real broker', () => {
   it('SIGKILLed at random moments and restarted, it writes exactly the kill events replay gives: nothing missing, nothing twice', async () => {
     const dir = tempDir('kafka-crash-');
     const topics = freshTopics('crash');
-    const cfg = kafkaConfig(dir, brokers, topics, { partitions: 3, extra: NO_GOVERNOR });
+    // Small fetches, so the 50k decisions are many batches and transactions (the default 4 MiB per
+    // partition would take them in one per partition): many moments to be killed between and inside them.
+    const cfg = kafkaConfig(dir, brokers, topics, { partitions: 3, extra: NO_GOVERNOR, kafka: { max_partition_fetch_bytes: 65_536 } });
     const decisions = decisionsWithTrips(50_000, 1000, 300);
     await createTopic(brokers, topics.decisions, 3);
     await produce(brokers, topics.decisions, decisions);

@@ -282,6 +282,8 @@ describe('config.schema.json', () => {
       replication_factor: -1,
       transaction_timeout_ms: 60_000,
       session_timeout_ms: 30_000,
+      max_partition_fetch_bytes: 4_194_304,
+      fetch_max_bytes: 25_165_824,
       topics: {
         decisions: 'policy.decisions', kills: 'killswitch.kills', addenda: 'killswitch.addenda', dlq: 'policy.decisions.dlq',
         shadow: 'killswitch.shadow', operator_addenda: 'killswitch.addenda.operator',

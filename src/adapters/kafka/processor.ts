@@ -39,6 +39,9 @@ export interface KafkaProcessorOptions {
   readonly replicationFactor: number;
   readonly transactionTimeoutMs: number;
   readonly sessionTimeoutMs: number;
+  /** most bytes per partition and in all that one fetch of decisions brings */
+  readonly maxPartitionFetchBytes: number;
+  readonly fetchMaxBytes: number;
   readonly tripConfig: TripRuleConfig;
   readonly decoder: KafkaValueDecoder;
   readonly signer: Signer | undefined;
@@ -57,6 +60,26 @@ interface PartitionState {
   readonly assignedAt: number;
   restored: boolean;
   liveEvictionsSeen: number;
+  /**
+   * The partition's transactions, one after another: a batch's transaction is queued here and runs while
+   * the next batch is fetched and evaluated (never rejects; a failure stops the processor or drops the
+   * partition inside).
+   */
+  committing: Promise<void>;
+}
+
+/** What one batch writes in its transaction. */
+interface BatchOutput {
+  readonly kills: Message[];
+  readonly addenda: Message[];
+  readonly shadows: Message[];
+  readonly dlq: Message[];
+  readonly held: ShadowEvent[];
+  /** the last live offset of the batch: the committed position becomes last + 1 */
+  readonly last: number;
+  readonly highWatermark: number;
+  /** performance.now() when the batch was handed over */
+  readonly started: number;
 }
 
 const CLASS_LABEL: Record<DecisionClass, string> = {
@@ -205,6 +228,10 @@ export class KafkaProcessor {
       // sleeps this long before it looks again: the default 5 s would hold a partition that is ready.
       // Also the longest an idle fetch waits for data; with data it returns at once either way.
       maxWaitTimeInMs: 250,
+      // One partition's batch is one transaction, whose requests cost about as much CPU as decoding a few
+      // thousand records: kafkajs's 1 MiB per partition made 308 transactions per 1M decisions in
+      // benchmarks/kafka-pipeline.ts, 4 MiB makes 77 (and fewer fetches).
+      maxBytesPerPartition: this.o.maxPartitionFetchBytes, maxBytes: this.o.fetchMaxBytes,
       // A member killed mid-rebalance holds the group up to the rebalance timeout, not the session
       // timeout; our batches are short, so twice the session timeout is plenty to rejoin.
       sessionTimeout: this.o.sessionTimeoutMs, rebalanceTimeout: Math.max(10_000, 2 * this.o.sessionTimeoutMs), heartbeatInterval: Math.max(500, Math.floor(this.o.sessionTimeoutMs / 10)),
@@ -284,6 +311,8 @@ export class KafkaProcessor {
     for (const [p, st] of this.partitionsState) {
       if (!now.has(p)) {
         this.forget(p, st);
+        // its last batch's transaction may still be on its way: let it commit (or be fenced by the new owner)
+        await bounded(st.committing, 'transaction of a revoked partition', this.o.log, this.o.transactionTimeoutMs);
         await st.producer.disconnect();
       }
     }
@@ -326,7 +355,7 @@ export class KafkaProcessor {
       const evaluator = new Evaluator(this.o.tripConfig, this.fold, this.governor);
       const clock = evaluator.openStream(partitionStream(topics.decisions, p), { topic: topics.decisions, partition: p });
       const restored = restoreFrom >= liveFrom;
-      this.partitionsState.set(p, { evaluator, clock, liveFrom, producer: producers.get(p)!, assignedAt: at, restored, liveEvictionsSeen: 0 });
+      this.partitionsState.set(p, { evaluator, clock, liveFrom, producer: producers.get(p)!, assignedAt: at, restored, liveEvictionsSeen: 0, committing: Promise.resolve() });
       if (!restored) this.consumer!.seek({ topic: topics.decisions, partition: p, offset: String(restoreFrom) }); // throws if the consumer stopped: the assignment chain fails the processor
       // Lag from the moment the partition is ours (during the restore too), not only after its first batch.
       metrics.lag.set({ partition: String(p) }, Math.max(0, (bounds.get(p)?.high ?? 0) - liveFrom));
@@ -386,7 +415,7 @@ export class KafkaProcessor {
     const { batch } = payload;
     const isStale = (): boolean => payload.isStale();
     const isRunning = (): boolean => payload.isRunning();
-    const { topics, metrics } = this.o;
+    const { metrics } = this.o;
     const p = batch.partition;
     const st = this.partitionsState.get(p);
     if (st === undefined || this.stopping || isStale() || !isRunning()) return; // not ours (yet), a seek is pending, or stopping
@@ -451,6 +480,24 @@ export class KafkaProcessor {
     // Processed (restore or live): the next fetch starts after them. Commits happen in the transaction.
     payload.resolveOffset(batch.lastOffset());
     if (last < 0) return; // restore only: nothing to commit
+    // The transaction runs after the partition's previous one and while the next batch is fetched and
+    // evaluated: fetching, evaluating and committing overlap instead of taking turns. At most one batch
+    // waits for its transaction besides the one committing: this returns once the previous one is done.
+    // Evaluating ahead of a commit is safe: if a transaction fails, the processor stops and a restart
+    // restores the windows from what was committed; if it is fenced, the partition and its queue are dropped.
+    const previous = st.committing;
+    const output: BatchOutput = { kills, addenda, shadows, dlq, held, last, highWatermark: Number(batch.highWatermark), started };
+    st.committing = previous.then(() => this.commit(p, st, output));
+    await previous;
+    await payload.heartbeat();
+  }
+
+  /** One batch's outputs and its input offsets in one transaction of the partition's producer. */
+  private async commit(p: number, st: PartitionState, out: BatchOutput): Promise<void> {
+    // dropped meanwhile (fenced, revoked, or the processor failed): nothing of the batch may be committed
+    if (this.partitionsState.get(p) !== st) return;
+    const { topics, metrics } = this.o;
+    const { kills, addenda, shadows, dlq, held, last } = out;
     const trx = await st.producer.transaction();
     try {
       // CONCURRENT_TRANSACTIONS (the coordinator still finishing a fenced predecessor's transaction) and
@@ -464,6 +511,7 @@ export class KafkaProcessor {
       await inTransaction(() => trx.commit());
     } catch (err) {
       await trx.abort().catch(() => undefined);
+      if (this.partitionsState.get(p) !== st) return; // revoked while committing: the new owner restores from what is committed
       if (isFenced(err)) {
         // The partition has a new owner, which fenced us: nothing of this batch was committed, and the
         // new owner restores it. Forget the partition here.
@@ -472,9 +520,9 @@ export class KafkaProcessor {
         await st.producer.disconnect().catch(() => undefined);
         return;
       }
-      // The evaluator already counted this batch and may have latched trips that were not committed:
-      // the only safe state is the committed one, which a restart restores. Stop consuming and let the
-      // process exit (throwing here would make kafkajs restart the consumer on a state it cannot trust).
+      // The evaluator already counted this batch (and maybe the next) and may have latched trips that were
+      // not committed: the only safe state is the committed one, which a restart restores. Stop consuming
+      // and let the process exit (throwing here would make kafkajs restart the consumer on a state it cannot trust).
       this.partitionsState.clear();
       this.fail(err);
       return;
@@ -484,8 +532,8 @@ export class KafkaProcessor {
       if (h.reason === 'shadow_rule') this.o.log.info({ agent_id: h.agent_id, rule: h.rule, event_id: h.event_id }, 'shadow rule tripped (not enforced)');
       else this.o.log.warn({ agent_id: h.agent_id, reason: h.reason, event_id: h.event_id }, 'governor engaged: trip held, not blocked');
     }
-    metrics.batchSeconds.observe((performance.now() - started) / 1000);
-    metrics.lag.set({ partition: String(p) }, Math.max(0, Number(batch.highWatermark) - 1 - last));
+    metrics.batchSeconds.observe((performance.now() - out.started) / 1000);
+    metrics.lag.set({ partition: String(p) }, Math.max(0, out.highWatermark - 1 - last));
     metrics.tracked.set([...this.partitionsState.values()].reduce((n, s) => n + s.evaluator.trackedIdentities, 0));
     const evicted = st.evaluator.liveEvictions - st.liveEvictionsSeen;
     if (evicted > 0) {
@@ -494,7 +542,6 @@ export class KafkaProcessor {
       this.o.log.warn({ partition: p, evicted, last: st.evaluator.lastLiveEvicted }, 'tracked-identity cap reached: live windows evicted (raise limits.max_tracked_identities)');
     }
     metrics.blocked.set(this.fold.blocked);
-    await payload.heartbeat();
   }
 
   private dlqRecord(m: KafkaMessage, partition: number, reason: string, message: string): Message {
@@ -512,8 +559,10 @@ export class KafkaProcessor {
   async stop(): Promise<void> {
     this.stopping = true;
     const log = this.o.log;
-    // Disconnecting the consumer waits for the batch in hand, whose transaction commits or aborts.
+    // Disconnecting the consumer waits for the batch in hand.
     await bounded(this.consumer?.disconnect(), 'consumer', log);
+    // The transactions of batches already handed over commit (or fail) before the producers go.
+    await Promise.all([...this.partitionsState.values()].map((st) => bounded(st.committing, 'open transactions', log, this.o.transactionTimeoutMs)));
     // The rest in parallel, each bounded: a client that does not let go must not hold the shutdown.
     await Promise.all([
       bounded(this.assignments, 'assignment in progress', log),
