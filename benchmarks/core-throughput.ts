@@ -60,13 +60,13 @@ function makeStream(pick: () => number, rnd: () => number): Stream {
 }
 
 /** One round's decisions, allocated together as a batch of parsed records would be. */
-function batch(s: Stream, round: number, withHandles: boolean): Decision[] {
+function batch(s: Stream, round: number, withHandles: boolean, withSessions = true): Decision[] {
   const start = Date.UTC(2026, 0, 1) + round * Math.ceil(PER_ROUND / RATE_PER_MS);
   const out: Decision[] = new Array<Decision>(PER_ROUND);
   for (let i = 0; i < PER_ROUND; i++) {
     const w = s.who[i]!;
     out[i] = {
-      decisionId: `d-${round}-${i}`, agentId: s.ids[w]!, cls: s.cls[i] as DecisionClass, timeMs: start + Math.floor(i / RATE_PER_MS), sessionId: s.sessions[w],
+      decisionId: `d-${round}-${i}`, agentId: s.ids[w]!, cls: s.cls[i] as DecisionClass, timeMs: start + Math.floor(i / RATE_PER_MS), sessionId: withSessions ? s.sessions[w] : undefined,
       identity: withHandles ? s.handles[w] : undefined,
     };
   }
@@ -91,14 +91,14 @@ function floorRate(s: Stream): number {
   return best;
 }
 
-function measure(name: string, s: Stream, withHandles: boolean): void {
+function measure(name: string, s: Stream, withHandles: boolean, withSessions = true): void {
   const evaluator = new Evaluator(tripConfig());
   const clock = evaluator.openStream('bench', { file: 'bench' });
   const rates: number[] = [];
   const heaps: number[] = [];
   let trips = 0;
   const timeRound = (round: number): number => {
-    const decisions = batch(s, round, withHandles); // dropped when this returns, before the heap is measured
+    const decisions = batch(s, round, withHandles, withSessions); // dropped when this returns, before the heap is measured
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < PER_ROUND; i++) {
       if (evaluator.accept(clock, decisions[i]!, i) !== null) trips++;
@@ -115,7 +115,7 @@ function measure(name: string, s: Stream, withHandles: boolean): void {
   const floor = floorRate(s);
   const median = [...steady].sort((a, b) => a - b)[Math.floor(steady.length / 2)]!;
   const how = withHandles ? 'with identity handles' : 'by ID string';
-  report(`core throughput, ${name}, ${how} (window + trip rule, pre-parsed, ${IDENTITIES.toLocaleString('en-US')} identities, session ids)`, {
+  report(`core throughput, ${name}, ${how} (window + trip rule, pre-parsed, ${IDENTITIES.toLocaleString('en-US')} identities, ${withSessions ? 'session ids' : 'no session ids'})`, {
     'decisions/s (median of rounds 3..8)': Math.round(median),
     'decisions/s (best round)': Math.round(Math.max(...steady)),
     'memory floor, same sequence (Map.get + 1 increment)': Math.round(floor),
@@ -139,4 +139,8 @@ export function run(): void {
     measure('Zipf s=1 identities', zipf, withHandles);
     gc();
   }
+  // What the session evidence costs: the same uniform stream without session ids (the evaluator then
+  // keeps no session per identity; comparing an identity's session with its last one reads a string
+  // no cache holds).
+  measure('uniform identities', uniform, true, false);
 }
