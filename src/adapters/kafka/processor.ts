@@ -11,7 +11,7 @@
 import { retrying } from './retry.js';
 import kafkajs from 'kafkajs';
 import { randomUUID } from 'node:crypto';
-import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Message, Producer } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Message, Producer, Transaction } from 'kafkajs';
 import { canonicalJson } from '../../core/canonical-json.js';
 import { AddendumChains, type KillEvent, type ShadowEvent, type TraceAddendum } from '../../core/documents.js';
 import { Evaluator, type StreamClock, type TripRuleConfig } from '../../core/evaluator.js';
@@ -487,7 +487,8 @@ export class KafkaProcessor {
     // restores the windows from what was committed; if it is fenced, the partition and its queue are dropped.
     const previous = st.committing;
     const output: BatchOutput = { kills, addenda, shadows, dlq, held, last, highWatermark: Number(batch.highWatermark), started };
-    st.committing = previous.then(() => this.commit(p, st, output));
+    // commit() handles its own failures; anything it lets through still stops the processor, never goes unhandled
+    st.committing = previous.then(() => this.commit(p, st, output)).catch((err: unknown) => this.fail(err));
     await previous;
     await payload.heartbeat();
   }
@@ -498,19 +499,21 @@ export class KafkaProcessor {
     if (this.partitionsState.get(p) !== st) return;
     const { topics, metrics } = this.o;
     const { kills, addenda, shadows, dlq, held, last } = out;
-    const trx = await st.producer.transaction();
+    let trx: Transaction | undefined;
     try {
+      const txn = await st.producer.transaction();
+      trx = txn; // aborted below if anything fails
       // CONCURRENT_TRANSACTIONS (the coordinator still finishing a fenced predecessor's transaction) and
       // other retriable answers are retried; the transaction stays the same.
       // Kill events and addenda in one request (one AddPartitionsToTxn, one Produce).
       const outputs = [{ topic: topics.kills, messages: kills }, { topic: topics.addenda, messages: addenda }, { topic: topics.shadow, messages: shadows }].filter((t) => t.messages.length > 0);
-      if (outputs.length > 0) await inTransaction(() => trx.sendBatch({ topicMessages: outputs }));
+      if (outputs.length > 0) await inTransaction(() => txn.sendBatch({ topicMessages: outputs }));
       // Each send is its own record batch: keep every batch under the broker's message size limit.
-      for (const group of bySize(dlq, 512 * 1024)) await inTransaction(() => trx.send({ topic: topics.dlq, messages: group }));
-      await inTransaction(() => trx.sendOffsets({ consumerGroupId: this.o.groupId, topics: [{ topic: topics.decisions, partitions: [{ partition: p, offset: String(last + 1) }] }] }));
-      await inTransaction(() => trx.commit());
+      for (const group of bySize(dlq, 512 * 1024)) await inTransaction(() => txn.send({ topic: topics.dlq, messages: group }));
+      await inTransaction(() => txn.sendOffsets({ consumerGroupId: this.o.groupId, topics: [{ topic: topics.decisions, partitions: [{ partition: p, offset: String(last + 1) }] }] }));
+      await inTransaction(() => txn.commit());
     } catch (err) {
-      await trx.abort().catch(() => undefined);
+      await trx?.abort().catch(() => undefined);
       if (this.partitionsState.get(p) !== st) return; // revoked while committing: the new owner restores from what is committed
       if (isFenced(err)) {
         // The partition has a new owner, which fenced us: nothing of this batch was committed, and the
