@@ -20,8 +20,6 @@
  *   KAFKA_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"    profile the processor instances
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
 import type { Message } from 'kafkajs';
@@ -29,6 +27,7 @@ import {
   benchDir, busyCores, createTopic, fill, highWatermarks, kafkaClient, LATENCY_RATE, LatencyLoad, machineCpu, percentile, processorConfig, RAW_CONSUMER, sample,
   sleep, startBroker, startInstance, topicsFor, VERDICTS, watchCommitted, type Instance, type Progress,
 } from './kafka-harness.js';
+import { parseConfig } from '../src/config/config.js';
 import { gc, mulberry32, report } from './util.js';
 
 const PARTITIONS = 6;
@@ -69,15 +68,13 @@ export function backlog(): { messages: Message[]; trips: number } {
 }
 
 /**
- * The fetch sizes `killswitch run` uses by default (schemas/config.schema.json): the raw consumer fetches
- * the same way, so the ratio compares the same client doing the same fetches with and without the processor.
+ * The fetch sizes `killswitch run` uses by default (what the config loader fills in): the raw consumer
+ * fetches the same way, so the ratio compares the same client doing the same fetches with and without
+ * the processor.
  */
 function fetchSizes(): { maxBytesPerPartition: number; maxBytes: number } {
-  const schema = JSON.parse(readFileSync(fileURLToPath(new URL('../../schemas/config.schema.json', import.meta.url)), 'utf8')) as {
-    properties: { kafka: { properties: Record<string, { default: number }> } };
-  };
-  const k = schema.properties.kafka.properties;
-  return { maxBytesPerPartition: k.max_partition_fetch_bytes!.default, maxBytes: k.fetch_max_bytes!.default };
+  const k = parseConfig(JSON.stringify({ kafka: { brokers: ['127.0.0.1:9092'] } }), 'defaults').kafka!;
+  return { maxBytesPerPartition: k.max_partition_fetch_bytes, maxBytes: k.fetch_max_bytes };
 }
 
 export function rawRate(brokers: string, topic: string): { rate: number; cpuMicros: number; machineBusy: number } {
