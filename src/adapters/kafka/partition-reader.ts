@@ -40,6 +40,7 @@ export interface PartitionReaderOptions {
 const QUIET_MS = 1000;
 const MARKER_SLACK = 1;
 const TAIL_TIMEOUT_MS = 30_000;
+const ONE_OFF_MAX_WAIT_MS = 100;
 
 export class PartitionReader {
   private consumer: Consumer | undefined;
@@ -65,9 +66,19 @@ export class PartitionReader {
       const start = wanted.get(o.partition);
       if (start !== undefined && Number(o.high) > Math.max(start, Number(o.low))) remaining.set(o.partition, Number(o.high));
     }
-    if (remaining.size === 0) this.caughtUpResolve!();
+    if (remaining.size === 0) {
+      this.caughtUpResolve!();
+      // A one-off read of nothing (empty partitions, or starting at their end) needs no consumer: its
+      // group join alone can take the broker's group.initial.rebalance.delay.ms (3 s by default).
+      if (!this.o.follow) return;
+    }
 
-    const consumer = kafka.consumer({ groupId: `${this.o.groupPrefix}.${randomUUID()}`, readUncommitted: false, allowAutoTopicCreation: false });
+    const consumer = kafka.consumer({
+      groupId: `${this.o.groupPrefix}.${randomUUID()}`, readUncommitted: false, allowAutoTopicCreation: false,
+      // A one-off reader is stopped once it has read its records, and stopping waits for the fetch in
+      // flight: a long poll of kafkajs's default 5 s would hold whoever waits for the read that long.
+      ...(this.o.follow ? {} : { maxWaitTimeInMs: ONE_OFF_MAX_WAIT_MS }),
+    });
     this.consumer = consumer;
     let quiet: NodeJS.Timeout | undefined;
     const armQuiet = (): void => {
@@ -156,8 +167,11 @@ export class PartitionReader {
 }
 
 /**
- * The last committed records of some partitions of `topic` (from up to `depth` offsets before the
- * high watermark): a chain's tip. `onMessage` sees them in offset order.
+ * The last committed records of some partitions of `topic`: a chain's tip. Reads the last `depth`
+ * offsets of each partition; a partition whose last `depth` offsets hold no committed record (markers
+ * and aborted transactions only, say after a crash loop aborted big batches) is read again from 8
+ * times as far back, and so on, until a committed record or the partition's start is reached: a tip
+ * missed would fork the chain. `onMessage` sees each partition's records in offset order.
  */
 export async function readTail(
   kafka: Kafka, topic: string, partitions: readonly number[], groupPrefix: string, onMessage: (partition: number, message: KafkaMessage) => void, depth = 64,
@@ -170,10 +184,25 @@ export async function readTail(
   } finally {
     await admin.disconnect();
   }
-  const from = partitions.map((p) => {
-    const o = offsets.find((x) => x.partition === p);
-    return { partition: p, offset: Math.max(Number(o?.low ?? 0), Number(o?.high ?? 0) - depth) };
-  });
+  const bounds = new Map(offsets.map((o) => [o.partition, { low: Number(o.low), high: Number(o.high) }]));
+  let pending = [...partitions];
+  for (let back = depth; pending.length > 0; back *= 8) {
+    const from = pending.map((p) => {
+      const b = bounds.get(p) ?? { low: 0, high: 0 };
+      return { partition: p, offset: Math.max(b.low, b.high - back) };
+    });
+    const found = new Set<number>();
+    await readOnce(kafka, topic, groupPrefix, from, (p, m) => {
+      found.add(p);
+      onMessage(p, m);
+    });
+    // nothing committed in the last `back` offsets, and more before them: further back
+    pending = from.filter((f) => !found.has(f.partition) && f.offset > (bounds.get(f.partition)?.low ?? 0)).map((f) => f.partition);
+  }
+}
+
+/** Reads the partitions from the given offsets up to the high watermark of now, then stops. */
+async function readOnce(kafka: Kafka, topic: string, groupPrefix: string, from: readonly ReadFrom[], onMessage: (partition: number, message: KafkaMessage) => void): Promise<void> {
   const reader = new PartitionReader({ kafka, topic, groupPrefix, follow: false, from, onMessage, strict: true });
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
