@@ -139,6 +139,15 @@ async function bounded(step: Promise<unknown> | undefined, what: string, log: Lo
 }
 
 /**
+ * Waits for every step to end, then fails with the first failure, if any: nothing is left running
+ * behind a failed assignment (Promise.all would return at the first failure with the rest still going).
+ */
+async function settledAll(steps: readonly Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(steps)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+}
+
+/**
  * Connect a transactional producer and register its transactional id with the coordinator now. kafkajs
  * does that (InitProducerId, which aborts the id's open transaction and fences every older producer of
  * the id) only at the first `transaction()`, not at `connect()`: until then an old owner can still
@@ -169,6 +178,8 @@ export class KafkaProcessor {
   /** partitions of the decisions topic (known once the topics are checked) */
   private decisionsPartitions = 0;
   private ledgerLoadedResolve: (() => void) | undefined;
+  /** the first read of the kills topic (start()); rejects if it fails */
+  private ledgerRead: Promise<void> = Promise.resolve();
   private readonly ledgerLoaded = new Promise<void>((resolve) => {
     this.ledgerLoadedResolve = resolve;
   });
@@ -211,17 +222,30 @@ export class KafkaProcessor {
     this.decisionsPartitions = decisionsPartitions;
     log.info({ topics, partitions: decisionsPartitions }, 'kafka topics ready');
 
-    // Who is blocked, before the first decision: a restart never lifts a block.
-    this.ledgerReader = new PartitionReader({
+    // Who is blocked, before the first decision: a restart never lifts a block. Read while the consumer
+    // below joins its group (each join can wait the broker's group.initial.rebalance.delay.ms, 3 s by
+    // default); an assignment waits for it before anything else (onAssignment), so no decision is
+    // evaluated before the ledger is read.
+    const ledgerReader = new PartitionReader({
       kafka, topic: topics.kills, groupPrefix: `${this.o.groupId}.ledger`, follow: true,
       from: [{ partition: 0, offset: 0 }],
       onMessage: (_p, m) => this.onLedgerMessage(m),
     });
-    await this.ledgerReader.start();
-    await this.ledgerReader.caughtUp;
-    this.ledgerLoadedResolve!();
-    log.info({ blocked: this.fold.blocked }, 'block ledger read');
+    this.ledgerReader = ledgerReader;
+    this.ledgerRead = (async () => {
+      await ledgerReader.start();
+      await ledgerReader.caughtUp;
+      this.ledgerLoadedResolve!();
+      log.info({ blocked: this.fold.blocked }, 'block ledger read');
+    })();
+    this.ledgerRead.catch(() => undefined); // awaited below and by every assignment: never unhandled
+    await Promise.all([this.ledgerRead, this.startConsumer()]);
+  }
 
+  /** The group's consumer: joins, and hands assignments to onAssignment and batches to onBatch. */
+  private async startConsumer(): Promise<void> {
+    const { kafka, topics } = this.o;
+    const decisionsPartitions = this.decisionsPartitions;
     const consumer = kafka.consumer({
       groupId: this.o.groupId, readUncommitted: false, allowAutoTopicCreation: false,
       // With every assigned partition paused (while an assignment is prepared, see GROUP_JOIN) kafkajs
@@ -307,6 +331,7 @@ export class KafkaProcessor {
   /** New assignment (`at`: when the group made it): keep what we still own, drop what moved away, restore what is new. */
   private async onAssignment(assigned: readonly number[], at: number): Promise<void> {
     const { topics, log, metrics } = this.o;
+    await this.ledgerRead; // the first assignment can come before the ledger is read (start())
     const now = new Set(assigned);
     for (const [p, st] of this.partitionsState) {
       if (!now.has(p)) {
@@ -325,30 +350,33 @@ export class KafkaProcessor {
     // Fence the previous owners first: initialising our transactional producer for a partition aborts
     // its old owner's open transaction and stops it from committing anything more. Only then are the
     // committed offsets, the ledger and the chain tips final.
-    const producers = new Map<number, Producer>();
+    // All at once: each waits for its old owner's open transaction to be aborted.
     log.info({ partitions: fresh }, 'assignment: fencing previous owners');
-    for (const p of fresh) {
-      const producer = this.o.kafka.producer({
-        transactionalId: `${this.o.groupId}.${topics.decisions}.${p}`,
-        idempotent: true, maxInFlightRequests: 1, transactionTimeout: this.o.transactionTimeoutMs, allowAutoTopicCreation: false,
-        // The first send of a transaction right after the previous commit is answered CONCURRENT_TRANSACTIONS
-        // until the broker has written the commit markers (a few ms); kafkajs would wait 100 ms and more.
-        retry: TXN_RETRY,
-      });
-      await connectFenced(producer);
-      producers.set(p, producer);
-    }
+    const producers = new Map(fresh.map((p) => [p, this.o.kafka.producer({
+      transactionalId: `${this.o.groupId}.${topics.decisions}.${p}`,
+      idempotent: true, maxInFlightRequests: 1, transactionTimeout: this.o.transactionTimeoutMs, allowAutoTopicCreation: false,
+      // The first send of a transaction right after the previous commit is answered CONCURRENT_TRANSACTIONS
+      // until the broker has written the commit markers (a few ms); kafkajs would wait 100 ms and more.
+      retry: TXN_RETRY,
+    })]));
+    await settledAll([...producers.values()].map((producer) => connectFenced(producer)));
     log.info({ partitions: fresh }, 'assignment: reading the ledger to its end');
     await this.ledgerReader!.catchUpNow();
     const admin = this.admin!;
     const committed = await retrying(() => admin.fetchOffsets({ groupId: this.o.groupId, topics: [topics.decisions] }));
     const committedOf = new Map((committed[0]?.partitions ?? []).map((x) => [x.partition, Number(x.offset)]));
     const bounds = new Map((await retrying(() => admin.fetchTopicOffsets(topics.decisions))).map((o) => [o.partition, { low: Number(o.low), high: Number(o.high) }]));
-    log.info({ partitions: fresh }, 'assignment: reading chain tips');
-    await this.restoreChainTips(fresh);
-    log.info({ partitions: fresh }, 'assignment: finding restore offsets');
+    // Two reads of different topics, each a consumer group of its own (whose join can wait for the
+    // broker's group.initial.rebalance.delay.ms): side by side.
+    log.info({ partitions: fresh }, 'assignment: reading chain tips and finding restore offsets');
     const liveFromOf = new Map(fresh.map((p) => [p, Math.max(committedOf.get(p) ?? -1, bounds.get(p)?.low ?? 0, 0)]));
-    const restoreFromOf = await this.restoreStarts(liveFromOf);
+    let restoreFromOf = new Map<number, number>();
+    await settledAll([
+      this.restoreChainTips(fresh),
+      this.restoreStarts(liveFromOf).then((starts) => {
+        restoreFromOf = starts;
+      }),
+    ]);
     for (const p of fresh) {
       const liveFrom = liveFromOf.get(p)!;
       const restoreFrom = restoreFromOf.get(p)!;
@@ -388,18 +416,14 @@ export class KafkaProcessor {
       await reader.stop();
     }
     const ks = this.o.tripConfig;
-    const starts = new Map<number, number>();
-    for (const [p, live] of liveFrom) {
-      if (live <= 0) {
-        starts.set(p, live);
-        continue;
-      }
+    const starts = await Promise.all([...liveFrom].map(async ([p, live]): Promise<[number, number]> => {
+      if (live <= 0) return [p, live];
       const ts = Math.min(lastTs.get(p) ?? Date.now(), Date.now()) - ks.windowMs - ks.latenessMs - 60_000;
       const offsets = await retrying(() => this.admin!.fetchTopicOffsetsByTimestamp(this.o.topics.decisions, ts));
       const at = Number(offsets.find((o) => o.partition === p)?.offset ?? 0);
-      starts.set(p, at < 0 ? live : Math.min(at, live));
-    }
-    return starts;
+      return [p, at < 0 ? live : Math.min(at, live)];
+    }));
+    return new Map(starts);
   }
 
   /** The chain of partition p continues from the last committed addendum of addenda partition p. */
