@@ -5,6 +5,7 @@ const scenarios: Record<string, () => Promise<{ run: () => void | Promise<void> 
   'core-throughput': () => import('./core-throughput.js'),
   decode: () => import('./decode.js'),
   'kafka-pipeline': () => import('./kafka-pipeline.js'),
+  'kafka-startup': () => import('./kafka-startup.js'),
   'memory-per-identity': () => import('./memory-per-identity.js'),
   peers: () => import('./peers/index.js'),
   'replay-throughput': () => import('./replay-throughput.js'),
