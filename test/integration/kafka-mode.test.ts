@@ -246,6 +246,30 @@ describe('killswitch run (Kafka mode)', () => {
     }
   });
 
+  it('restarted with decisions already waiting for it, trips the new identity among them and not the blocked one again', async () => {
+    // The ledger is read while the consumer joins its group; the first batch, there at once, must still
+    // be evaluated against it.
+    const dir = tempDir('kafka-waiting-');
+    const topics = freshTopics('waiting');
+    const cfg = kafkaConfig(dir, brokers, topics, { partitions: 1 });
+    const A = 'spiffe://example.org/agent/waiting-a';
+    const B = 'spiffe://example.org/agent/waiting-b';
+    let proc = await startProcessor(cfg);
+    await produce(brokers, topics.decisions, denies(A, 10, 0));
+    expect(await readTopic(brokers, topics.kills, { until: (r) => r.length >= 1 })).toHaveLength(1);
+    expect(await proc.stop()).toBe(0);
+    // while it is down: more denies of the blocked A and, in event-time order with them, a new B that trips
+    await produce(brokers, topics.decisions, Array.from({ length: 30 }, (_, t) => [...denies(A, 1, 20 + t), ...(t < 10 ? denies(B, 1, 20 + t) : [])]).flat());
+    proc = await startProcessor(cfg);
+    try {
+      await drained(topics, `g-${topics.decisions}`);
+      const kills = (await readTopic(brokers, topics.kills, { until: (r) => r.length >= 2 })).map(parse);
+      expect(kills.map((k) => [k.agent_id, k.action, k.epoch])).toEqual([[A, 'block', 1], [B, 'block', 1]]);
+    } finally {
+      await proc.stop();
+    }
+  });
+
   it('ignores a forged kill event on the ledger (an unblock signed by an untrusted key)', async () => {
     const dir = tempDir('kafka-forged-');
     const topics = freshTopics('forged');
