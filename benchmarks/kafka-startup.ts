@@ -12,8 +12,8 @@
  *   KAFKA_BROKERS=host:port     use a running broker instead of starting one
  */
 import { randomUUID } from 'node:crypto';
-import type { Admin, Message } from 'kafkajs';
-import { benchDir, createTopic, fill, kafkaClient, processorConfig, sample, sleep, startBroker, startInstance, topicsFor, VERDICTS, type Instance } from './kafka-harness.js';
+import type { Message } from 'kafkajs';
+import { benchDir, committedTotal, createTopic, fill, kafkaClient, percentile, processorConfig, sample, sleep, startBroker, startInstance, topicsFor, VERDICTS, type Instance } from './kafka-harness.js';
 import { mulberry32, report } from './util.js';
 
 const PARTITIONS = 6;
@@ -36,11 +36,6 @@ function decisions(): Message[] {
   });
 }
 
-async function committed(admin: Admin, group: string, topic: string): Promise<number> {
-  const o = await admin.fetchOffsets({ groupId: group, topics: [topic] });
-  return (o[0]?.partitions ?? []).reduce((s, x) => s + Math.max(0, Number(x.offset)), 0);
-}
-
 /** Starts an instance; ms from its start until every partition is live, and until `done` holds. */
 async function timed(config: { file: string; port: number }, done: () => Promise<boolean>): Promise<{ instance: Instance; live: number; done: number }> {
   const t0 = performance.now();
@@ -54,7 +49,7 @@ async function timed(config: { file: string; port: number }, done: () => Promise
   }
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const median = (xs: number[]): number => percentile([...xs].sort((a, b) => a - b), 50);
 
 export async function run(): Promise<void> {
   const broker = await startBroker();
@@ -72,7 +67,7 @@ export async function run(): Promise<void> {
       await fill(broker.brokers, topics.decisions, messages);
       const group = `startup-${randomUUID().slice(0, 8)}`;
       const config = processorConfig(dir, broker.brokers, topics, group, PARTITIONS);
-      const first = await timed(config, async () => (await committed(admin, group, topics.decisions)) >= RECORDS);
+      const first = await timed(config, async () => (await committedTotal(admin, group, topics.decisions)) >= RECORDS);
       if ((await first.instance.stop()) !== 0) throw new Error(`the first instance did not stop cleanly:\n${first.instance.log().slice(-3000)}`);
       fresh.push(first.live);
       freshDone.push(first.done);

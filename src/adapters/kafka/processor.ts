@@ -139,12 +139,14 @@ async function bounded(step: Promise<unknown> | undefined, what: string, log: Lo
 }
 
 /**
- * Waits for every step to end, then fails with the first failure, if any: nothing is left running
- * behind a failed assignment (Promise.all would return at the first failure with the rest still going).
+ * Promise.all that waits for every step to end before it fails with the first failure: nothing is left
+ * running behind a failed assignment (Promise.all returns at the first failure with the rest still going).
  */
-async function settledAll(steps: readonly Promise<unknown>[]): Promise<void> {
-  const failed = (await Promise.allSettled(steps)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+async function settledAll<T extends readonly unknown[]>(steps: { readonly [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(steps);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed !== undefined) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 /**
@@ -370,13 +372,7 @@ export class KafkaProcessor {
     // broker's group.initial.rebalance.delay.ms): side by side.
     log.info({ partitions: fresh }, 'assignment: reading chain tips and finding restore offsets');
     const liveFromOf = new Map(fresh.map((p) => [p, Math.max(committedOf.get(p) ?? -1, bounds.get(p)?.low ?? 0, 0)]));
-    let restoreFromOf = new Map<number, number>();
-    await settledAll([
-      this.restoreChainTips(fresh),
-      this.restoreStarts(liveFromOf).then((starts) => {
-        restoreFromOf = starts;
-      }),
-    ]);
+    const [, restoreFromOf] = await settledAll<[void, Map<number, number>]>([this.restoreChainTips(fresh), this.restoreStarts(liveFromOf)]);
     for (const p of fresh) {
       const liveFrom = liveFromOf.get(p)!;
       const restoreFrom = restoreFromOf.get(p)!;
