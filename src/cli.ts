@@ -11,7 +11,6 @@ import { KillSwitchError } from './core/errors.js';
 import { createLogger } from './adapters/log/logger.js';
 import { replay } from './commands/replay.js';
 import { runEmbedded } from './commands/run-embedded.js';
-import { runKafka } from './commands/run-kafka.js';
 import { runAuthz } from './commands/authz.js';
 import { generateToken } from './commands/tokens.js';
 import { operatorAction, operatorBlocks, operatorStatus, operatorToken } from './commands/operator.js';
@@ -162,6 +161,8 @@ async function run(config: Config, configFile: string, inputs: string[]): Promis
   }
   if (config.kafka !== undefined) {
     if (inputs.length > 0) throw usageError('run: INPUT files are for embedded mode; in Kafka mode decisions come from the decisions topic');
+    // Loaded here: the Kafka mode's modules are not needed by replay, embedded runs, verify or keys.
+    const { runKafka } = await import('./commands/run-kafka.js');
     const code = await runKafka(config, signing.signer, signing.trusted, log);
     // A client library that did not let go of a socket must not keep a stopped service alive.
     setTimeout(() => process.exit(code), 2000).unref();
