@@ -4,6 +4,7 @@
  * stream (its own stream time and addendum chain).
  */
 import type { AddendumChains, KillEvent, ShadowEvent, TraceAddendum } from '../core/documents.js';
+import type { Decision } from '../core/decision.js';
 import type { Evaluator, StreamClock, Trip } from '../core/evaluator.js';
 import type { Signer } from '../ports/signer.js';
 import type { TripSink } from '../ports/trip-sink.js';
@@ -61,12 +62,16 @@ export class FilePipeline {
     const name = streamName(path);
     const clock = this.evaluator.openStream(name, { file: name });
     const lines = await readNdjson(path, {
-      line: (text, key, lineNo) => {
-        const r = this.processLine(clock, text, key, lineNo);
-        return r instanceof Promise ? r : undefined;
+      line: (bytes, key, lineNo) => {
+        const r = this.decoder.decodeBytes(bytes, key ?? null);
+        if (!r.ok) {
+          this.badRecord(clock, r, lineNo, bytes.toString('utf8'), key === undefined || key.length === 0 ? undefined : key.toString('utf8'));
+          return undefined;
+        }
+        return this.evaluate(clock, r.decision, lineNo);
       },
       tooLong: (lineNo, length) => {
-        this.bad({ file: name, line: lineNo, reason: 'too_large', message: `line of ${length} characters is longer than the limit` });
+        this.bad({ file: name, line: lineNo, reason: 'too_large', message: `line of ${length} bytes is longer than the limit` });
       },
     }, signal === undefined ? {} : { signal });
     this.counts.lines += lines;
@@ -80,14 +85,19 @@ export class FilePipeline {
    */
   processLine(clock: StreamClock, text: string, key: string | undefined, lineNo: number): Promise<void> | BadLine | undefined {
     const r = this.decoder.decodeText(text, key);
-    if (!r.ok) {
-      const b: BadLine = { file: clock.name, line: lineNo, reason: r.reason, message: r.message, raw: text, ...(key !== undefined ? { key } : {}) };
-      this.bad(b);
-      return b;
-    }
+    return r.ok ? this.evaluate(clock, r.decision, lineNo) : this.badRecord(clock, r, lineNo, text, key);
+  }
+
+  private evaluate(clock: StreamClock, decision: Decision, lineNo: number): Promise<void> | undefined {
     this.counts.decisions++;
-    const trip = this.evaluator.accept(clock, r.decision, lineNo);
+    const trip = this.evaluator.accept(clock, decision, lineNo);
     return trip === null ? undefined : this.emit(trip);
+  }
+
+  private badRecord(clock: StreamClock, r: { reason: BadRecordReason; message: string }, lineNo: number, text: string, key: string | undefined): BadLine {
+    const b: BadLine = { file: clock.name, line: lineNo, reason: r.reason, message: r.message, raw: text, ...(key !== undefined ? { key } : {}) };
+    this.bad(b);
+    return b;
   }
 
   /** The largest stream time of any stream processed so far (what operators' window views are taken at). */

@@ -46,8 +46,8 @@ async function firstTrips(decisionsFile: string, s: KillSwitchSettings): Promise
   const clock = evaluator.openStream(decisionsFile, { file: decisionsFile });
   const trips = new Map<string, Trip>();
   await readNdjson(decisionsFile, {
-    line: (text, key, lineNo) => {
-      const r = decoder.decodeText(text, key);
+    line: (bytes, key, lineNo) => {
+      const r = decoder.decodeBytes(bytes, key ?? null);
       if (!r.ok) return undefined;
       const trip = evaluator.accept(clock, r.decision, lineNo);
       if (trip !== null && !trips.has(trip.agentId)) trips.set(trip.agentId, trip);

@@ -1,4 +1,5 @@
 /** Bad input never stops the stream: every bad line is reported with file and line, counted, skipped. */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { configFile, decision, type KillEventLine, ndjson, parseLines, repeat, runCli, tempDir, writeIn } from '../helpers/cli.js';
 
@@ -69,5 +70,45 @@ describe('killswitch replay: bad input lines', () => {
     const r = runCli(['replay', '--config', cfg, `${dir}/missing.ndjson`]);
     expect(r.status).toBe(2);
     expect(r.stderr).toBe(`killswitch: ${dir}/missing.ndjson: cannot read input (ENOENT)\n`);
+  });
+
+  it('trips the same on lines read as bytes and lines that need the full decoder, past the first 1 MiB read, with the right line numbers', () => {
+    const B = 'spiffe://example.org/agent/b';
+    const lines: string[] = [];
+    let bytes = 0;
+    const push = (l: string): void => {
+      lines.push(l);
+      bytes += Buffer.byteLength(l) + 1;
+    };
+    // well-behaved filler up to just before the reader's first 1 MiB chunk ends
+    while (bytes < (1 << 20) - 200) push(decision(B, 'allow', 0, { session_id: 'b-1' }));
+    // ten denies of A in the shapes a producer may send, the first of them across the chunk boundary
+    // with a two-byte character right on it
+    const first = decision(A, 'deny', 1, { tool_name: 'ë' }); // ends in ë"}
+    const pad = (1 << 20) - 1 - (bytes + Buffer.byteLength(first) - 4);
+    const shapes = [
+      first.replace('"ë"', `"${'w'.repeat(pad)}ë"`), // non-ASCII: the full decoder
+      decision(A, 'deny', 2).replace('"deny"', '"\\u0064eny"'), // an escape: the full decoder
+      JSON.stringify(JSON.parse(decision(A, 'deny', 3)), null, 1).replace(/\n/g, ' '), // whitespace everywhere
+      decision(A, 'deny', 4, { attempt: 3 }), // a number in an unknown field: the full decoder
+      decision(A, 'deny', 5).replace('spiffe://', 'spiffe:\\/\\/'), // escaped slashes in agent_id
+      `${A}\t${decision(A, 'deny', 6)}`, // keyed
+      `${decision(A, 'deny', 7)}\r`, // CRLF
+      decision(A, 'deny', 8),
+      decision(A, 'deny', 9),
+      decision(A, 'deny', 10),
+    ];
+    const firstA = lines.length + 1;
+    shapes.slice(0, 5).forEach(push);
+    push(`spiffe://example.org/agent/other\t${decision(A, 'deny', 5.5)}`); // bad: key mismatch
+    shapes.slice(5).forEach(push);
+    const input = writeIn(dir, 'shapes.ndjson', ndjson(lines));
+    expect(readFileSync(input).subarray((1 << 20) - 1, (1 << 20) + 1).toString('utf8')).toBe('ë'); // split between two reads
+    const r = runCli(['replay', '--config', cfg, input]);
+    expect(r.status).toBe(0);
+    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^${input}:${firstA + 5}: key_mismatch: `))]);
+    const kills = parseLines<KillEventLine>(r.stdout);
+    expect(kills.map((k) => k.agent_id)).toEqual([A]);
+    expect(kills[0]!.evidence).toMatchObject({ calls: 10, denies: 10, source: { line_from: 1, line_to: lines.length } });
   });
 });

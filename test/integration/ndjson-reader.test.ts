@@ -7,19 +7,19 @@ import { tempDir } from '../helpers/cli.js';
 
 interface Seen { lines: { text: string; key: string | undefined; lineNo: number }[]; tooLong: [number, number][] }
 
-async function read(content: string, maxLineChars?: number): Promise<Seen & { total: number }> {
+async function read(content: string, maxLineBytes?: number): Promise<Seen & { total: number }> {
   const file = join(tempDir('ndjson-'), 'in.ndjson');
   writeFileSync(file, content);
   const seen: Seen = { lines: [], tooLong: [] };
   const total = await readNdjson(file, {
-    line: (text, key, lineNo) => {
-      seen.lines.push({ text, key, lineNo });
+    line: (bytes, key, lineNo) => {
+      seen.lines.push({ text: bytes.toString('utf8'), key: key?.toString('utf8'), lineNo });
       return undefined;
     },
     tooLong: (lineNo, length) => {
       seen.tooLong.push([lineNo, length]);
     },
-  }, maxLineChars === undefined ? {} : { maxLineChars });
+  }, maxLineBytes === undefined ? {} : { maxLineBytes });
   return { ...seen, total };
 }
 
@@ -42,6 +42,12 @@ describe('readNdjson', () => {
       { text: '{"d":4}', key: undefined, lineNo: 6 },
     ]);
     expect(r.total).toBe(6);
+  });
+
+  it('measures the line limit in bytes, multi-byte characters counted by their bytes', async () => {
+    const r = await read(`{"v":"${'é'.repeat(60)}"}\n{"v":"${'e'.repeat(60)}"}\n`, 100);
+    expect(r.tooLong).toEqual([[1, 128]]);
+    expect(r.lines).toEqual([{ text: `{"v":"${'e'.repeat(60)}"}`, key: undefined, lineNo: 2 }]);
   });
 
   it('skips over-long lines, in one chunk or across many, and goes on with the right line numbers', async () => {
@@ -73,7 +79,8 @@ describe('readNdjson', () => {
     writeFileSync(file, '{"i":1}\n{"i":2}\n{"i":3}\n');
     const order: string[] = [];
     await readNdjson(file, {
-      line: (text) => {
+      line: (bytes) => {
+        const text = bytes.toString('utf8');
         order.push(`start ${text}`);
         if (text === '{"i":2}') {
           return new Promise<void>((resolve) => setTimeout(() => {

@@ -1,5 +1,5 @@
 /**
- * Decision events from text (NDJSON lines, HTTP bodies, plain-JSON Kafka values) to pre-parsed
+ * Decision events from text or bytes (NDJSON lines, HTTP bodies, plain-JSON Kafka values) to pre-parsed
  * decisions, or a reason the record is bad. Bad records never throw: the caller reports, counts and
  * skips them (or sends them to the DLQ) and the stream goes on.
  */
@@ -7,6 +7,7 @@ import type { DecisionClassifier } from '../../core/decision-class.js';
 import { type DecisionEvent, type Decision, toDecision } from '../../core/decision.js';
 import { parseSpiffeId } from '../../core/spiffe-id.js';
 import { formatErrors, validator } from '../../schemas.js';
+import { FastDecisionDecoder } from './fast-decision.js';
 
 /** Stable reasons: DLQ header values and metric labels. */
 export const BAD_RECORD_REASONS = ['invalid_json', 'schema_invalid', 'invalid_spiffe_id', 'unknown_decision', 'key_mismatch', 'too_large', 'unknown_schema'] as const;
@@ -18,8 +19,21 @@ export type DecodeResult =
 
 export class DecisionDecoder {
   private readonly validate = validator('decision');
+  private fast: FastDecisionDecoder | undefined;
 
   constructor(readonly classifier: DecisionClassifier) {}
+
+  /**
+   * A plain UTF-8 JSON value and its record key (null or empty: none). The common shape is read straight
+   * from the bytes (fast-decision.ts); whatever that declines is decoded as text by decodeText, which alone
+   * says why a record is bad. Both give the same decision for what both read.
+   */
+  decodeBytes(value: Buffer, key: Buffer | null): DecodeResult {
+    this.fast ??= new FastDecisionDecoder(this.classifier);
+    const decision = this.fast.decode(value, key);
+    if (decision !== null) return { ok: true, decision };
+    return this.decodeText(value.toString('utf8'), key === null || key.length === 0 ? undefined : key.toString('utf8'));
+  }
 
   /** `key`: the record key (Kafka key, or the `KEY<TAB>` prefix of a line); undefined or '' = none. */
   decodeText(text: string, key?: string): DecodeResult {

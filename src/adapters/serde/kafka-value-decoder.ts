@@ -3,16 +3,15 @@
  * big-endian schema id, then JSON), told apart by the first byte. A framed value is validated against
  * its registered JSON schema (fetched once per id, compiled once, kept in an LRU cache) and then, like
  * every value, against the decision contract. The common path is synchronous: a promise only when a
- * schema id is seen for the first time. A plain value of the common shape is read straight from its
- * bytes (fast-decision.ts); whatever that declines goes through the full decoder, which alone says why a
- * record is bad.
+ * schema id is seen for the first time. A plain value goes to DecisionDecoder.decodeBytes: the common
+ * shape is read straight from its bytes, whatever that declines goes through the full decoder, which alone
+ * says why a record is bad.
  */
 import type { ValidateFunction } from 'ajv';
 import { LRUCache } from 'lru-cache';
 import type { SchemaRegistryClient } from '@confluentinc/schemaregistry';
 import { compileForeignSchema } from '../../schemas.js';
 import type { DecisionDecoder, DecodeResult } from './decision-decoder.js';
-import { FastDecisionDecoder } from './fast-decision.js';
 
 export const MAGIC_BYTE = 0;
 /**
@@ -25,26 +24,18 @@ type CachedSchema = { readonly ok: true; readonly validate: ValidateFunction } |
 
 export class KafkaValueDecoder {
   private readonly schemas = new LRUCache<number, CachedSchema>({ max: 1000 });
-  private readonly fast: FastDecisionDecoder;
 
   constructor(
     private readonly decisions: DecisionDecoder,
     private readonly registry: SchemaRegistryClient | undefined,
     private readonly subject: string,
     private readonly maxBytes = MAX_VALUE_BYTES,
-  ) {
-    this.fast = new FastDecisionDecoder(decisions.classifier);
-  }
+  ) {}
 
   decode(value: Buffer | null, key: Buffer | null): DecodeResult | Promise<DecodeResult> {
     if (value === null || value.length === 0) return { ok: false, reason: 'invalid_json', message: 'empty value (a tombstone is not a decision)' };
     if (value.length > this.maxBytes) return { ok: false, reason: 'too_large', message: `value of ${value.length} bytes is larger than ${this.maxBytes}` };
-    if (value[0] !== MAGIC_BYTE) {
-      // The common shape straight from the bytes; whatever it declines, the full decoder reads (and explains).
-      const decision = this.fast.decode(value, key);
-      if (decision !== null) return { ok: true, decision };
-      return this.decisions.decodeText(value.toString('utf8'), keyText(key));
-    }
+    if (value[0] !== MAGIC_BYTE) return this.decisions.decodeBytes(value, key);
     if (value.length < 5) return { ok: false, reason: 'invalid_json', message: 'schema registry framing is shorter than 5 bytes' };
     const id = value.readUInt32BE(1);
     const k = keyText(key);
