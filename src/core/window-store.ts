@@ -321,7 +321,7 @@ export class WindowStore {
     } else {
       // Buckets head..bucket-1 take the ring positions of head+1-n..bucket-n (n - 1 positions), which
       // leave the window now: drop them first. The old head's position is among them.
-      for (let old = Math.max(lo, head + 1 - n); old <= bucket - n; old++) this.dropBucket(slot, old);
+      this.dropBuckets(slot, Math.max(lo, head + 1 - n), bucket - n + 1);
       // The old head's counts join the ring.
       const base = this.cellOf(slot, head);
       for (let k = 0; k < KINDS; k++) {
@@ -346,7 +346,7 @@ export class WindowStore {
     if (cutoff > this.hf[f + HEAD]!) {
       this.zeroSlotCounts(slot); // every counted bucket is below the cutoff
     } else {
-      for (let b = this.hf[f + LO]!; b < cutoff; b++) this.dropBucket(slot, b);
+      this.dropBuckets(slot, this.hf[f + LO]!, cutoff);
     }
     this.hf[f + LO] = cutoff;
   }
@@ -361,12 +361,28 @@ export class WindowStore {
     this.hu.fill(0, slot * U + TOT, slot * U + CUR + KINDS); // totals and head-bucket counts
   }
 
-  private dropBucket(slot: number, bucket: number): void {
-    const base = this.cellOf(slot, bucket);
+  /**
+   * Drop the buckets [from, to) (all before the head, at most ringSize - 1 of them): their counts leave the
+   * totals and their cells are zeroed. An identity seen once every few buckets has mostly empty ones, which
+   * cost a read each.
+   */
+  private dropBuckets(slot: number, from: number, to: number): void {
+    if (from >= to) return;
+    const cells = this.cells;
+    const rowStart = slot * this.positions * KINDS;
+    const rowEnd = rowStart + this.positions * KINDS;
     const t = slot * U + TOT;
-    for (let k = 0; k < KINDS; k++) {
-      const v = this.take(base + k);
-      if (v !== 0) this.hu[t + k] = this.hu[t + k]! - v;
+    const overflowed = this.overflow.size > 0;
+    let cell = this.cellOf(slot, from);
+    for (let b = from; b < to; b++) {
+      if (overflowed || (cells[cell]! | cells[cell + 1]! | cells[cell + 2]!) !== 0) {
+        for (let k = 0; k < KINDS; k++) {
+          const v = this.take(cell + k);
+          if (v !== 0) this.hu[t + k] = this.hu[t + k]! - v;
+        }
+      }
+      cell += KINDS;
+      if (cell === rowEnd) cell = rowStart;
     }
   }
 
