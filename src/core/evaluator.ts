@@ -275,28 +275,32 @@ export class Evaluator {
     if (!this.config.enabled) return null;
 
     const cutoff = clock.cutoff;
-    if (bucket < cutoff) {
-      // accepted (within lateness) but already outside the window: counts nowhere
-      stats.outsideWindow++;
-      return null;
-    }
+    // Accepted (within lateness) but already outside the window (only when lateness > window): counted
+    // nowhere, yet X is still evaluated (section 2: after accepting a decision for X, evaluate X at S),
+    // and its window may have lost calls since X's last evaluation.
+    const outside = bucket < cutoff;
     const handle = d.identity;
     let slot = handle === undefined ? -1 : this.store.slotOfHandle(handle);
     if (slot < 0) {
       slot = this.store.peekSlot(agentId);
-      if (slot < 0) slot = this.store.slotFor(agentId, Math.floor(clock.time / this.config.resolutionMs), this.isBlockedId, this.idleReferenceBucket(clock));
+      if (slot < 0) {
+        if (outside) {
+          stats.outsideWindow++;
+          return null; // not tracked: an empty window, which never trips (min_calls >= 1)
+        }
+        slot = this.store.slotFor(agentId, Math.floor(clock.time / this.config.resolutionMs), this.isBlockedId, this.idleReferenceBucket(clock));
+      }
       if (handle !== undefined) this.store.bindHandle(slot, handle);
     }
     if (this.store.isBlocked(slot)) {
-      stats.whileBlocked++;
-      return null;
-    }
-    if (!this.store.add(slot, bucket, cls)) {
-      stats.outsideWindow++;
+      if (outside) stats.outsideWindow++;
+      else stats.whileBlocked++;
       return null;
     }
     const sid = d.sessionId;
-    if (sid !== undefined) {
+    if (outside || !this.store.add(slot, bucket, cls)) {
+      stats.outsideWindow++;
+    } else if (sid !== undefined) {
       if (this.currentSession[slot] === sid) {
         if (bucket > this.store.sessionBucket(slot)) this.store.setSessionBucket(slot, bucket);
       } else {

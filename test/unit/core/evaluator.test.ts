@@ -317,6 +317,24 @@ describe('Evaluator: stats', () => {
     expect(ev.stats.outsideWindow).toBe(2);
     expect(ev.windowOf(X, clock)).toEqual({ calls: 0, denies: 0, advisoryDenies: 0 });
   });
+
+  // BUG (found by the property test, seed 805420978): a decision accepted outside the window was not
+  // counted, rightly, but X was not evaluated either; section 2 evaluates X after every accepted decision,
+  // and X's window may have lost calls since X's last evaluation.
+  it('evaluates X on a decision accepted outside its window (lateness > window): the window left may trip', () => {
+    const ev = new Evaluator(tripConfig({ window_ms: 1000, resolution_ms: 100, allowed_lateness_ms: 5000, min_calls: 1, deny_rate_threshold: 0.8 }));
+    const clock = ev.openStream('s', { file: 's' });
+    const trips = feed(ev, clock, [
+      dec(X, Call, T0), //          X: 1 call
+      dec(X, Deny, T0 + 900), //    X: 2 calls, 1 deny (0.5)
+      dec(O, Call, T0 + 1500), //   S = T0 + 1.5 s: X's call at T0 leaves X's window; X is not evaluated here
+      dec(X, Call, T0 + 100), //    accepted, outside the window: X evaluated, 1 call, 1 deny
+      dec(Y, Deny, T0 + 100), //    the same for an identity without a window: nothing to evaluate
+    ]);
+    expect(trips.map((t) => [t.agentId, t.evidence.tripping_decision_id, t.evidence.calls, t.evidence.denies])).toEqual([[X, `d-${seq - 1}`, 1, 1]]);
+    expect(ev.stats.outsideWindow).toBe(2);
+    expect(ev.tracks(Y)).toBe(false);
+  });
 });
 
 describe('Evaluator: determinism', () => {
