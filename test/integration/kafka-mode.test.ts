@@ -271,6 +271,40 @@ describe('killswitch run (Kafka mode)', () => {
     }
   });
 
+  it('restores windows after a restart when a producer sent its records long after the decisions occurred', async () => {
+    // Six denies stamped when they occurred, 20 minutes ago, then a seventh of the same time sent only
+    // now (a gateway that buffered it). After a restart the window must hold all seven: the restore reads
+    // back from the stream time committed with the offset, not from the last record's timestamp (which
+    // would skip the first six).
+    const dir = tempDir('kafka-late-sender-');
+    const topics = freshTopics('late-sender');
+    const cfg = kafkaConfig(dir, brokers, topics, { partitions: 1 });
+    const C = 'spiffe://example.org/agent/late-sender';
+    const base = Date.now() - 20 * 60_000;
+    const deny = (i: number, stamped: number): { key: string; value: string; timestamp: string } => ({
+      key: C,
+      value: JSON.stringify({ decision_id: `late-${i}`, agent_id: C, decision: 'deny', occurred_at: new Date(base + i * 1000).toISOString() }),
+      timestamp: String(stamped),
+    });
+    let proc = await startProcessor(cfg);
+    try {
+      await produce(brokers, topics.decisions, [...Array.from({ length: 6 }, (_, i) => deny(i, base + i * 1000)), deny(6, Date.now())]);
+      await drained(topics, `g-${topics.decisions}`);
+    } finally {
+      expect(await proc.stop()).toBe(0);
+    }
+    proc = await startProcessor(cfg);
+    try {
+      await produce(brokers, topics.decisions, [7, 8, 9].map((i) => deny(i, Date.now())));
+      await drained(topics, `g-${topics.decisions}`);
+      const kills = (await readTopic(brokers, topics.kills, { until: (r) => r.length >= 1 })).map(parse);
+      expect(kills.map((k) => [k.agent_id, k.action])).toEqual([[C, 'block']]);
+      expect(kills[0]!.evidence).toMatchObject({ calls: 10, denies: 10, tripping_decision_id: 'late-9', source: { offset_from: 0, offset_to: 9 } });
+    } finally {
+      await proc.stop();
+    }
+  });
+
   it('ignores a forged kill event on the ledger (an unblock signed by an untrusted key)', async () => {
     const dir = tempDir('kafka-forged-');
     const topics = freshTopics('forged');

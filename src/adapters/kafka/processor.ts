@@ -80,6 +80,32 @@ interface BatchOutput {
   readonly highWatermark: number;
   /** performance.now() when the batch was handed over */
   readonly started: number;
+  /** the partition's stream time once the batch was evaluated (-Infinity: no decision yet) */
+  readonly streamTime: number;
+}
+
+/**
+ * The metadata committed with a partition's input offset: the partition's stream time then, which is
+ * where a restart's restore starts from (restoreStarts). Kafka keeps it with the offset, in the same
+ * transaction.
+ */
+interface OffsetMetadata {
+  readonly stream_time_ms: number;
+}
+
+function offsetMetadata(streamTime: number): string | null {
+  return Number.isFinite(streamTime) ? JSON.stringify({ stream_time_ms: streamTime } satisfies OffsetMetadata) : null;
+}
+
+/** The stream time committed with an offset, or undefined (none, or committed by a version that kept none). */
+export function committedStreamTime(metadata: string | null | undefined): number | undefined {
+  if (metadata === null || metadata === undefined || !metadata.startsWith('{')) return undefined;
+  try {
+    const t = (JSON.parse(metadata) as Partial<OffsetMetadata>).stream_time_ms;
+    return typeof t === 'number' && Number.isFinite(t) ? t : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 const CLASS_LABEL: Record<DecisionClass, string> = {
@@ -367,12 +393,13 @@ export class KafkaProcessor {
     const admin = this.admin!;
     const committed = await retrying(() => admin.fetchOffsets({ groupId: this.o.groupId, topics: [topics.decisions] }));
     const committedOf = new Map((committed[0]?.partitions ?? []).map((x) => [x.partition, Number(x.offset)]));
+    const streamTimeOf = new Map((committed[0]?.partitions ?? []).map((x) => [x.partition, committedStreamTime(x.metadata)]));
     const bounds = new Map((await retrying(() => admin.fetchTopicOffsets(topics.decisions))).map((o) => [o.partition, { low: Number(o.low), high: Number(o.high) }]));
     // Two reads of different topics, each a consumer group of its own (whose join can wait for the
     // broker's group.initial.rebalance.delay.ms): side by side.
     log.info({ partitions: fresh }, 'assignment: reading chain tips and finding restore offsets');
     const liveFromOf = new Map(fresh.map((p) => [p, Math.max(committedOf.get(p) ?? -1, bounds.get(p)?.low ?? 0, 0)]));
-    const [, restoreFromOf] = await settledAll<[void, Map<number, number>]>([this.restoreChainTips(fresh), this.restoreStarts(liveFromOf)]);
+    const [, restoreFromOf] = await settledAll<[void, Map<number, number>]>([this.restoreChainTips(fresh), this.restoreStarts(liveFromOf, streamTimeOf)]);
     for (const p of fresh) {
       const liveFrom = liveFromOf.get(p)!;
       const restoreFrom = restoreFromOf.get(p)!;
@@ -392,14 +419,20 @@ export class KafkaProcessor {
 
   /**
    * Where to start re-reading each partition so every window open at its committed offset is rebuilt:
-   * the offset of (timestamp of the last committed record - window - lateness - 60 s). Record timestamps
-   * are at or after the decision's event time (producers stamp when they send), so no record whose event
-   * time can still be in a window is left out. Using the last committed record, not the wall clock, keeps
-   * this right after any downtime.
+   * the first offset whose record timestamp is at or after (S - window - lateness - 60 s), S being the
+   * partition's stream time committed with the offset. A decision still in a window occurred at or after
+   * S - window - lateness, and record timestamps are at or after the decision's event time (producers
+   * stamp when they send; the 60 s are for their clocks), so no such record is left out, however late
+   * producers sent their records. Not the wall clock: this stays right after any downtime.
+   *
+   * An offset committed without a stream time (by a version before it was kept) falls back to the
+   * timestamp of the last record before it in place of S: right when records are stamped within 60 s of
+   * their event time.
    */
-  private async restoreStarts(liveFrom: ReadonlyMap<number, number>): Promise<Map<number, number>> {
+  private async restoreStarts(liveFrom: ReadonlyMap<number, number>, streamTimes: ReadonlyMap<number, number | undefined>): Promise<Map<number, number>> {
     const lastTs = new Map<number, number>();
-    const from = [...liveFrom].filter(([, off]) => off > 0).map(([partition, off]) => ({ partition, offset: off - 1 }));
+    for (const [p, t] of streamTimes) if (t !== undefined) lastTs.set(p, t);
+    const from = [...liveFrom].filter(([p, off]) => off > 0 && !lastTs.has(p)).map(([partition, off]) => ({ partition, offset: off - 1 }));
     if (from.length > 0) {
       const reader = new PartitionReader({
         kafka: this.o.kafka, topic: this.o.topics.decisions, groupPrefix: `${this.o.groupId}.restore`, follow: false, firstBatchOnly: true, from,
@@ -506,7 +539,7 @@ export class KafkaProcessor {
     // Evaluating ahead of a commit is safe: if a transaction fails, the processor stops and a restart
     // restores the windows from what was committed; if it is fenced, the partition and its queue are dropped.
     const previous = st.committing;
-    const output: BatchOutput = { kills, addenda, shadows, dlq, held, last, highWatermark: Number(batch.highWatermark), started };
+    const output: BatchOutput = { kills, addenda, shadows, dlq, held, last, highWatermark: Number(batch.highWatermark), started, streamTime: st.clock.time };
     // commit() handles its own failures; anything it lets through still stops the processor, never goes unhandled
     st.committing = previous.then(() => this.commit(p, st, output)).catch((err: unknown) => this.fail(err));
     await previous;
@@ -530,7 +563,9 @@ export class KafkaProcessor {
       if (outputs.length > 0) await inTransaction(() => txn.sendBatch({ topicMessages: outputs }));
       // Each send is its own record batch: keep every batch under the broker's message size limit.
       for (const group of bySize(dlq, 512 * 1024)) await inTransaction(() => txn.send({ topic: topics.dlq, messages: group }));
-      await inTransaction(() => txn.sendOffsets({ consumerGroupId: this.o.groupId, topics: [{ topic: topics.decisions, partitions: [{ partition: p, offset: String(last + 1) }] }] }));
+      // kafkajs's types leave out the metadata its TxnOffsetCommit request sends
+      const committed: { partition: number; offset: string; metadata: string | null } = { partition: p, offset: String(last + 1), metadata: offsetMetadata(out.streamTime) };
+      await inTransaction(() => txn.sendOffsets({ consumerGroupId: this.o.groupId, topics: [{ topic: topics.decisions, partitions: [committed] }] }));
       await inTransaction(() => txn.commit());
     } catch (err) {
       await trx?.abort().catch(() => undefined);
