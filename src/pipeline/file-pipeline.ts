@@ -65,7 +65,7 @@ export class FilePipeline {
       line: (bytes, key, lineNo) => {
         const r = this.decoder.decodeBytes(bytes, key ?? null);
         if (!r.ok) {
-          this.badRecord(clock, r, lineNo, bytes.toString('utf8'), key === undefined || key.length === 0 ? undefined : key.toString('utf8'));
+          this.badRecord(clock, r, lineNo, bytes.toString('utf8'), key?.toString('utf8'));
           return undefined;
         }
         return this.evaluate(clock, r.decision, lineNo);

@@ -66,8 +66,7 @@ export async function readNdjson(path: string, handler: LineHandler, options: Re
   };
 
   try {
-    for await (const chunk of stream as AsyncIterable<Buffer | string>) {
-      const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk; // stdin with an encoding set elsewhere
+    for await (const bytes of stream as AsyncIterable<Buffer>) {
       let start = 0;
       let nl = bytes.indexOf(LF);
       while (nl !== -1) {

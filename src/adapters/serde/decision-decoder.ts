@@ -32,7 +32,7 @@ export class DecisionDecoder {
     this.fast ??= new FastDecisionDecoder(this.classifier);
     const decision = this.fast.decode(value, key);
     if (decision !== null) return { ok: true, decision };
-    return this.decodeText(value.toString('utf8'), key === null || key.length === 0 ? undefined : key.toString('utf8'));
+    return this.decodeText(value.toString('utf8'), keyText(key));
   }
 
   /** `key`: the record key (Kafka key, or the `KEY<TAB>` prefix of a line); undefined or '' = none. */
@@ -76,4 +76,9 @@ export class DecisionDecoder {
     }
     return { ok: false, reason: 'schema_invalid', message: formatErrors(errors).join('; ') };
   }
+}
+
+/** A record key as the text decoders take it: null or empty = none. */
+export function keyText(key: Buffer | null): string | undefined {
+  return key === null || key.length === 0 ? undefined : key.toString('utf8');
 }

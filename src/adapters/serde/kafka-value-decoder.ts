@@ -11,7 +11,7 @@ import type { ValidateFunction } from 'ajv';
 import { LRUCache } from 'lru-cache';
 import type { SchemaRegistryClient } from '@confluentinc/schemaregistry';
 import { compileForeignSchema } from '../../schemas.js';
-import type { DecisionDecoder, DecodeResult } from './decision-decoder.js';
+import { type DecisionDecoder, type DecodeResult, keyText } from './decision-decoder.js';
 
 export const MAGIC_BYTE = 0;
 /**
@@ -81,8 +81,4 @@ export class KafkaValueDecoder {
     this.schemas.set(id, s);
     return s;
   }
-}
-
-function keyText(key: Buffer | null): string | undefined {
-  return key === null || key.length === 0 ? undefined : key.toString('utf8');
 }
