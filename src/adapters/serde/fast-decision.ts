@@ -73,6 +73,10 @@ const FIELD_NAMES = namesOf(FIELDS.map(([name]) => name));
 const FIELD_BITS = FIELDS.map(([, bit]) => bit);
 const DECISION_NAMES = namesOf(DECISIONS);
 
+/** Positions in FastDecisionDecoder.follows beside the fields': the record's start, and an unknown key. */
+const FIRST_KEY = FIELDS.length;
+const UNKNOWN_KEY = FIELDS.length + 1;
+
 /** Distinct unknown keys one record may have before the fast path declines (each is compared with the others). */
 const MAX_UNKNOWN_KEYS = 16;
 
@@ -138,6 +142,12 @@ function nameAt(names: Names, b: Buffer, view: DataView, base: number, at: numbe
   return -1;
 }
 
+/** Whether b[at..] holds the n-th of `names` followed by its closing quote. */
+function isName(names: Names, n: number, b: Buffer, view: DataView, base: number, at: number): boolean {
+  const len = names.lengths[n]!;
+  return at + len < b.length && b[at + len] === QUOTE && sameBytes(names.views[n]!, 0, view, base + at, len);
+}
+
 /** Whether `key` holds the bytes at view[at] (`memory` is the view's buffer). */
 function sameKey(key: Buffer, memory: ArrayBufferLike, view: DataView, at: number): boolean {
   // The client hands a record's key and value as slices of one buffer; a key elsewhere is compared bytewise.
@@ -191,6 +201,11 @@ export class FastDecisionDecoder {
   private view = new DataView(this.viewed);
   // start and length of each unknown key of the record being read (reused: no allocation per record)
   private readonly unknownKeys = new Int32Array(MAX_UNKNOWN_KEYS * 2);
+  /**
+   * For each field (and for the record's start, and for an unknown key), the field whose key followed it
+   * in the last record read (-1: an unknown key or none yet); only a guess, checked against the bytes.
+   */
+  private readonly follows = new Int8Array(FIELDS.length + 2).fill(-1);
 
   /** @param maxCachedIds bound on remembered valid IDs (tests make it small) */
   constructor(classifier: DecisionClassifier, maxCachedIds = MAX_CACHED_IDS) {
@@ -217,6 +232,8 @@ export class FastDecisionDecoder {
     let idStart = 0, idEnd = 0, agentStart = -1, agentEnd = -1, occurredStart = 0, occurredEnd = 0;
     let sessionStart = -1, sessionEnd = -1, delegatedStart = -1, delegatedEnd = -1;
     let decision = -1;
+    const follows = this.follows;
+    let previous = FIRST_KEY;
 
     let i = skipWhitespace(b, 0);
     if (i >= end || b[i] !== 0x7b) return null; // '{'
@@ -225,7 +242,11 @@ export class FastDecisionDecoder {
       // a key
       if (i >= end || b[i] !== QUOTE) return null; // includes '{}' (required fields missing) and a trailing comma
       const keyStart = i + 1;
-      const field = nameAt(FIELD_NAMES, b, view, base, keyStart);
+      // a producer writes its keys in one order: try the key that came next in the record before first
+      const guess = follows[previous]!;
+      const field = guess >= 0 && isName(FIELD_NAMES, guess, b, view, base, keyStart) ? guess : nameAt(FIELD_NAMES, b, view, base, keyStart);
+      follows[previous] = field;
+      previous = field < 0 ? UNKNOWN_KEY : field;
       const keyEnd = field >= 0 ? keyStart + FIELD_NAMES.lengths[field]! : stringEnd(b, view, base, keyStart);
       if (keyEnd < 0) return null;
       const bit = field >= 0 ? FIELD_BITS[field]! : 0;

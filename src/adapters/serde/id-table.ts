@@ -37,14 +37,16 @@ export function sameBytes(a: DataView, ap: number, b: DataView, bp: number, len:
   return a.getInt32(ap + last, true) === b.getInt32(bp + last, true);
 }
 
+/** Int32 cells per entry in IdTable.entries (the fourth pads an entry to 16 bytes) */
+const ENTRY = 4;
+
 /** `T`: what is kept for each string (the string itself, or something that holds it). */
 export class IdTable<T = string> {
   private readonly mask: number;
   /** per slot: entry number + 1, 0 = free */
   private readonly slots: Int32Array;
-  private readonly hashes: Int32Array;
-  private readonly starts: Int32Array;
-  private readonly lengths: Int32Array;
+  /** per entry, side by side (one cache line for a lookup): hash, start in the arena, length */
+  private readonly entries: Int32Array;
   private readonly values: T[] = [];
   private arena = new Uint8Array(1 << 16);
   private arenaView = new DataView(this.arena.buffer);
@@ -60,9 +62,7 @@ export class IdTable<T = string> {
     const size = 2 ** Math.ceil(Math.log2(maxEntries * 2));
     this.mask = size - 1;
     this.slots = new Int32Array(size);
-    this.hashes = new Int32Array(maxEntries);
-    this.starts = new Int32Array(maxEntries);
-    this.lengths = new Int32Array(maxEntries);
+    this.entries = new Int32Array(maxEntries * ENTRY);
   }
 
   get size(): number {
@@ -75,7 +75,8 @@ export class IdTable<T = string> {
     for (let slot = h & this.mask; ; slot = (slot + 1) & this.mask) {
       const e = this.slots[slot]! - 1;
       if (e < 0) return undefined;
-      if (this.hashes[e] === h && this.lengths[e] === len && sameBytes(this.arenaView, this.starts[e]!, view, at, len)) return this.values[e];
+      const m = e * ENTRY;
+      if (this.entries[m] === h && this.entries[m + 2] === len && sameBytes(this.arenaView, this.entries[m + 1]!, view, at, len)) return this.values[e];
     }
   }
 
@@ -87,9 +88,9 @@ export class IdTable<T = string> {
     const e = this.count++;
     for (let i = 0; i < len; i++) this.arena[this.used + i] = view.getUint8(at + i);
     const h = this.hash(view, at, len);
-    this.hashes[e] = h;
-    this.starts[e] = this.used;
-    this.lengths[e] = len;
+    this.entries[e * ENTRY] = h;
+    this.entries[e * ENTRY + 1] = this.used;
+    this.entries[e * ENTRY + 2] = len;
     this.values[e] = value;
     this.used += len;
     let slot = h & this.mask;
