@@ -8,7 +8,7 @@ import type { Decision } from '../core/decision.js';
 import type { Evaluator, StreamClock, Trip } from '../core/evaluator.js';
 import type { Signer } from '../ports/signer.js';
 import type { TripSink } from '../ports/trip-sink.js';
-import { type BadRecordReason, DecisionDecoder } from '../adapters/serde/decision-decoder.js';
+import { type BadRecordReason, DecisionDecoder, keyText } from '../adapters/serde/decision-decoder.js';
 import { readNdjson } from '../adapters/file/ndjson-reader.js';
 import { shadowDocument, tripDocuments } from './trip-documents.js';
 
@@ -65,7 +65,7 @@ export class FilePipeline {
       line: (bytes, key, lineNo) => {
         const r = this.decoder.decodeBytes(bytes, key ?? null);
         if (!r.ok) {
-          this.badRecord(clock, r, lineNo, bytes.toString('utf8'), key?.toString('utf8'));
+          this.badRecord(clock, r, lineNo, bytes.toString('utf8'), keyText(key ?? null));
           return undefined;
         }
         return this.evaluate(clock, r.decision, lineNo);
