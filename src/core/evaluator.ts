@@ -127,6 +127,9 @@ export interface EvaluatorStats {
  */
 const MAX_TRACKED_SESSIONS = 4 * MAX_ADDENDUM_SESSIONS;
 
+/** Decisions per group in `acceptAll`: enough reads in flight at once, few enough that what they load stays in cache. */
+const READ_AHEAD = 16;
+
 interface SessionTracker {
   ids: string[];
   lastBucket: number[];
@@ -159,6 +162,8 @@ export class Evaluator {
   private readonly clocks = new Set<StreamClock>();
   private readonly ringSize: number;
   private readonly windowBuckets: number;
+  /** decisions read ahead whose identity's session was already current (kept so the reads are not optimised away) */
+  private readAheadHits = 0;
   private readonly isBlockedId = (id: string): boolean => this.ledger.isBlocked(id);
 
   /**
@@ -325,6 +330,35 @@ export class Evaluator {
     // the ledger, so the identity is latched; one that did not happen must not be invented now.
     if (restoring) return null;
     return this.trip(clock, slot, agentId, d, position, cutoff, c);
+  }
+
+  /**
+   * Accept `decisions`, the i-th read at `positions[i]`, in order, exactly as `accept` one by one would,
+   * calling `onTrip` for each trip. Works in groups: before accepting a group it reads ahead the window
+   * state the group's decisions will read (handle table, slot header, current session), so with many
+   * identities, whose windows are mostly not in cache, the group's memory reads overlap instead of
+   * taking turns (benchmarks/README.md, issue #2).
+   */
+  acceptAll(
+    clock: StreamClock, decisions: readonly Decision[], positions: ArrayLike<number>, onTrip: ((trip: Trip, i: number) => void) | null, restoring = false,
+  ): void {
+    const n = decisions.length;
+    for (let from = 0; from < n; from += READ_AHEAD) {
+      const to = Math.min(n, from + READ_AHEAD);
+      let seen = 0;
+      for (let i = from; i < to; i++) {
+        const d = decisions[i]!;
+        const h = d.identity;
+        if (h === undefined) continue;
+        const slot = this.store.readAhead(h);
+        if (slot >= 0 && this.currentSession[slot] === d.sessionId) seen++;
+      }
+      this.readAheadHits += seen;
+      for (let i = from; i < to; i++) {
+        const trip = this.accept(clock, decisions[i]!, positions[i]!, restoring);
+        if (trip !== null && onTrip !== null) onTrip(trip, i);
+      }
+    }
   }
 
   /** The override of the identity in `slot`, looked up once per identity that takes the slot. */

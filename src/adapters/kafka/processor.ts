@@ -30,6 +30,7 @@ import { PartitionReader, readTail } from './partition-reader.js';
 import { ensureTopics, type TopicNames } from './topics.js';
 import type { KafkaMetrics } from '../metrics/metrics.js';
 import { DecisionClass } from '../../core/decision-class.js';
+import type { Decision } from '../../core/decision.js';
 
 export interface KafkaProcessorOptions {
   readonly kafka: Kafka;
@@ -480,9 +481,14 @@ export class KafkaProcessor {
     const held: ShadowEvent[] = [];
     // live decisions per class and late ones, counted into the metrics once per batch
     const classes = [0, 0, 0, 0];
-    let late = 0;
     const stats = st.evaluator.stats;
     let last = -1;
+    // Decode the whole batch first, then evaluate it in one go (Evaluator.acceptAll reads ahead). Offsets
+    // grow through the batch, so the records re-read to restore windows all come before the live ones.
+    const restore: Decision[] = [];
+    const restoreOffsets: number[] = [];
+    const live: Decision[] = [];
+    const liveOffsets: number[] = [];
     for (const m of batch.messages) {
       const offset = Number(m.offset);
       const restoring = offset < st.liveFrom;
@@ -491,7 +497,8 @@ export class KafkaProcessor {
       if (decoded instanceof Promise) {
         r = await decoded;
         // Only while awaiting (a schema fetched from the registry) can a seek or a stop happen: the
-        // rest of the loop is synchronous, so checking here is checking before every record.
+        // rest of the handler is synchronous up to the transaction, so checking here is checking before
+        // anything of the batch is evaluated.
         if (isStale() || !isRunning()) return;
       } else {
         r = decoded;
@@ -505,25 +512,30 @@ export class KafkaProcessor {
         continue;
       }
       if (restoring) {
-        st.evaluator.accept(st.clock, r.decision, offset, true);
+        restore.push(r.decision);
+        restoreOffsets.push(offset);
         continue;
       }
       classes[r.decision.cls]!++;
-      const lateBefore = stats.late;
-      const trip = st.evaluator.accept(st.clock, r.decision, offset);
-      if (stats.late !== lateBefore) late++;
-      if (trip !== null && trip.held !== undefined) {
+      live.push(r.decision);
+      liveOffsets.push(offset);
+    }
+    if (restore.length > 0) st.evaluator.acceptAll(st.clock, restore, restoreOffsets, null, true);
+    const lateBefore = stats.late;
+    st.evaluator.acceptAll(st.clock, live, liveOffsets, (trip) => {
+      if (trip.held !== undefined) {
         const shadow = shadowDocument({ ...trip, held: trip.held }, this.o.tripConfig.settings, this.o.signer);
         // keyed, not pinned to partition p: a shadow topic created with another partition count works too
         shadows.push({ key: trip.agentId, value: canonicalJson(shadow) });
         held.push(shadow);
-      } else if (trip !== null) {
+      } else {
         const docs = tripDocuments(trip, this.o.tripConfig.settings, this.chains, this.o.signer);
         kills.push({ key: trip.agentId, value: canonicalJson(docs.killEvent) });
         addenda.push({ key: trip.agentId, value: canonicalJson(docs.addendum), partition: p });
         metrics.trips.inc();
       }
-    }
+    });
+    const late = stats.late - lateBefore;
     if (!st.restored && Number(batch.lastOffset()) + 1 >= st.liveFrom) {
       st.restored = true;
       metrics.restoreSeconds.observe((performance.now() - st.assignedAt) / 1000);

@@ -8,7 +8,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DecisionClass } from '../../../src/core/decision-class.js';
 import type { Decision } from '../../../src/core/decision.js';
-import { Evaluator } from '../../../src/core/evaluator.js';
+import { Evaluator, type Trip } from '../../../src/core/evaluator.js';
+import type { Evidence } from '../../../src/core/documents.js';
 import { IdentityInterner } from '../../../src/core/identity-handle.js';
 import { tripConfig } from '../../helpers/trip-config.js';
 
@@ -93,8 +94,8 @@ function reference(p: Params, ops: Op[], m: Mutant = {}): Outcome {
  * `sessionLists`: the sessions each trip lists (a few session ids, shared by all identities).
  */
 function actual(
-  p: Params, ops: Op[], maxTracked = 1_000_000, interner?: IdentityInterner,
-): Outcome & { liveEvictions: number; sessionLists: (readonly string[])[] } {
+  p: Params, ops: Op[], maxTracked = 1_000_000, interner?: IdentityInterner, batched = false,
+): Outcome & { liveEvictions: number; sessionLists: (readonly string[])[]; sources: Evidence['source'][] } {
   const ev = new Evaluator(tripConfig({
     window_ms: p.windowMs, resolution_ms: p.g, allowed_lateness_ms: p.latenessMs, min_calls: p.minCalls,
     deny_rate_threshold: p.threshold, max_tracked_identities: maxTracked,
@@ -102,22 +103,40 @@ function actual(
   const clock = ev.openStream('s', { file: 's' });
   const trips: TripRecord[] = [];
   const sessionLists: (readonly string[])[] = [];
+  const sources: Evidence['source'][] = [];
+  const onTrip = (trip: Trip): void => {
+    const e = trip.evidence;
+    trips.push({ id: trip.agentId, epoch: trip.epoch, decisionId: e.tripping_decision_id, calls: e.calls, denies: e.denies, advisory: e.advisory_denies });
+    sessionLists.push(trip.sessionIds);
+    sources.push(e.source);
+  };
+  // batched: the decisions between two unblocks go through acceptAll together
+  let pending: Decision[] = [];
+  let pendingLines: number[] = [];
+  const flush = (): void => {
+    ev.acceptAll(clock, pending, pendingLines, onTrip);
+    pending = [];
+    pendingLines = [];
+  };
   let line = 0;
   for (const op of materialize(p, ops)) {
     if (op.kind === 'unblock') {
+      flush();
       const st = ev.ledger.get(op.id);
       if (st?.blocked === true) ev.applyLedger({ agent_id: op.id, epoch: st.epoch, action: 'unblock' });
       continue;
     }
     const d = interner === undefined || op.d.agentId === null ? op.d : { ...op.d, identity: interner.handleOf(op.d.agentId) };
-    const trip = ev.accept(clock, d, ++line);
-    if (trip !== null) {
-      const e = trip.evidence;
-      trips.push({ id: trip.agentId, epoch: trip.epoch, decisionId: e.tripping_decision_id, calls: e.calls, denies: e.denies, advisory: e.advisory_denies });
-      sessionLists.push(trip.sessionIds);
+    if (batched) {
+      pending.push(d);
+      pendingLines.push(++line);
+      continue;
     }
+    const trip = ev.accept(clock, d, ++line);
+    if (trip !== null) onTrip(trip);
   }
-  return { trips, late: ev.stats.late, liveEvictions: ev.liveEvictions, sessionLists };
+  flush();
+  return { trips, late: ev.stats.late, liveEvictions: ev.liveEvictions, sessionLists, sources };
 }
 
 const paramsArb: fc.Arbitrary<Params> = fc
@@ -195,6 +214,18 @@ describe('window store + trip rule against the section 2 reference', () => {
       { numRuns: 800 },
     );
   }, 60_000); // about 1.5 s alone; far more beside the other test files on 2 cores
+
+  it('gives the same trips, session lists, evidence line ranges and late count when decisions go through acceptAll in groups (read ahead)', () => {
+    fc.assert(
+      fc.property(scenario, fc.integer({ min: 1, max: 4 }), ({ p, ops }, internerSize) => {
+        expect(actual(p, ops, 1_000_000, new IdentityInterner(internerSize), true)).toEqual(actual(p, ops));
+        const cap = Math.max(1, Math.ceil(p.identities / 2));
+        expect(actual(p, ops, cap, new IdentityInterner(internerSize), true)).toEqual(actual(p, ops, cap));
+        expect(actual(p, ops, cap, undefined, true)).toEqual(actual(p, ops, cap));
+      }),
+      { numRuns: 800 },
+    );
+  }, 60_000);
 
   it.each<[string, Mutant]>([
     ['window cutoff taken as strict (event exactly at T - W dropped)', { cutoffStrict: true }],
