@@ -162,7 +162,7 @@ export class Evaluator {
   private readonly clocks = new Set<StreamClock>();
   private readonly ringSize: number;
   private readonly windowBuckets: number;
-  /** decisions read ahead whose identity's session was already current (kept so the reads are not optimised away) */
+  /** decisions read ahead whose identity's session was already current: where the read-ahead's results go, so its reads have a use */
   private readAheadHits = 0;
   private readonly isBlockedId = (id: string): boolean => this.ledger.isBlocked(id);
 
@@ -340,7 +340,7 @@ export class Evaluator {
    * taking turns (benchmarks/README.md, issue #2).
    */
   acceptAll(
-    clock: StreamClock, decisions: readonly Decision[], positions: ArrayLike<number>, onTrip: ((trip: Trip, i: number) => void) | null, restoring = false,
+    clock: StreamClock, decisions: readonly Decision[], positions: ArrayLike<number>, onTrip: ((trip: Trip) => void) | null, restoring = false,
   ): void {
     const n = decisions.length;
     for (let from = 0; from < n; from += READ_AHEAD) {
@@ -356,7 +356,7 @@ export class Evaluator {
       this.readAheadHits += seen;
       for (let i = from; i < to; i++) {
         const trip = this.accept(clock, decisions[i]!, positions[i]!, restoring);
-        if (trip !== null && onTrip !== null) onTrip(trip, i);
+        if (trip !== null && onTrip !== null) onTrip(trip);
       }
     }
   }
