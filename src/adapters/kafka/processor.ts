@@ -26,6 +26,8 @@ import { checkSignature } from '../signing/ed25519-signer.js';
 import type { TrustedKey } from '../signing/keys.js';
 import type { DecodeResult } from '../serde/decision-decoder.js';
 import type { KafkaValueDecoder } from '../serde/kafka-value-decoder.js';
+import { ReusableDecision } from '../serde/fast-decision.js';
+import { BatchDecisions } from './batch-decisions.js';
 import { PartitionReader, readTail } from './partition-reader.js';
 import { ensureTopics, type TopicNames } from './topics.js';
 import type { KafkaMetrics } from '../metrics/metrics.js';
@@ -67,6 +69,8 @@ interface PartitionState {
    * partition inside).
    */
   committing: Promise<void>;
+  /** the batch being decoded and accepted (reused from batch to batch) */
+  readonly batch: BatchDecisions;
 }
 
 /** What one batch writes in its transaction. */
@@ -407,7 +411,7 @@ export class KafkaProcessor {
       const evaluator = new Evaluator(this.o.tripConfig, this.fold, this.governor);
       const clock = evaluator.openStream(partitionStream(topics.decisions, p), { topic: topics.decisions, partition: p });
       const restored = restoreFrom >= liveFrom;
-      this.partitionsState.set(p, { evaluator, clock, liveFrom, producer: producers.get(p)!, assignedAt: at, restored, liveEvictionsSeen: 0, committing: Promise.resolve() });
+      this.partitionsState.set(p, { evaluator, clock, liveFrom, producer: producers.get(p)!, assignedAt: at, restored, liveEvictionsSeen: 0, committing: Promise.resolve(), batch: new BatchDecisions() });
       if (!restored) this.consumer!.seek({ topic: topics.decisions, partition: p, offset: String(restoreFrom) }); // throws if the consumer stopped: the assignment chain fails the processor
       // Lag from the moment the partition is ours (during the restore too), not only after its first batch.
       metrics.lag.set({ partition: String(p) }, Math.max(0, (bounds.get(p)?.high ?? 0) - liveFrom));
@@ -485,44 +489,46 @@ export class KafkaProcessor {
     let last = -1;
     // Decode the whole batch first, then evaluate it in one go (Evaluator.acceptAll reads ahead). Offsets
     // grow through the batch, so the records re-read to restore windows all come before the live ones.
-    const restore: Decision[] = [];
-    const restoreOffsets: number[] = [];
-    const live: Decision[] = [];
-    const liveOffsets: number[] = [];
+    const decided = st.batch;
+    let restoring = 0;
     for (const m of batch.messages) {
       const offset = Number(m.offset);
-      const restoring = offset < st.liveFrom;
-      const decoded = this.o.decoder.decode(m.value, m.key);
-      let r: DecodeResult;
+      const restore = offset < st.liveFrom;
+      const into = decided.next();
+      const decoded = this.o.decoder.decodeInto(m.value, m.key, into);
+      let r: DecodeResult | ReusableDecision;
       if (decoded instanceof Promise) {
         r = await decoded;
         // Only while awaiting (a schema fetched from the registry) can a seek or a stop happen: the
         // rest of the handler is synchronous up to the transaction, so checking here is checking before
         // anything of the batch is evaluated.
-        if (isStale() || !isRunning()) return;
+        if (isStale() || !isRunning()) {
+          decided.release();
+          return;
+        }
       } else {
         r = decoded;
       }
-      if (!restoring) last = offset;
-      if (!r.ok) {
-        if (!restoring) {
+      if (!restore) last = offset;
+      let d: Decision;
+      if (r instanceof ReusableDecision) {
+        d = r;
+      } else if (r.ok) {
+        d = r.decision;
+      } else {
+        if (!restore) {
           metrics.dlq.inc({ reason: r.reason });
           dlq.push(this.dlqRecord(m, p, r.reason, r.message));
         }
         continue;
       }
-      if (restoring) {
-        restore.push(r.decision);
-        restoreOffsets.push(offset);
-        continue;
-      }
-      classes[r.decision.cls]!++;
-      live.push(r.decision);
-      liveOffsets.push(offset);
+      decided.add(d, offset);
+      if (restore) restoring++;
+      else classes[d.cls]!++;
     }
-    if (restore.length > 0) st.evaluator.acceptAll(st.clock, restore, restoreOffsets, null, true);
+    if (restoring > 0) st.evaluator.acceptAll(st.clock, decided.decisions, decided.positions, null, true, 0, restoring);
     const lateBefore = stats.late;
-    st.evaluator.acceptAll(st.clock, live, liveOffsets, (trip) => {
+    st.evaluator.acceptAll(st.clock, decided.decisions, decided.positions, (trip) => {
       if (trip.held !== undefined) {
         const shadow = shadowDocument({ ...trip, held: trip.held }, this.o.tripConfig.settings, this.o.signer);
         // keyed, not pinned to partition p: a shadow topic created with another partition count works too
@@ -534,7 +540,8 @@ export class KafkaProcessor {
         addenda.push({ key: trip.agentId, value: canonicalJson(docs.addendum), partition: p });
         metrics.trips.inc();
       }
-    });
+    }, false, restoring, decided.count);
+    decided.release();
     const late = stats.late - lateBefore;
     if (!st.restored && Number(batch.lastOffset()) + 1 >= st.liveFrom) {
       st.restored = true;

@@ -7,7 +7,7 @@ import type { DecisionClassifier } from '../../core/decision-class.js';
 import { type DecisionEvent, type Decision, toDecision } from '../../core/decision.js';
 import { parseSpiffeId } from '../../core/spiffe-id.js';
 import { formatErrors, validator } from '../../schemas.js';
-import { FastDecisionDecoder } from './fast-decision.js';
+import { FastDecisionDecoder, type ReusableDecision } from './fast-decision.js';
 
 /** Stable reasons: DLQ header values and metric labels. */
 export const BAD_RECORD_REASONS = ['invalid_json', 'schema_invalid', 'invalid_spiffe_id', 'unknown_decision', 'key_mismatch', 'too_large', 'unknown_schema'] as const;
@@ -32,6 +32,16 @@ export class DecisionDecoder {
     this.fast ??= new FastDecisionDecoder(this.classifier);
     const decision = this.fast.decode(value, key);
     if (decision !== null) return { ok: true, decision };
+    return this.decodeText(value.toString('utf8'), keyText(key));
+  }
+
+  /**
+   * decodeBytes, but the common shape is written into `into` (FastDecisionDecoder.decodeInto: nothing
+   * made per record), which is then what it returns; anything else gives decodeText's result.
+   */
+  decodeBytesInto(value: Buffer, key: Buffer | null, into: ReusableDecision): DecodeResult | ReusableDecision {
+    this.fast ??= new FastDecisionDecoder(this.classifier);
+    if (this.fast.decodeInto(value, key, into)) return into;
     return this.decodeText(value.toString('utf8'), keyText(key));
   }
 

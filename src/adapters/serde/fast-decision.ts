@@ -11,12 +11,47 @@
  * DecisionDecoder), and whenever it answers, DecisionDecoder would have answered the same decision.
  * test/unit/serde/fast-decision.test.ts holds the two against each other.
  */
-import { DECISIONS, type DecisionClass, type DecisionClassifier } from '../../core/decision-class.js';
+import { DECISIONS, DecisionClass, type DecisionClassifier } from '../../core/decision-class.js';
 import type { Decision } from '../../core/decision.js';
 import { newIdentityHandle } from '../../core/identity-handle.js';
 import { isSpiffeId } from '../../core/spiffe-id.js';
 import { parseRfc3339 } from '../../core/time.js';
 import { IdTable, sameBytes } from './id-table.js';
+
+/**
+ * A decision the fast path writes into instead of making a new object, for a caller that accepts it
+ * before it reads the next record (the Kafka processor keeps one per record of a batch, reused batch after
+ * batch): no decision object and no decision id string are made per record. The decision id is read from
+ * the record's bytes only when asked for (a trip's evidence), so it is valid only until `release` or
+ * the next decodeInto.
+ */
+export class ReusableDecision implements Decision {
+  agentId: string | null = null;
+  cls: DecisionClass = DecisionClass.Ignored;
+  timeMs = 0;
+  sessionId: string | undefined = undefined;
+  identity: number | undefined = undefined;
+  private value: Buffer | null = null;
+  private idStart = 0;
+  private idEnd = 0;
+
+  get decisionId(): string {
+    if (this.value === null) throw new Error('a released ReusableDecision has no decision id');
+    return (this.value as Latin1Sliceable).latin1Slice(this.idStart, this.idEnd);
+  }
+
+  /** Where the decision id is: value[start..end) (FastDecisionDecoder's business). */
+  setDecisionId(value: Buffer, start: number, end: number): void {
+    this.value = value;
+    this.idStart = start;
+    this.idEnd = end;
+  }
+
+  /** Lets go of the record's bytes (so a fetch's buffer is not kept alive by a reused decision). */
+  release(): void {
+    this.value = null;
+  }
+}
 
 /** A validated SPIFFE ID, and the identity handle decisions of it carry (the window store's shortcut). */
 interface KnownId {
@@ -32,6 +67,7 @@ interface Latin1Sliceable extends Buffer {
 /** Validated SPIFFE IDs remembered (and their bytes at most); when there are more, the table starts over. */
 export const MAX_CACHED_IDS = 100_000;
 const MAX_CACHED_ID_BYTES = 8 << 20;
+
 
 // The schema's limits on decision_id (schemas/policy-decision.schema.json). Only ASCII gets this far,
 // so its length in characters (what the schema counts) is its length in bytes.
@@ -191,6 +227,8 @@ export class FastDecisionDecoder {
   private readonly classes: readonly DecisionClass[];
   /** SPIFFE IDs validated already */
   private readonly validIds: IdTable<KnownId>;
+  /** what decode() decodes into before making its plain object */
+  private readonly scratch = new ReusableDecision();
   /** the "YYYY-MM-DDTHH:MM:" of the last valid occurred_at (none yet: no record's bytes match 0xff) */
   private readonly minute = new Uint8Array(MINUTE_LENGTH).fill(0xff);
   private readonly minuteView = new DataView(this.minute.buffer);
@@ -218,6 +256,18 @@ export class FastDecisionDecoder {
    * or not valid; either way the full decoder must read it.
    */
   decode(value: Buffer, key: Buffer | null): Decision | null {
+    const d = this.scratch;
+    if (!this.decodeInto(value, key, d)) return null;
+    const decision = { decisionId: d.decisionId, agentId: d.agentId, cls: d.cls, timeMs: d.timeMs, sessionId: d.sessionId, identity: d.identity };
+    d.release();
+    return decision;
+  }
+
+  /**
+   * decode() without making anything: the decision is written into `into` and true returned; false: the
+   * full decoder must read the record (what `into` holds then is undefined).
+   */
+  decodeInto(value: Buffer, key: Buffer | null, into: ReusableDecision): boolean {
     const b = value;
     const end = b.length;
     const memory = b.buffer;
@@ -236,11 +286,11 @@ export class FastDecisionDecoder {
     let previous = FIRST_KEY;
 
     let i = skipWhitespace(b, 0);
-    if (i >= end || b[i] !== 0x7b) return null; // '{'
+    if (i >= end || b[i] !== 0x7b) return false; // '{'
     i = skipWhitespace(b, i + 1);
     for (;;) {
       // a key
-      if (i >= end || b[i] !== QUOTE) return null; // includes '{}' (required fields missing) and a trailing comma
+      if (i >= end || b[i] !== QUOTE) return false; // includes '{}' (required fields missing) and a trailing comma
       const keyStart = i + 1;
       // a producer writes its keys in one order: try the key that came next in the record before first
       const guess = follows[previous]!;
@@ -248,12 +298,12 @@ export class FastDecisionDecoder {
       follows[previous] = field;
       previous = field < 0 ? UNKNOWN_KEY : field;
       const keyEnd = field >= 0 ? keyStart + FIELD_NAMES.lengths[field]! : stringEnd(b, view, base, keyStart);
-      if (keyEnd < 0) return null;
+      if (keyEnd < 0) return false;
       const bit = field >= 0 ? FIELD_BITS[field]! : 0;
       i = skipWhitespace(b, keyEnd + 1);
-      if (i >= end || b[i] !== 0x3a) return null; // ':'
+      if (i >= end || b[i] !== 0x3a) return false; // ':'
       i = skipWhitespace(b, i + 1);
-      if (i >= end) return null;
+      if (i >= end) return false;
       // its value: a string, or null for agent_id only
       let valueStart = -1;
       let valueEnd = -1;
@@ -262,23 +312,23 @@ export class FastDecisionDecoder {
         if (bit === F_DECISION) {
           // one of the decisions, or not the fast path's
           decision = nameAt(DECISION_NAMES, b, view, base, valueStart);
-          if (decision < 0) return null;
+          if (decision < 0) return false;
           valueEnd = valueStart + DECISION_NAMES.lengths[decision]!;
         } else {
           valueEnd = stringEnd(b, view, base, valueStart);
-          if (valueEnd < 0) return null;
+          if (valueEnd < 0) return false;
         }
         i = valueEnd + 1;
       } else if (bit === F_AGENT_ID && i + 4 <= end && b[i] === 0x6e && b[i + 1] === 0x75 && b[i + 2] === 0x6c && b[i + 3] === 0x6c) { // null
         i += 4;
       } else {
-        return null;
+        return false;
       }
       if (bit === 0) {
-        if (!this.noteUnknownKey(view, base, keyStart, keyEnd, unknown)) return null;
+        if (!this.noteUnknownKey(view, base, keyStart, keyEnd, unknown)) return false;
         unknown++;
       } else {
-        if ((seen & bit) !== 0) return null; // JSON.parse keeps the last one; not our business
+        if ((seen & bit) !== 0) return false; // JSON.parse keeps the last one; not our business
         seen |= bit;
         switch (bit) {
           case F_DECISION_ID: idStart = valueStart; idEnd = valueEnd; break;
@@ -290,40 +340,38 @@ export class FastDecisionDecoder {
         }
       }
       i = skipWhitespace(b, i);
-      if (i >= end) return null;
+      if (i >= end) return false;
       if (b[i] === 0x7d) break; // '}'
-      if (b[i] !== 0x2c) return null; // ','
+      if (b[i] !== 0x2c) return false; // ','
       i = skipWhitespace(b, i + 1);
     }
-    if (skipWhitespace(b, i + 1) !== end) return null;
+    if (skipWhitespace(b, i + 1) !== end) return false;
 
-    if ((seen & REQUIRED) !== REQUIRED) return null;
+    if ((seen & REQUIRED) !== REQUIRED) return false;
     const idLength = idEnd - idStart;
-    if (idLength < DECISION_ID_MIN || idLength > DECISION_ID_MAX) return null;
+    if (idLength < DECISION_ID_MIN || idLength > DECISION_ID_MAX) return false;
 
     // The record key must be agent_id's bytes (a null or absent agent_id only goes with no key). Only
     // ASCII gets here, so equal bytes are equal strings, and unequal bytes cannot decode to agent_id.
     const keyLength = key === null ? 0 : key.length;
     const agentLength = agentEnd - agentStart;
-    if (keyLength > 0 && (agentStart < 0 || keyLength !== agentLength || !sameKey(key!, memory, view, base + agentStart))) return null;
+    if (keyLength > 0 && (agentStart < 0 || keyLength !== agentLength || !sameKey(key!, memory, view, base + agentStart))) return false;
 
     const timeMs = this.timeOf(b, view, base, occurredStart, occurredEnd);
-    if (Number.isNaN(timeMs)) return null;
+    if (Number.isNaN(timeMs)) return false;
     let agent: KnownId | null = null;
     if (agentStart >= 0) {
       agent = this.validId(b, view, base, agentStart, agentEnd);
-      if (agent === null) return null;
+      if (agent === null) return false;
     }
-    if (delegatedStart >= 0 && this.validId(b, view, base, delegatedStart, delegatedEnd) === null) return null;
-    const s = b as Latin1Sliceable;
-    return {
-      decisionId: s.latin1Slice(idStart, idEnd),
-      agentId: agent === null ? null : agent.id,
-      cls: this.classes[decision]!,
-      timeMs,
-      sessionId: sessionStart < 0 ? undefined : s.latin1Slice(sessionStart, sessionEnd),
-      identity: agent === null ? undefined : agent.handle,
-    };
+    if (delegatedStart >= 0 && this.validId(b, view, base, delegatedStart, delegatedEnd) === null) return false;
+    into.setDecisionId(b, idStart, idEnd);
+    into.agentId = agent === null ? null : agent.id;
+    into.cls = this.classes[decision]!;
+    into.timeMs = timeMs;
+    into.sessionId = sessionStart < 0 ? undefined : (b as Latin1Sliceable).latin1Slice(sessionStart, sessionEnd);
+    into.identity = agent === null ? undefined : agent.handle;
+    return true;
   }
 
   /** Remembers the unknown key b[s..e) as the n-th of this record; false when it was seen already (or too many). */

@@ -12,6 +12,7 @@ import { LRUCache } from 'lru-cache';
 import type { SchemaRegistryClient } from '@confluentinc/schemaregistry';
 import { compileForeignSchema } from '../../schemas.js';
 import { type DecisionDecoder, type DecodeResult, keyText } from './decision-decoder.js';
+import type { ReusableDecision } from './fast-decision.js';
 
 export const MAGIC_BYTE = 0;
 /**
@@ -42,6 +43,15 @@ export class KafkaValueDecoder {
     const cached = this.schemas.get(id);
     if (cached !== undefined) return this.decodeFramed(cached, id, value, k);
     return this.fetch(id).then((s) => this.decodeFramed(s, id, value, k));
+  }
+
+  /**
+   * decode, but a plain value of the common shape is written into `into` and `into` returned
+   * (DecisionDecoder.decodeBytesInto): what the Kafka processor calls, so a record costs no allocation.
+   */
+  decodeInto(value: Buffer | null, key: Buffer | null, into: ReusableDecision): DecodeResult | ReusableDecision | Promise<DecodeResult> {
+    if (value !== null && value.length > 0 && value.length <= this.maxBytes && value[0] !== MAGIC_BYTE) return this.decisions.decodeBytesInto(value, key, into);
+    return this.decode(value, key);
   }
 
   private decodeFramed(schema: CachedSchema, id: number, value: Buffer, key: string | undefined): DecodeResult {

@@ -110,11 +110,14 @@ function actual(
     sessionLists.push(trip.sessionIds);
     sources.push(e.source);
   };
-  // batched: the decisions between two unblocks go through acceptAll together
+  // batched: the decisions between two unblocks go through acceptAll together, in two ranges of one
+  // array (as the Kafka processor hands over a batch's restore records, then its live ones)
   let pending: Decision[] = [];
   let pendingLines: number[] = [];
   const flush = (): void => {
-    ev.acceptAll(clock, pending, pendingLines, onTrip);
+    const half = pending.length >> 1;
+    ev.acceptAll(clock, pending, pendingLines, onTrip, false, 0, half);
+    ev.acceptAll(clock, pending, pendingLines, onTrip, false, half, pending.length);
     pending = [];
     pendingLines = [];
   };

@@ -12,7 +12,7 @@ import { createClassifier, DECISIONS } from '../../../src/core/decision-class.js
 import type { Decision } from '../../../src/core/decision.js';
 import { SPIFFE_ID_MAX_BYTES } from '../../../src/core/spiffe-id.js';
 import { DecisionDecoder, type DecodeResult } from '../../../src/adapters/serde/decision-decoder.js';
-import { FastDecisionDecoder } from '../../../src/adapters/serde/fast-decision.js';
+import { FastDecisionDecoder, ReusableDecision } from '../../../src/adapters/serde/fast-decision.js';
 import { KafkaValueDecoder } from '../../../src/adapters/serde/kafka-value-decoder.js';
 
 /** A property run, shrinking a failure included, is cut off after a minute and then counts as failed. */
@@ -351,6 +351,31 @@ describe('FastDecisionDecoder against the full decoder', () => {
       }),
       { numRuns: 5_000, ...BOUNDED },
     );
+  });
+
+  it('KafkaValueDecoder.decodeInto gives what decode gives, writing the common shape into one reused decision', () => {
+    const kafka = new KafkaValueDecoder(full, undefined, 'decisions-value');
+    const into = new ReusableDecision();
+    let reused = 0;
+    fc.assert(
+      fc.property(record, ({ value, key }) => {
+        fc.pre(value.length === 0 || value[0] !== 0);
+        const expected = unhandledResult(kafka.decode(value, key));
+        const got = kafka.decodeInto(value, key, into);
+        if (got !== into) {
+          expect(unhandledResult(got as DecodeResult)).toStrictEqual(expected);
+          return;
+        }
+        reused++;
+        // every field rewritten: nothing of an earlier record (a session id, an agent) stays behind
+        const { decisionId, agentId, cls, timeMs, sessionId, identity } = into;
+        expect({ ok: true, decision: unhandled({ decisionId, agentId, cls, timeMs, sessionId, identity }) }).toStrictEqual(slow(value, key));
+        into.release();
+        expect(() => into.decisionId).toThrow(/released/);
+      }),
+      { numRuns: 5_000, ...BOUNDED },
+    );
+    expect(reused).toBeGreaterThan(500);
   });
 
   it('takes every valid record of the common shape (printable ASCII strings without escapes)', () => {

@@ -1,0 +1,46 @@
+/**
+ * The decisions of one fetched batch of a partition, held for Evaluator.acceptAll without making an object
+ * per record: the fast decoder writes each record into a ReusableDecision of this pool (kept from batch
+ * to batch), and only records it declines bring a decision object of their own. A batch is decoded whole,
+ * then accepted, then released before the next one starts.
+ */
+import type { Decision } from '../../core/decision.js';
+import { ReusableDecision } from '../serde/fast-decision.js';
+
+export class BatchDecisions {
+  private readonly pool: ReusableDecision[] = [];
+  /** the batch's decisions in offset order: pool entries, or the full decoder's objects */
+  readonly decisions: Decision[] = [];
+  /** the offset of each of `decisions` */
+  positions = new Float64Array(1024);
+  /** how many of `decisions` belong to this batch */
+  count = 0;
+
+  /** The pool entry for the next decision (decode into it, then `add` it, or `add` another decision). */
+  next(): ReusableDecision {
+    let d = this.pool[this.count];
+    if (d === undefined) {
+      d = new ReusableDecision();
+      this.pool.push(d);
+    }
+    return d;
+  }
+
+  add(decision: Decision, position: number): void {
+    const i = this.count++;
+    if (i === this.positions.length) {
+      const grown = new Float64Array(this.positions.length * 2);
+      grown.set(this.positions);
+      this.positions = grown;
+    }
+    this.decisions[i] = decision;
+    this.positions[i] = position;
+  }
+
+  /** After the batch is accepted: the pool lets go of the fetch's bytes, and the next batch starts empty. */
+  release(): void {
+    const n = Math.min(this.count, this.pool.length);
+    for (let i = 0; i < n; i++) this.pool[i]!.release();
+    this.count = 0;
+  }
+}
