@@ -4,7 +4,9 @@
  * over (slices of a fetch's buffer), through
  *  - the full decoder as KafkaValueDecoder used it for every plain value before the fast path: key and
  *    value to strings, JSON.parse, schema validation, key check;
- *  - KafkaValueDecoder.decode as it is now (the byte-level fast path, the full decoder for what it declines).
+ *  - KafkaValueDecoder.decode as it is now (the byte-level fast path, the full decoder for what it declines);
+ *  - KafkaValueDecoder.decodeInto, what the Kafka processor calls: the same, written into decisions
+ *    reused from batch to batch (one per record of a batch of 1,000 here, as BatchDecisions keeps them).
  * Three timed passes each, alternating, after a warm-up pass of each; the best of each is compared.
  *
  *   npm run bench -- decode
@@ -12,7 +14,7 @@
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { createClassifier } from '../src/core/decision-class.js';
 import { DecisionDecoder, type DecodeResult } from '../src/adapters/serde/decision-decoder.js';
-import { FastDecisionDecoder } from '../src/adapters/serde/fast-decision.js';
+import { FastDecisionDecoder, ReusableDecision } from '../src/adapters/serde/fast-decision.js';
 import { KafkaValueDecoder } from '../src/adapters/serde/kafka-value-decoder.js';
 import { backlog } from './kafka-pipeline.js';
 import { gc, report } from './util.js';
@@ -84,6 +86,14 @@ export async function run(): Promise<void> {
   const kafka = new KafkaValueDecoder(full, undefined, 'decisions-value');
   const before = (v: Buffer, k: Buffer | null): DecodeResult => full.decodeText(v.toString('utf8'), k === null || k.length === 0 ? undefined : k.toString('utf8'));
   const now = (v: Buffer, k: Buffer | null): DecodeResult | Promise<DecodeResult> => kafka.decode(v, k);
+  const pool = Array.from({ length: 1000 }, () => new ReusableDecision());
+  let next = 0;
+  const decided: DecodeResult = { ok: true, decision: pool[0]! };
+  const reusing = (v: Buffer, k: Buffer | null): DecodeResult | Promise<DecodeResult> => {
+    const into = pool[next++ % pool.length]!;
+    const r = kafka.decodeInto(v, k, into);
+    return r instanceof ReusableDecision ? decided : r;
+  };
 
   const fast = new FastDecisionDecoder(classifier);
   let taken = 0;
@@ -91,29 +101,37 @@ export async function run(): Promise<void> {
 
   await pass(values, keys, before);
   await pass(values, keys, now);
+  await pass(values, keys, reusing);
   const olds: Pass[] = [];
   const news: Pass[] = [];
+  const intos: Pass[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     const a = await pass(values, keys, before);
     const b = await pass(values, keys, now);
-    if (a.ok !== n || b.ok !== n) throw new Error(`every record is valid, yet ${n - a.ok} (full) and ${n - b.ok} (now) were refused`);
+    const c = await pass(values, keys, reusing);
+    if (a.ok !== n || b.ok !== n || c.ok !== n) throw new Error(`every record is valid, yet ${n - a.ok} (full), ${n - b.ok} (now) and ${n - c.ok} (into) were refused`);
     olds.push(a);
     news.push(b);
+    intos.push(c);
   }
   observer.disconnect();
   const micros = (p: Pass): number => +((p.seconds * 1e6) / n).toFixed(3);
   const best = (ps: Pass[]): Pass => ps.reduce((x, y) => (y.seconds < x.seconds ? y : x));
   const old = best(olds);
   const neu = best(news);
+  const into = best(intos);
   const collected = (p: Pass): string => `${p.gcs} collections, ${p.gcMs.toFixed(0)} ms`;
   report(`Decoding Kafka values in process (${n.toLocaleString('en-US')} records of ${Math.round(bytes / n)} B, keyed, from the Kafka benchmark; best of ${ROUNDS} each)`, {
     'full decoder (before), µs/record': micros(old),
     'full decoder rounds, µs/record': olds.map(micros).join(', '),
     'KafkaValueDecoder.decode (now), µs/record': micros(neu),
     'KafkaValueDecoder rounds, µs/record': news.map(micros).join(', '),
+    'KafkaValueDecoder.decodeInto (reused decisions, as the processor), µs/record': micros(into),
+    'decodeInto rounds, µs/record': intos.map(micros).join(', '),
     'GC in the best pass, full decoder': collected(old),
     'GC in the best pass, KafkaValueDecoder': collected(neu),
-    'speed-up before / now': +(old.seconds / neu.seconds).toFixed(2),
+    'GC in the best pass, decodeInto': collected(into),
+    'speed-up before / now / into': `${(old.seconds / neu.seconds).toFixed(2)} / ${(old.seconds / into.seconds).toFixed(2)}`,
     'records the fast path took': `${taken.toLocaleString('en-US')} of ${n.toLocaleString('en-US')}`,
   });
 }

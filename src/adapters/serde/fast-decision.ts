@@ -10,6 +10,10 @@
  * bytes. So the fast path never has to say why a record is bad (the reasons and messages stay in
  * DecisionDecoder), and whenever it answers, DecisionDecoder would have answered the same decision.
  * test/unit/serde/fast-decision.test.ts holds the two against each other.
+ *
+ * A producer writes every record in one shape: the same keys in the same order, the same separators.
+ * So a record is first read against a template of the last one read key by key: when its bytes around
+ * the string values are the template's, only the values are scanned; anything else is read key by key.
  */
 import { DECISIONS, DecisionClass, type DecisionClassifier } from '../../core/decision-class.js';
 import type { Decision } from '../../core/decision.js';
@@ -115,6 +119,18 @@ const UNKNOWN_KEY = FIELDS.length + 1;
 
 /** Distinct unknown keys one record may have before the fast path declines (each is compared with the others). */
 const MAX_UNKNOWN_KEYS = 16;
+/** String values one record the fast path takes may have: each known field once, and the unknown keys. */
+const MAX_VALUES = FIELDS.length + MAX_UNKNOWN_KEYS;
+/** Larger records are not kept as the template (they are read key by key). */
+const MAX_TEMPLATE_BYTES = 4096;
+
+// Positions in FastDecisionDecoder.spans (start; the end follows it), and the decision's field.
+const ID_START = 0;
+const AGENT_START = 2;
+const DECISION_FIELD = 2;
+const OCCURRED_START = 6;
+const SESSION_START = 8;
+const DELEGATED_START = 16;
 
 const QUOTE = 0x22;
 
@@ -244,6 +260,23 @@ export class FastDecisionDecoder {
    * in the last record read (-1: an unknown key or none yet); only a guess, checked against the bytes.
    */
   private readonly follows = new Int8Array(FIELDS.length + 2).fill(-1);
+  /** start and end of each field's value in the record being read (FIELDS order); -1: none */
+  private readonly spans = new Int32Array(2 * FIELDS.length);
+  /** the decision of the record being read (index in DECISIONS) */
+  private decision = 0;
+  // the string values of the record walk() reads, in order: where they are and of which field (-1: unknown key)
+  private readonly valueStart = new Int32Array(MAX_VALUES);
+  private readonly valueEnd = new Int32Array(MAX_VALUES);
+  private readonly valueField = new Int8Array(MAX_VALUES);
+  // The template (walkTemplate): the bytes before, between and after the string values of the last record
+  // walk() took, one piece per gap (templateValues + 1 of them), and the field of each value.
+  private template = new Uint8Array(256);
+  private templateView = new DataView(this.template.buffer);
+  private readonly templateStart = new Int32Array(MAX_VALUES + 1);
+  private readonly templateLength = new Int32Array(MAX_VALUES + 1);
+  private readonly templateField = new Int8Array(MAX_VALUES);
+  /** values of the template; -1: none yet */
+  private templateValues = -1;
 
   /** @param maxCachedIds bound on remembered valid IDs (tests make it small) */
   constructor(classifier: DecisionClassifier, maxCachedIds = MAX_CACHED_IDS) {
@@ -269,7 +302,6 @@ export class FastDecisionDecoder {
    */
   decodeInto(value: Buffer, key: Buffer | null, into: ReusableDecision): boolean {
     const b = value;
-    const end = b.length;
     const memory = b.buffer;
     if (memory !== this.viewed) {
       this.viewed = memory;
@@ -277,11 +309,89 @@ export class FastDecisionDecoder {
     }
     const view = this.view;
     const base = b.byteOffset;
+    const spans = this.spans;
+    // the optional fields (the required ones are always there after a walk)
+    spans[AGENT_START] = -1;
+    spans[SESSION_START] = -1;
+    spans[DELEGATED_START] = -1;
+    if (this.templateValues < 0 || !this.walkTemplate(b, view, base)) {
+      spans[AGENT_START] = -1;
+      spans[SESSION_START] = -1;
+      spans[DELEGATED_START] = -1;
+      if (!this.walk(b, view, base)) return false;
+    }
+    const idStart = spans[ID_START]!, idEnd = spans[ID_START + 1]!;
+    const idLength = idEnd - idStart;
+    if (idLength < DECISION_ID_MIN || idLength > DECISION_ID_MAX) return false;
+
+    // The record key must be agent_id's bytes (a null or absent agent_id only goes with no key). Only
+    // ASCII gets here, so equal bytes are equal strings, and unequal bytes cannot decode to agent_id.
+    const agentStart = spans[AGENT_START], agentEnd = spans[AGENT_START + 1]!;
+    const keyLength = key === null ? 0 : key.length;
+    if (keyLength > 0 && (agentStart < 0 || keyLength !== agentEnd - agentStart || !sameKey(key!, memory, view, base + agentStart))) return false;
+
+    const timeMs = this.timeOf(b, view, base, spans[OCCURRED_START]!, spans[OCCURRED_START + 1]!);
+    if (Number.isNaN(timeMs)) return false;
+    let agent: KnownId | null = null;
+    if (agentStart >= 0) {
+      agent = this.validId(b, view, base, agentStart, agentEnd);
+      if (agent === null) return false;
+    }
+    const delegatedStart = spans[DELEGATED_START];
+    if (delegatedStart >= 0 && this.validId(b, view, base, delegatedStart, spans[DELEGATED_START + 1]!) === null) return false;
+    const sessionStart = spans[SESSION_START];
+    into.setDecisionId(b, idStart, idEnd);
+    into.agentId = agent === null ? null : agent.id;
+    into.cls = this.classes[this.decision]!;
+    into.timeMs = timeMs;
+    into.sessionId = sessionStart < 0 ? undefined : (b as Latin1Sliceable).latin1Slice(sessionStart, spans[SESSION_START + 1]!);
+    into.identity = agent === null ? undefined : agent.handle;
+    return true;
+  }
+
+  /**
+   * Reads the record as the last record the full walk took, when only its string values differ: the bytes
+   * between the values (braces, keys, separators, whitespace, a null agent_id) must be the template's, and
+   * each value a plain string (a decision one of DECISIONS). Same bytes around the values means the same
+   * keys in the same order, so what walk() checked of them (no key twice, the required ones there) holds.
+   * Sets spans and decision; false: not the template's shape (walk() decides then).
+   */
+  private walkTemplate(b: Buffer, view: DataView, base: number): boolean {
+    const end = b.length;
+    const n = this.templateValues;
+    const tv = this.templateView;
+    const starts = this.templateStart;
+    const lengths = this.templateLength;
+    const fields = this.templateField;
+    const spans = this.spans;
+    let pos = 0;
+    for (let k = 0; ; k++) {
+      const len = lengths[k]!;
+      if (pos + len > end || !sameBytes(tv, starts[k]!, view, base + pos, len)) return false;
+      pos += len;
+      if (k === n) return pos === end;
+      const field = fields[k]!;
+      const e = this.endOfValue(b, view, base, pos, field === DECISION_FIELD);
+      if (e < 0) return false;
+      if (field >= 0) {
+        spans[2 * field] = pos;
+        spans[2 * field + 1] = e;
+      }
+      pos = e;
+    }
+  }
+
+  /**
+   * Reads the record key by key: one flat object of plain strings (agent_id may be null), no key twice,
+   * the required ones there. Sets spans and decision, and keeps the record as the template when it has
+   * one (walkTemplate); false: not the fast path's.
+   */
+  private walk(b: Buffer, view: DataView, base: number): boolean {
+    const end = b.length;
+    const spans = this.spans;
     let seen = 0;
     let unknown = 0;
-    let idStart = 0, idEnd = 0, agentStart = -1, agentEnd = -1, occurredStart = 0, occurredEnd = 0;
-    let sessionStart = -1, sessionEnd = -1, delegatedStart = -1, delegatedEnd = -1;
-    let decision = -1;
+    let values = 0;
     const follows = this.follows;
     let previous = FIRST_KEY;
 
@@ -309,15 +419,8 @@ export class FastDecisionDecoder {
       let valueEnd = -1;
       if (b[i] === QUOTE) {
         valueStart = i + 1;
-        if (bit === F_DECISION) {
-          // one of the decisions, or not the fast path's
-          decision = nameAt(DECISION_NAMES, b, view, base, valueStart);
-          if (decision < 0) return false;
-          valueEnd = valueStart + DECISION_NAMES.lengths[decision]!;
-        } else {
-          valueEnd = stringEnd(b, view, base, valueStart);
-          if (valueEnd < 0) return false;
-        }
+        valueEnd = this.endOfValue(b, view, base, valueStart, bit === F_DECISION);
+        if (valueEnd < 0) return false;
         i = valueEnd + 1;
       } else if (bit === F_AGENT_ID && i + 4 <= end && b[i] === 0x6e && b[i + 1] === 0x75 && b[i + 2] === 0x6c && b[i + 3] === 0x6c) { // null
         i += 4;
@@ -330,14 +433,16 @@ export class FastDecisionDecoder {
       } else {
         if ((seen & bit) !== 0) return false; // JSON.parse keeps the last one; not our business
         seen |= bit;
-        switch (bit) {
-          case F_DECISION_ID: idStart = valueStart; idEnd = valueEnd; break;
-          case F_AGENT_ID: agentStart = valueStart; agentEnd = valueEnd; break;
-          case F_OCCURRED_AT: occurredStart = valueStart; occurredEnd = valueEnd; break;
-          case F_SESSION_ID: sessionStart = valueStart; sessionEnd = valueEnd; break;
-          case F_DELEGATED_BY: delegatedStart = valueStart; delegatedEnd = valueEnd; break;
-          default: // decision (read above); tool_name, policy_rule, tenant: any string, not part of the decision
-        }
+        // a null agent_id leaves its span at -1 (none)
+        spans[2 * field] = valueStart;
+        spans[2 * field + 1] = valueEnd;
+      }
+      if (valueStart >= 0) {
+        // each known field once and at most MAX_UNKNOWN_KEYS others (above): there is room for every value
+        this.valueStart[values] = valueStart;
+        this.valueEnd[values] = valueEnd;
+        this.valueField[values] = field;
+        values++;
       }
       i = skipWhitespace(b, i);
       if (i >= end) return false;
@@ -346,32 +451,46 @@ export class FastDecisionDecoder {
       i = skipWhitespace(b, i + 1);
     }
     if (skipWhitespace(b, i + 1) !== end) return false;
-
     if ((seen & REQUIRED) !== REQUIRED) return false;
-    const idLength = idEnd - idStart;
-    if (idLength < DECISION_ID_MIN || idLength > DECISION_ID_MAX) return false;
-
-    // The record key must be agent_id's bytes (a null or absent agent_id only goes with no key). Only
-    // ASCII gets here, so equal bytes are equal strings, and unequal bytes cannot decode to agent_id.
-    const keyLength = key === null ? 0 : key.length;
-    const agentLength = agentEnd - agentStart;
-    if (keyLength > 0 && (agentStart < 0 || keyLength !== agentLength || !sameKey(key!, memory, view, base + agentStart))) return false;
-
-    const timeMs = this.timeOf(b, view, base, occurredStart, occurredEnd);
-    if (Number.isNaN(timeMs)) return false;
-    let agent: KnownId | null = null;
-    if (agentStart >= 0) {
-      agent = this.validId(b, view, base, agentStart, agentEnd);
-      if (agent === null) return false;
-    }
-    if (delegatedStart >= 0 && this.validId(b, view, base, delegatedStart, delegatedEnd) === null) return false;
-    into.setDecisionId(b, idStart, idEnd);
-    into.agentId = agent === null ? null : agent.id;
-    into.cls = this.classes[decision]!;
-    into.timeMs = timeMs;
-    into.sessionId = sessionStart < 0 ? undefined : (b as Latin1Sliceable).latin1Slice(sessionStart, sessionEnd);
-    into.identity = agent === null ? undefined : agent.handle;
+    this.keepTemplate(b, values);
     return true;
+  }
+
+  /**
+   * The index of the closing quote of the string value starting at b[at]: for the decision one of
+   * DECISIONS (then noted in `decision`: anything else is not the fast path's), else any plain string;
+   * -1: neither.
+   */
+  private endOfValue(b: Buffer, view: DataView, base: number, at: number, isDecision: boolean): number {
+    if (!isDecision) return stringEnd(b, view, base, at);
+    const d = nameAt(DECISION_NAMES, b, view, base, at);
+    if (d < 0) return -1;
+    this.decision = d;
+    return at + DECISION_NAMES.lengths[d]!;
+  }
+
+  /** Keeps the bytes of b around its `n` string values (walk()'s valueStart/valueEnd) as the template. */
+  private keepTemplate(b: Buffer, n: number): void {
+    const end = b.length;
+    if (end > MAX_TEMPLATE_BYTES) {
+      this.templateValues = -1;
+      return;
+    }
+    if (this.template.length < end) {
+      this.template = new Uint8Array(Math.max(end, 2 * this.template.length));
+      this.templateView = new DataView(this.template.buffer);
+    }
+    let used = 0;
+    for (let k = 0; k <= n; k++) {
+      const from = k === 0 ? 0 : this.valueEnd[k - 1]!;
+      const to = k === n ? end : this.valueStart[k]!;
+      this.template.set(b.subarray(from, to), used);
+      this.templateStart[k] = used;
+      this.templateLength[k] = to - from;
+      used += to - from;
+      if (k < n) this.templateField[k] = this.valueField[k]!;
+    }
+    this.templateValues = n;
   }
 
   /** Remembers the unknown key b[s..e) as the n-th of this record; false when it was seen already (or too many). */

@@ -319,6 +319,58 @@ const record = recordWith(fc.oneof({ weight: 2, arbitrary: fc.constant<Fault[]>(
 /** valid records in the common shape, every one of which the fast path must take */
 const cleanRecord = recordWith(fc.constant([]));
 
+/**
+ * Runs of records of one shape, as one producer writes them: the same keys in the same order with the
+ * same whitespace, only the values differ (the decoder then reads them by its template of the last
+ * record). Values are mostly valid, sometimes bad or outside the fast path (escapes, control characters,
+ * non-ASCII, a decision it does not know, another value type), and a record may lose bytes, gain one or
+ * drop a key, so runs also break their shape.
+ */
+const OPTIONAL = ['session_id', 'tool_name', 'policy_rule', 'tenant', 'delegated_by', 'x-extra'] as const;
+const valueOf: Record<string, fc.Arbitrary<string>> = {
+  decision_id: fc.oneof({ weight: 12, arbitrary: plainText(1, 40).map((v) => JSON.stringify(v)) }, { weight: 1, arbitrary: badValue.decision_id! }),
+  agent_id: fc.oneof({ weight: 12, arbitrary: validId.map((v) => JSON.stringify(v)) }, { weight: 1, arbitrary: badValue.agent_id! }),
+  decision: fc.oneof({ weight: 12, arbitrary: fc.constantFrom(...DECISIONS).map((v) => JSON.stringify(v)) }, { weight: 1, arbitrary: badValue.decision! }),
+  occurred_at: fc.oneof({ weight: 12, arbitrary: validTime.map((v) => JSON.stringify(v)) }, { weight: 1, arbitrary: badValue.occurred_at! }),
+  delegated_by: fc.oneof({ weight: 12, arbitrary: validId.map((v) => JSON.stringify(v)) }, { weight: 1, arbitrary: badValue.delegated_by! }),
+};
+const otherValueOf = fc.oneof({ weight: 12, arbitrary: plainText().map((v) => JSON.stringify(v)) }, { weight: 1, arbitrary: anyText.map((v) => JSON.stringify(v)) }, { weight: 1, arbitrary: otherValue });
+const shapeRun = fc.record({
+  optional: fc.subarray([...OPTIONAL]),
+  order: fc.array(fc.nat(), { minLength: 10, maxLength: 10 }),
+  ws: fc.array(fc.constantFrom('', '', '', ' ', '\n', '\t  '), { minLength: 24, maxLength: 24 }),
+  agent: fc.constantFrom('string', 'string', 'string', 'null', 'absent'),
+  keyed: fc.nat(3).map((n) => n > 0),
+  records: fc.array(fc.record({
+    values: fc.record({ decision_id: valueOf.decision_id!, agent_id: valueOf.agent_id!, decision: valueOf.decision!, occurred_at: valueOf.occurred_at!, delegated_by: valueOf.delegated_by!, other: otherValueOf }),
+    change: fc.option(fc.oneof(
+      fc.nat().map((at) => ({ kind: 'drop' as const, at })),
+      fc.constant({ kind: 'other-key' as const }),
+      fc.oneof(
+        fc.nat().map<Mutation>((at) => ({ kind: 'truncate', at })),
+        fc.tuple(fc.nat(), fc.nat(255)).map<Mutation>(([at, byte]) => ({ kind: 'replace', at, byte })),
+        fc.tuple(fc.nat(), fc.constantFrom(0x22, 0x5c, 0x2c, 0x7d, 0x3a, 0x00, 0x20, 0x80)).map<Mutation>(([at, byte]) => ({ kind: 'insert', at, byte })),
+      ).map((mutation) => ({ kind: 'bytes' as const, mutation })),
+    ), { freq: 4 }),
+  }), { minLength: 2, maxLength: 12 }),
+}).map(({ optional, order, ws, agent, keyed, records }) => {
+  const keys = ['decision_id', ...(agent === 'absent' ? [] : ['agent_id']), 'decision', 'occurred_at', ...optional]
+    .map((k, i) => [order[i % order.length]! + i, k] as const).sort((a, b) => a[0] - b[0]).map(([, k]) => k);
+  return records.map(({ values, change }): KafkaRecord => {
+    let present = keys;
+    if (change?.kind === 'drop') present = keys.filter((_, i) => i !== change.at % keys.length);
+    let n = 0;
+    const space = (): string => ws[n++ % ws.length]!;
+    const raw = (k: string): string => (k === 'agent_id' && agent === 'null' ? 'null' : (values as Record<string, string>)[k] ?? values.other);
+    const text = `${space()}{${space()}${present.map((k) => `${JSON.stringify(k)}${space()}:${space()}${raw(k)}${space()}`).join(`,${space()}`)}}${space()}`;
+    let value: Buffer = Buffer.from(text, 'utf8');
+    if (change?.kind === 'bytes') value = applyBytes(value, change.mutation);
+    const agentText = ((): string | null => { try { const v: unknown = JSON.parse(values.agent_id); return typeof v === 'string' ? v : null; } catch { return null; } })();
+    const keyText = change?.kind === 'other-key' ? 'spiffe://example.org/other' : keyed && agent === 'string' ? agentText : null;
+    return { value: ownBuffer(value), key: keyText === null ? null : Buffer.from(keyText, 'utf8') };
+  });
+});
+
 // --- properties --------------------------------------------------------------------------------
 
 describe('FastDecisionDecoder against the full decoder', () => {
@@ -427,6 +479,27 @@ describe('FastDecisionDecoder against the full decoder', () => {
       { numRuns: 3_000, ...BOUNDED },
     );
     expect(answered).toBeGreaterThan(3_000);
+  });
+
+  it('reads runs of records of one shape right (its template of the last record), and breaks from it when the shape changes', () => {
+    let answered = 0;
+    let records = 0;
+    fc.assert(
+      fc.property(fc.array(shapeRun, { minLength: 1, maxLength: 3 }), (runs) => {
+        const fast = new FastDecisionDecoder(classifier);
+        for (const run of runs) {
+          for (const { value, key } of run) {
+            const got = fast.decode(value, key);
+            agrees(got, slow(value, key));
+            records++;
+            if (got !== null) answered++;
+          }
+        }
+      }),
+      { numRuns: 2_000, ...BOUNDED },
+    );
+    // many records of a run are valid and in the fast path's shape
+    expect(answered).toBeGreaterThan(records / 4);
   });
 
   it('stays right when its cache of valid IDs starts over', () => {
