@@ -57,12 +57,6 @@ export class ReusableDecision implements Decision {
   }
 }
 
-/** A validated SPIFFE ID, and the identity handle decisions of it carry (the window store's shortcut). */
-interface KnownId {
-  readonly id: string;
-  readonly handle: number;
-}
-
 /** The string slice Buffer has at run time (Node's own `toString('latin1', s, e)` ends in it). */
 interface Latin1Sliceable extends Buffer {
   latin1Slice(start: number, end: number): string;
@@ -241,8 +235,11 @@ function secondsAndFraction(b: Buffer, i: number, e: number): number {
 export class FastDecisionDecoder {
   /** the class of each of DECISIONS, in its order */
   private readonly classes: readonly DecisionClass[];
-  /** SPIFFE IDs validated already */
-  private readonly validIds: IdTable<KnownId>;
+  /** SPIFFE IDs validated already, each with the identity handle its decisions carry (the window store's shortcut) */
+  private readonly validIds: IdTable;
+  // what the last validId() that answered true found: the ID and its handle
+  private knownId = '';
+  private knownHandle = 0;
   /** what decode() decodes into before making its plain object */
   private readonly scratch = new ReusableDecision();
   /** the "YYYY-MM-DDTHH:MM:" of the last valid occurred_at (none yet: no record's bytes match 0xff) */
@@ -332,20 +329,22 @@ export class FastDecisionDecoder {
 
     const timeMs = this.timeOf(b, view, base, spans[OCCURRED_START]!, spans[OCCURRED_START + 1]!);
     if (Number.isNaN(timeMs)) return false;
-    let agent: KnownId | null = null;
+    let agentId: string | null = null;
+    let identity: number | undefined;
     if (agentStart >= 0) {
-      agent = this.validId(b, view, base, agentStart, agentEnd);
-      if (agent === null) return false;
+      if (!this.validId(view, b, base, agentStart, agentEnd)) return false;
+      agentId = this.knownId;
+      identity = this.knownHandle;
     }
     const delegatedStart = spans[DELEGATED_START];
-    if (delegatedStart >= 0 && this.validId(b, view, base, delegatedStart, spans[DELEGATED_START + 1]!) === null) return false;
+    if (delegatedStart >= 0 && !this.validId(view, b, base, delegatedStart, spans[DELEGATED_START + 1]!)) return false;
     const sessionStart = spans[SESSION_START];
     into.setDecisionId(b, idStart, idEnd);
-    into.agentId = agent === null ? null : agent.id;
+    into.agentId = agentId;
     into.cls = this.classes[this.decision]!;
     into.timeMs = timeMs;
     into.sessionId = sessionStart < 0 ? undefined : (b as Latin1Sliceable).latin1Slice(sessionStart, spans[SESSION_START + 1]!);
-    into.identity = agent === null ? undefined : agent.handle;
+    into.identity = identity;
     return true;
   }
 
@@ -506,15 +505,25 @@ export class FastDecisionDecoder {
     return true;
   }
 
-  /** The SPIFFE ID in b[s..e) (at view[base + s]), or null when it is not a valid one. */
-  private validId(b: Buffer, view: DataView, base: number, s: number, e: number): KnownId | null {
-    const known = this.validIds.get(view, base + s, e - s);
-    if (known !== undefined) return known;
+  /**
+   * Whether b[s..e) (at view[base + s]) is a valid SPIFFE ID; if so, knownId and knownHandle are the ID
+   * and its identity handle. A known ID costs a hash and a comparison: its handle sits in the table entry
+   * the lookup reads anyway, its string is only passed on.
+   */
+  private validId(view: DataView, b: Buffer, base: number, s: number, e: number): boolean {
+    const entry = this.validIds.find(view, base + s, e - s);
+    if (entry >= 0) {
+      this.knownId = this.validIds.value(entry);
+      this.knownHandle = this.validIds.tag(entry);
+      return true;
+    }
     const id = (b as Latin1Sliceable).latin1Slice(s, e);
-    if (!isSpiffeId(id)) return null;
-    const entry = { id, handle: newIdentityHandle() };
-    this.validIds.add(view, base + s, e - s, entry);
-    return entry;
+    if (!isSpiffeId(id)) return false;
+    const handle = newIdentityHandle();
+    this.validIds.add(view, base + s, e - s, id, handle);
+    this.knownId = id;
+    this.knownHandle = handle;
+    return true;
   }
 
   /**

@@ -37,7 +37,7 @@ export function sameBytes(a: DataView, ap: number, b: DataView, bp: number, len:
   return a.getInt32(ap + last, true) === b.getInt32(bp + last, true);
 }
 
-/** Int32 cells per entry in IdTable.entries (the fourth pads an entry to 16 bytes) */
+/** Int32 cells per entry in IdTable.entries: hash, start in the arena, length, tag (16 bytes) */
 const ENTRY = 4;
 
 /** `T`: what is kept for each string (the string itself, or something that holds it). */
@@ -45,7 +45,7 @@ export class IdTable<T = string> {
   private readonly mask: number;
   /** per slot: entry number + 1, 0 = free */
   private readonly slots: Int32Array;
-  /** per entry, side by side (one cache line for a lookup): hash, start in the arena, length */
+  /** per entry, side by side (one cache line for a lookup): hash, start in the arena, length, tag */
   private readonly entries: Int32Array;
   private readonly values: T[] = [];
   private arena = new Uint8Array(1 << 16);
@@ -71,17 +71,39 @@ export class IdTable<T = string> {
 
   /** What is remembered for the `len` bytes at view[at], or undefined. */
   get(view: DataView, at: number, len: number): T | undefined {
+    const e = this.find(view, at, len);
+    return e < 0 ? undefined : this.values[e];
+  }
+
+  /**
+   * The entry of the `len` bytes at view[at], or -1: for value() and tag(), until the next add (which
+   * may start the table over).
+   */
+  find(view: DataView, at: number, len: number): number {
     const h = this.hash(view, at, len);
     for (let slot = h & this.mask; ; slot = (slot + 1) & this.mask) {
       const e = this.slots[slot]! - 1;
-      if (e < 0) return undefined;
+      if (e < 0) return -1;
       const m = e * ENTRY;
-      if (this.entries[m] === h && this.entries[m + 2] === len && sameBytes(this.arenaView, this.entries[m + 1]!, view, at, len)) return this.values[e];
+      if (this.entries[m] === h && this.entries[m + 2] === len && sameBytes(this.arenaView, this.entries[m + 1]!, view, at, len)) return e;
     }
   }
 
-  /** Remembers `value` for the string of the `len` bytes at view[at] (not remembered yet). Longer ones than the arena are not. */
-  add(view: DataView, at: number, len: number, value: T): void {
+  /** What entry `e` (from find) remembers. */
+  value(e: number): T {
+    return this.values[e]!;
+  }
+
+  /** The number kept beside entry `e`'s value: it is in the cache line find() has just read, the value is not. */
+  tag(e: number): number {
+    return this.entries[e * ENTRY + 3]!;
+  }
+
+  /**
+   * Remembers `value` and `tag` for the string of the `len` bytes at view[at] (not remembered yet).
+   * Longer ones than the arena are not.
+   */
+  add(view: DataView, at: number, len: number, value: T, tag = 0): void {
     if (len > this.maxBytes) return;
     if (this.used + len > this.arena.length) this.grow(this.used + len);
     if (this.count === this.maxEntries || this.used + len > this.arena.length) this.clear();
@@ -91,6 +113,7 @@ export class IdTable<T = string> {
     this.entries[e * ENTRY] = h;
     this.entries[e * ENTRY + 1] = this.used;
     this.entries[e * ENTRY + 2] = len;
+    this.entries[e * ENTRY + 3] = tag;
     this.values[e] = value;
     this.used += len;
     let slot = h & this.mask;

@@ -30,7 +30,9 @@ describe('IdTable', () => {
     expect(t.size).toBe(1);
   });
 
-  it('never answers a string of other bytes: collisions, starting over when full, a growing arena', () => {
+  it('never answers a string of other bytes, nor another string\'s tag: collisions, starting over when full, a growing arena', () => {
+    // a tag that differs between the strings of the test alphabet
+    const tagOf = (s: string): number => [...s].reduce((h, c) => h * 3 + 'ab/'.indexOf(c) + 1, s.length);
     // few short strings from a small alphabet and a tiny table: many equal hashes per slot and many clears
     const text = fc.string({ unit: fc.constantFrom('a', 'b', '/'), minLength: 0, maxLength: 9 });
     const op = fc.tuple(fc.boolean(), text, fc.nat(6));
@@ -42,11 +44,22 @@ describe('IdTable', () => {
         for (const [add, s, offset] of ops) {
           const { view, at } = placed(s, offset);
           const got = t.get(view, at, s.length);
-          if (got !== undefined) expect(got).toBe(s);
+          if (got !== undefined) {
+            expect(got).toBe(s);
+            // the tag given with the string comes back with it
+            const e = t.find(view, at, s.length);
+            expect(t.value(e)).toBe(s);
+            expect(t.tag(e)).toBe(tagOf(s));
+          } else {
+            expect(t.find(view, at, s.length)).toBe(-1);
+          }
           if (add && got === undefined) {
-            t.add(view, at, s.length, s);
+            t.add(view, at, s.length, s, tagOf(s));
             // just added, so found, unless longer than the whole arena
-            if (s.length <= bytes) expect(t.get(placed(s, 0).view, 0, s.length)).toBe(s);
+            if (s.length <= bytes) {
+              expect(t.get(placed(s, 0).view, 0, s.length)).toBe(s);
+              expect(t.tag(t.find(placed(s, 0).view, 0, s.length))).toBe(tagOf(s));
+            }
           }
           expect(t.size).toBeLessThanOrEqual(entries);
         }
