@@ -334,10 +334,10 @@ export class Evaluator {
 
   /**
    * Accept `decisions` from `start` to `end` (all by default), the i-th read at `positions[i]`, in order,
-   * exactly as `accept` one by one would, calling `onTrip` for each trip. Works in groups: before accepting a group it reads ahead the window
-   * state the group's decisions will read (handle table, slot header, current session), so with many
-   * identities, whose windows are mostly not in cache, the group's memory reads overlap instead of
-   * taking turns (benchmarks/README.md, issue #2).
+   * exactly as `accept` one by one would, calling `onTrip` for each trip. Works in groups: before
+   * accepting a group it reads ahead the window state the group's decisions will read (handle table,
+   * slot header, current session), so with many identities, whose windows are mostly not in cache, the
+   * group's memory reads overlap instead of taking turns (benchmarks/README.md, issue #2).
    */
   acceptAll(
     clock: StreamClock, decisions: readonly Decision[], positions: ArrayLike<number>, onTrip: ((trip: Trip) => void) | null, restoring = false,

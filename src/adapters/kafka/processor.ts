@@ -491,57 +491,60 @@ export class KafkaProcessor {
     // grow through the batch, so the records re-read to restore windows all come before the live ones.
     const decided = st.batch;
     let restoring = 0;
-    for (const m of batch.messages) {
-      const offset = Number(m.offset);
-      const restore = offset < st.liveFrom;
-      const into = decided.next();
-      const decoded = this.o.decoder.decodeInto(m.value, m.key, into);
-      let r: DecodeResult | ReusableDecision;
-      if (decoded instanceof Promise) {
-        r = await decoded;
-        // Only while awaiting (a schema fetched from the registry) can a seek or a stop happen: the
-        // rest of the handler is synchronous up to the transaction, so checking here is checking before
-        // anything of the batch is evaluated.
-        if (isStale() || !isRunning()) {
-          decided.release();
-          return;
+    // late live decisions are counted, not restored ones
+    let lateBefore: number;
+    // the batch's decisions hold its bytes until accepted: let go of them however this ends
+    try {
+      for (const m of batch.messages) {
+        const offset = Number(m.offset);
+        const restore = offset < st.liveFrom;
+        const into = decided.next();
+        const decoded = this.o.decoder.decodeInto(m.value, m.key, into);
+        let r: DecodeResult | ReusableDecision;
+        if (decoded instanceof Promise) {
+          r = await decoded;
+          // Only while awaiting (a schema fetched from the registry) can a seek or a stop happen: the
+          // rest of the handler is synchronous up to the transaction, so checking here is checking before
+          // anything of the batch is evaluated.
+          if (isStale() || !isRunning()) return;
+        } else {
+          r = decoded;
         }
-      } else {
-        r = decoded;
-      }
-      if (!restore) last = offset;
-      let d: Decision;
-      if (r instanceof ReusableDecision) {
-        d = r;
-      } else if (r.ok) {
-        d = r.decision;
-      } else {
-        if (!restore) {
-          metrics.dlq.inc({ reason: r.reason });
-          dlq.push(this.dlqRecord(m, p, r.reason, r.message));
+        if (!restore) last = offset;
+        let d: Decision;
+        if (r instanceof ReusableDecision) {
+          d = r;
+        } else if (r.ok) {
+          d = r.decision;
+        } else {
+          if (!restore) {
+            metrics.dlq.inc({ reason: r.reason });
+            dlq.push(this.dlqRecord(m, p, r.reason, r.message));
+          }
+          continue;
         }
-        continue;
+        decided.add(d, offset);
+        if (restore) restoring++;
+        else classes[d.cls]!++;
       }
-      decided.add(d, offset);
-      if (restore) restoring++;
-      else classes[d.cls]!++;
+      if (restoring > 0) st.evaluator.acceptAll(st.clock, decided.decisions, decided.positions, null, true, 0, restoring);
+      lateBefore = stats.late;
+      st.evaluator.acceptAll(st.clock, decided.decisions, decided.positions, (trip) => {
+        if (trip.held !== undefined) {
+          const shadow = shadowDocument({ ...trip, held: trip.held }, this.o.tripConfig.settings, this.o.signer);
+          // keyed, not pinned to partition p: a shadow topic created with another partition count works too
+          shadows.push({ key: trip.agentId, value: canonicalJson(shadow) });
+          held.push(shadow);
+        } else {
+          const docs = tripDocuments(trip, this.o.tripConfig.settings, this.chains, this.o.signer);
+          kills.push({ key: trip.agentId, value: canonicalJson(docs.killEvent) });
+          addenda.push({ key: trip.agentId, value: canonicalJson(docs.addendum), partition: p });
+          metrics.trips.inc();
+        }
+      }, false, restoring, decided.count);
+    } finally {
+      decided.release();
     }
-    if (restoring > 0) st.evaluator.acceptAll(st.clock, decided.decisions, decided.positions, null, true, 0, restoring);
-    const lateBefore = stats.late;
-    st.evaluator.acceptAll(st.clock, decided.decisions, decided.positions, (trip) => {
-      if (trip.held !== undefined) {
-        const shadow = shadowDocument({ ...trip, held: trip.held }, this.o.tripConfig.settings, this.o.signer);
-        // keyed, not pinned to partition p: a shadow topic created with another partition count works too
-        shadows.push({ key: trip.agentId, value: canonicalJson(shadow) });
-        held.push(shadow);
-      } else {
-        const docs = tripDocuments(trip, this.o.tripConfig.settings, this.chains, this.o.signer);
-        kills.push({ key: trip.agentId, value: canonicalJson(docs.killEvent) });
-        addenda.push({ key: trip.agentId, value: canonicalJson(docs.addendum), partition: p });
-        metrics.trips.inc();
-      }
-    }, false, restoring, decided.count);
-    decided.release();
     const late = stats.late - lateBefore;
     if (!st.restored && Number(batch.lastOffset()) + 1 >= st.liveFrom) {
       st.restored = true;
