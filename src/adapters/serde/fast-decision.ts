@@ -126,6 +126,13 @@ const OCCURRED_START = 6;
 const SESSION_START = 8;
 const DELEGATED_START = 16;
 
+/** Marks the optional fields absent before a walk (the required ones are always set by a walk that answers). */
+function clearOptional(spans: Int32Array): void {
+  spans[AGENT_START] = -1;
+  spans[SESSION_START] = -1;
+  spans[DELEGATED_START] = -1;
+}
+
 const QUOTE = 0x22;
 
 /** 1 for the bytes a string may hold as they are here: printable ASCII but `"` and `\`. */
@@ -307,14 +314,7 @@ export class FastDecisionDecoder {
     const view = this.view;
     const base = b.byteOffset;
     const spans = this.spans;
-    // the optional fields (the required ones are always there after a walk)
-    spans[AGENT_START] = -1;
-    spans[SESSION_START] = -1;
-    spans[DELEGATED_START] = -1;
     if (this.templateValues < 0 || !this.walkTemplate(b, view, base)) {
-      spans[AGENT_START] = -1;
-      spans[SESSION_START] = -1;
-      spans[DELEGATED_START] = -1;
       if (!this.walk(b, view, base)) return false;
     }
     const idStart = spans[ID_START]!, idEnd = spans[ID_START + 1]!;
@@ -323,7 +323,7 @@ export class FastDecisionDecoder {
 
     // The record key must be agent_id's bytes (a null or absent agent_id only goes with no key). Only
     // ASCII gets here, so equal bytes are equal strings, and unequal bytes cannot decode to agent_id.
-    const agentStart = spans[AGENT_START], agentEnd = spans[AGENT_START + 1]!;
+    const agentStart = spans[AGENT_START]!, agentEnd = spans[AGENT_START + 1]!;
     const keyLength = key === null ? 0 : key.length;
     if (keyLength > 0 && (agentStart < 0 || keyLength !== agentEnd - agentStart || !sameKey(key!, memory, view, base + agentStart))) return false;
 
@@ -336,9 +336,9 @@ export class FastDecisionDecoder {
       agentId = this.knownId;
       identity = this.knownHandle;
     }
-    const delegatedStart = spans[DELEGATED_START];
+    const delegatedStart = spans[DELEGATED_START]!;
     if (delegatedStart >= 0 && !this.validId(view, b, base, delegatedStart, spans[DELEGATED_START + 1]!)) return false;
-    const sessionStart = spans[SESSION_START];
+    const sessionStart = spans[SESSION_START]!;
     into.setDecisionId(b, idStart, idEnd);
     into.agentId = agentId;
     into.cls = this.classes[this.decision]!;
@@ -363,6 +363,7 @@ export class FastDecisionDecoder {
     const lengths = this.templateLength;
     const fields = this.templateField;
     const spans = this.spans;
+    clearOptional(spans);
     let pos = 0;
     for (let k = 0; ; k++) {
       const len = lengths[k]!;
@@ -388,6 +389,7 @@ export class FastDecisionDecoder {
   private walk(b: Buffer, view: DataView, base: number): boolean {
     const end = b.length;
     const spans = this.spans;
+    clearOptional(spans);
     let seen = 0;
     let unknown = 0;
     let values = 0;

@@ -34,15 +34,8 @@ export class KafkaValueDecoder {
   ) {}
 
   decode(value: Buffer | null, key: Buffer | null): DecodeResult | Promise<DecodeResult> {
-    if (value === null || value.length === 0) return { ok: false, reason: 'invalid_json', message: 'empty value (a tombstone is not a decision)' };
-    if (value.length > this.maxBytes) return { ok: false, reason: 'too_large', message: `value of ${value.length} bytes is larger than ${this.maxBytes}` };
-    if (value[0] !== MAGIC_BYTE) return this.decisions.decodeBytes(value, key);
-    if (value.length < 5) return { ok: false, reason: 'invalid_json', message: 'schema registry framing is shorter than 5 bytes' };
-    const id = value.readUInt32BE(1);
-    const k = keyText(key);
-    const cached = this.schemas.get(id);
-    if (cached !== undefined) return this.decodeFramed(cached, id, value, k);
-    return this.fetch(id).then((s) => this.decodeFramed(s, id, value, k));
+    if (this.isPlain(value)) return this.decisions.decodeBytes(value, key);
+    return this.notPlain(value, key);
   }
 
   /**
@@ -50,8 +43,25 @@ export class KafkaValueDecoder {
    * (DecisionDecoder.decodeBytesInto): what the Kafka processor calls, so a record costs no allocation.
    */
   decodeInto(value: Buffer | null, key: Buffer | null, into: ReusableDecision): DecodeResult | ReusableDecision | Promise<DecodeResult> {
-    if (value !== null && value.length > 0 && value.length <= this.maxBytes && value[0] !== MAGIC_BYTE) return this.decisions.decodeBytesInto(value, key, into);
-    return this.decode(value, key);
+    if (this.isPlain(value)) return this.decisions.decodeBytesInto(value, key, into);
+    return this.notPlain(value, key);
+  }
+
+  /** A value of plain JSON (not empty, not too large, no registry framing): the decision decoder's. */
+  private isPlain(value: Buffer | null): value is Buffer {
+    return value !== null && value.length > 0 && value.length <= this.maxBytes && value[0] !== MAGIC_BYTE;
+  }
+
+  /** Everything but a plain value: refused as empty or too large, or read with its registry schema. */
+  private notPlain(value: Buffer | null, key: Buffer | null): DecodeResult | Promise<DecodeResult> {
+    if (value === null || value.length === 0) return { ok: false, reason: 'invalid_json', message: 'empty value (a tombstone is not a decision)' };
+    if (value.length > this.maxBytes) return { ok: false, reason: 'too_large', message: `value of ${value.length} bytes is larger than ${this.maxBytes}` };
+    if (value.length < 5) return { ok: false, reason: 'invalid_json', message: 'schema registry framing is shorter than 5 bytes' };
+    const id = value.readUInt32BE(1);
+    const k = keyText(key);
+    const cached = this.schemas.get(id);
+    if (cached !== undefined) return this.decodeFramed(cached, id, value, k);
+    return this.fetch(id).then((s) => this.decodeFramed(s, id, value, k));
   }
 
   private decodeFramed(schema: CachedSchema, id: number, value: Buffer, key: string | undefined): DecodeResult {
