@@ -100,11 +100,12 @@ export class IdTable<T = string> {
   }
 
   /**
-   * Remembers `value` and `tag` for the string of the `len` bytes at view[at] (not remembered yet).
-   * Longer ones than the arena are not.
+   * Remembers `value` and `tag` for the string of the `len` bytes at view[at] (not remembered yet), and
+   * gives its entry (as find would), or -1: longer ones than the arena are not remembered. Entry numbers
+   * start again from 0 when the table starts over.
    */
-  add(view: DataView, at: number, len: number, value: T, tag = 0): void {
-    if (len > this.maxBytes) return;
+  add(view: DataView, at: number, len: number, value: T, tag = 0): number {
+    if (len > this.maxBytes) return -1;
     if (this.used + len > this.arena.length) this.grow(this.used + len);
     if (this.count === this.maxEntries || this.used + len > this.arena.length) this.clear();
     const e = this.count++;
@@ -119,6 +120,7 @@ export class IdTable<T = string> {
     let slot = h & this.mask;
     while (this.slots[slot] !== 0) slot = (slot + 1) & this.mask;
     this.slots[slot] = e + 1;
+    return e;
   }
 
   private grow(needed: number): void {

@@ -567,6 +567,22 @@ describe('FastDecisionDecoder takes the common shape', () => {
     expect(new Set(handles.values()).size).toBe(300);
   });
 
+  it('reads each record\'s own session id while it keeps the last one of each identity', () => {
+    // a table of 2 IDs starts over every few records here, so kept sessions meet reused table entries
+    const fast = new FastDecisionDecoder(classifier, 2);
+    for (let i = 0; i < 1_200; i++) {
+      const who = (i * 7) % 5;
+      const r = harnessRecord(i, who);
+      // harnessRecord changes an identity's session every 100 records, and its length at i = 1000
+      expect(fast.decode(r.value, r.key)!.sessionId).toBe(`sess-${who}-${Math.floor(i / 100)}`);
+    }
+    // same length, other bytes: a new string, not the kept one
+    const a = 'spiffe://example.org/ns/x/sa/y';
+    const session = (sid: string): string | undefined =>
+      fast.decode(Buffer.from(JSON.stringify({ decision_id: 'x', agent_id: a, decision: 'deny', occurred_at: '2026-01-01T00:00:00Z', session_id: sid })), Buffer.from(a))!.sessionId;
+    expect([session('s-aaaa'), session('s-aaab'), session('s-aaab'), session('s-aaa'), session('')]).toStrictEqual(['s-aaaa', 's-aaab', 's-aaab', 's-aaa', '']);
+  });
+
   it('whitespace, any field order, null agent_id, delegated_by, extra string fields, offsets and fractions', () => {
     const a = 'spiffe://example.org/ns/x/sa/y';
     taken(JSON.stringify({ occurred_at: '2024-02-29T23:59:60.123456+05:30', decision: 'n/a', decision_id: 'x', agent_id: a, delegated_by: 'spiffe://example.org/parent' }, null, 2), a);

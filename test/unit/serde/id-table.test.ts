@@ -54,11 +54,14 @@ describe('IdTable', () => {
             expect(t.find(view, at, s.length)).toBe(-1);
           }
           if (add && got === undefined) {
-            t.add(view, at, s.length, s, tagOf(s));
-            // just added, so found, unless longer than the whole arena
+            const added = t.add(view, at, s.length, s, tagOf(s));
+            // just added, so found at the entry add gave, unless longer than the whole arena (then -1)
             if (s.length <= bytes) {
               expect(t.get(placed(s, 0).view, 0, s.length)).toBe(s);
-              expect(t.tag(t.find(placed(s, 0).view, 0, s.length))).toBe(tagOf(s));
+              expect(t.find(placed(s, 0).view, 0, s.length)).toBe(added);
+              expect(t.tag(added)).toBe(tagOf(s));
+            } else {
+              expect(added).toBe(-1);
             }
           }
           expect(t.size).toBeLessThanOrEqual(entries);
