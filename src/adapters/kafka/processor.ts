@@ -495,8 +495,15 @@ export class KafkaProcessor {
     let lateBefore: number;
     // the batch's decisions hold its bytes until accepted: let go of them however this ends
     try {
-      for (const m of batch.messages) {
-        const offset = Number(m.offset);
+      const messages = batch.messages;
+      const n = messages.length;
+      // A batch's offsets grow strictly, so n of them from first to first + n - 1 are exactly those:
+      // then no offset string needs parsing (compaction or transaction markers leave gaps, parsed as they come).
+      const first = n === 0 ? 0 : Number(messages[0]!.offset);
+      const consecutive = n > 0 && Number(messages[n - 1]!.offset) - first === n - 1;
+      for (let i = 0; i < n; i++) {
+        const m = messages[i]!;
+        const offset = consecutive ? first + i : Number(m.offset);
         const restore = offset < st.liveFrom;
         const into = decided.next();
         const decoded = this.o.decoder.decodeInto(m.value, m.key, into);
