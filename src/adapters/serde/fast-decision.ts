@@ -543,8 +543,8 @@ export class FastDecisionDecoder {
 
   /**
    * Whether b[s..e) (at view[base + s]) is a valid SPIFFE ID; if so, knownId, knownHandle and knownEntry
-   * are the ID, its identity handle and its entry in validIds. A known ID costs a hash and a comparison: its handle sits in the table entry
-   * the lookup reads anyway, its string is only passed on.
+   * are the ID, its identity handle and its entry in validIds. A known ID costs a hash and a comparison:
+   * its handle sits in the table entry the lookup reads anyway, its string is only passed on.
    */
   private validId(view: DataView, b: Buffer, base: number, s: number, e: number): boolean {
     const entry = this.validIds.find(view, base + s, e - s);
