@@ -68,7 +68,6 @@ const MAX_CACHED_ID_BYTES = 8 << 20;
 /** Longer session ids are not kept per identity (FastDecisionDecoder.sessionOf): memory stays about what the IDs take. */
 const MAX_KEPT_SESSION = 128;
 
-
 // The schema's limits on decision_id (schemas/policy-decision.schema.json). Only ASCII gets this far,
 // so its length in characters (what the schema counts) is its length in bytes.
 const DECISION_ID_MIN = 1;
