@@ -52,7 +52,17 @@ export async function createTopic(brokers: string, topic: string, partitions: nu
   }
 }
 
+/**
+ * The oldest record timestamp a test may write: the broker deletes records older than its retention
+ * (7 days by default) whenever its check runs, so a test stamping fixed past dates passes until the
+ * calendar moves past them, then loses its records mid-run. Tests stamp times relative to now.
+ */
+const OLDEST_TEST_RECORD_MS = 24 * 3_600_000;
+
 export async function produce(brokers: string, topic: string, messages: Message[]): Promise<void> {
+  const oldest = Date.now() - OLDEST_TEST_RECORD_MS;
+  const stale = messages.find((m) => m.timestamp !== undefined && Number(m.timestamp) < oldest);
+  if (stale !== undefined) throw new Error(`test bug: record timestamp ${new Date(Number(stale.timestamp)).toISOString()} is more than a day old; the broker's retention may delete it mid-test (stamp times relative to now)`);
   const p = kafkaClient(brokers).producer();
   await p.connect();
   try {
@@ -97,4 +107,35 @@ export async function startProcessor(config: string): Promise<LoggedCli> {
     await new Promise((r) => setTimeout(r, 100));
   }
   return p;
+}
+
+/** Records the group has committed on the decisions topic, over all partitions. */
+export async function committedTotalOn(brokers: string, topics: TestTopics, group: string): Promise<number> {
+  const admin = kafkaClient(brokers).admin();
+  await admin.connect();
+  try {
+    const committed = (await admin.fetchOffsets({ groupId: group, topics: [topics.decisions] }))[0]?.partitions ?? [];
+    return committed.reduce((n, c) => n + Math.max(0, Number(c.offset)), 0);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Committed offsets of the group equal the high watermarks: everything produced is processed. */
+export async function drainedOn(brokers: string, topics: TestTopics, group: string, timeoutMs = 60_000): Promise<void> {
+  const admin = kafkaClient(brokers).admin();
+  await admin.connect();
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const high = await admin.fetchTopicOffsets(topics.decisions);
+      const committed = (await admin.fetchOffsets({ groupId: group, topics: [topics.decisions] }))[0]?.partitions ?? [];
+      const done = high.every((h) => Number(h.high) === 0 || Number(committed.find((c) => c.partition === h.partition)?.offset ?? -1) >= Number(h.high));
+      if (done) return;
+      if (Date.now() > deadline) throw new Error(`not drained: high ${JSON.stringify(high)} committed ${JSON.stringify(committed)}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } finally {
+    await admin.disconnect();
+  }
 }

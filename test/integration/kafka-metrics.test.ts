@@ -6,7 +6,7 @@
  */
 import { describe, expect, inject, it } from 'vitest';
 import { decision, tempDir } from '../helpers/cli.js';
-import { freshTopics, kafkaClient, kafkaConfig, produce, startProcessor, type TestTopics } from '../helpers/kafka.js';
+import { drainedOn, freshTopics, kafkaClient, kafkaConfig, produce, readTopic, startProcessor, type TestTopics } from '../helpers/kafka.js';
 
 const brokers = inject('kafkaBrokers');
 
@@ -187,4 +187,72 @@ describe('Kafka-mode metrics on /metrics', () => {
       expect(codes).toEqual([0, b === undefined ? undefined : 0]);
     }
   }, 240_000);
+
+  it('decisions the broker deleted before they were read are logged and counted, at restart and while running, and the stream goes on', async () => {
+    const dir = tempDir('kafka-expired-');
+    const topics = freshTopics('expired');
+    const group = `g-${topics.decisions}`;
+    const port = freePort();
+    const cfg = kafkaConfig(dir, brokers, topics, { partitions: 1, http: `127.0.0.1:${port}` });
+    const agent = (name: string): string => `spiffe://example.org/expired/${name}`;
+    const calls = (who: string, verdict: string, n: number, from: number): { key: string; value: string }[] =>
+      Array.from({ length: n }, (_, i) => ({ key: agent(who), value: decision(agent(who), verdict, from + i) }));
+    const expired = (samples: readonly Sample[]): number => total(samples, 'killswitch_decisions_expired_total');
+    const admin = kafkaClient(brokers).admin();
+    await admin.connect();
+    // What retention does to a partition: its log start offset moves past records (kafka-delete-records).
+    const expire = async (upTo: number): Promise<void> => {
+      await admin.fetchTopicMetadata({ topics: [topics.decisions] });
+      await admin.deleteTopicRecords({ topic: topics.decisions, partitions: [{ partition: 0, offset: String(upTo) }] });
+    };
+    try {
+      // Down while retention removes records it never read: offsets 10..39, among them all 12 denies of x.
+      let proc = await startProcessor(cfg);
+      await produce(brokers, topics.decisions, calls('a', 'allow', 10, 0));
+      await drainedOn(brokers, topics, group);
+      expect(await proc.stop()).toBe(0);
+      await produce(brokers, topics.decisions, [...calls('x', 'deny', 12, 20), ...calls('b', 'allow', 18, 40)]);
+      await expire(40);
+      await produce(brokers, topics.decisions, calls('y', 'deny', 12, 60));
+      proc = await startProcessor(cfg);
+      try {
+        await drainedOn(brokers, topics, group);
+        const s = await until('the restart\'s expired records on /metrics', async () => {
+          const now = await scrape(port);
+          return expired(now) > 0 ? now : undefined;
+        });
+        expect(s.filter((x) => x.name === 'killswitch_decisions_expired_total').map((x) => [x.labels.partition, x.value])).toEqual([['0', 30]]);
+        expect(proc.log()).toMatch(/"lost":30,"from_offset":10,"to_offset":40.*decisions deleted by the broker before they were processed/);
+        // y, after the gap, trips; x's denies were deleted unread, so x does not
+        const kills = (await readTopic(brokers, topics.kills, { until: (r) => r.length >= 1 })).map((r) => JSON.parse(r.value!.toString('utf8')) as { agent_id: string });
+        expect(kills.map((k) => k.agent_id)).toEqual([agent('y')]);
+
+        // Running, but stopped (SIGSTOP) for less than the session timeout while retention removes
+        // the 20 records it has not read yet: the client jumps to the log start; the gap is counted.
+        proc.child.kill('SIGSTOP');
+        await new Promise((r) => setTimeout(r, 1000)); // its fetch in flight comes back empty meanwhile
+        await produce(brokers, topics.decisions, calls('z', 'deny', 20, 80));
+        await expire(72); // offsets 52..71: z's denies
+        proc.child.kill('SIGCONT');
+        await produce(brokers, topics.decisions, calls('w', 'deny', 12, 100));
+        await drainedOn(brokers, topics, group);
+        const after = await until('the live gap counted', async () => {
+          const now = await scrape(port);
+          return expired(now) >= 50 ? now : undefined;
+        });
+        expect(expired(after)).toBe(50);
+        expect(proc.log()).toMatch(/"lost":20,"from_offset":52,"to_offset":72.*decisions deleted by the broker before they were processed/);
+        const all = (await readTopic(brokers, topics.kills, { until: (r) => r.length >= 2 })).map((r) => JSON.parse(r.value!.toString('utf8')) as { agent_id: string });
+        expect(all.map((k) => k.agent_id)).toEqual([agent('y'), agent('w')]);
+      } catch (err) {
+        process.stderr.write(`processor log:\n${proc.log().slice(-5000)}\n`);
+        throw err;
+      } finally {
+        proc.child.kill('SIGCONT');
+        await proc.stop();
+      }
+    } finally {
+      await admin.disconnect();
+    }
+  });
 });

@@ -11,8 +11,8 @@ import { Ed25519Signer, checkSignature } from '../../src/adapters/signing/ed2551
 import { generateSigningKey, loadJwks, loadSigningKey } from '../../src/adapters/signing/keys.js';
 import { buildKillEvent } from '../../src/core/documents.js';
 import { validator } from '../../src/schemas.js';
-import { decision, parseLines, runCli, T0, tempDir, writeIn } from '../helpers/cli.js';
-import { createTopic, freshTopics, kafkaClient, kafkaConfig, produce, readTopic, startProcessor, type ReadRecord, type TestTopics } from '../helpers/kafka.js';
+import { decision, parseLines, runCli, tempDir, writeIn } from '../helpers/cli.js';
+import { committedTotalOn, createTopic, drainedOn, freshTopics, kafkaClient, kafkaConfig, produce, readTopic, startProcessor, type ReadRecord, type TestTopics } from '../helpers/kafka.js';
 
 const brokers = inject('kafkaBrokers');
 const registryUrl = inject('schemaRegistryUrl');
@@ -24,35 +24,8 @@ const denies = (agent: string, n: number, from: number): { key: string; value: s
 
 const parse = (r: ReadRecord): Doc => JSON.parse(r.value!.toString('utf8')) as Doc;
 
-async function committedTotal(topics: TestTopics, group: string): Promise<number> {
-  const admin = kafkaClient(brokers).admin();
-  await admin.connect();
-  try {
-    const committed = (await admin.fetchOffsets({ groupId: group, topics: [topics.decisions] }))[0]?.partitions ?? [];
-    return committed.reduce((n, c) => n + Math.max(0, Number(c.offset)), 0);
-  } finally {
-    await admin.disconnect();
-  }
-}
-
-/** Committed offsets of the group equal the high watermarks: everything produced is processed. */
-async function drained(topics: TestTopics, group: string, timeoutMs = 60_000): Promise<void> {
-  const admin = kafkaClient(brokers).admin();
-  await admin.connect();
-  try {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const high = await admin.fetchTopicOffsets(topics.decisions);
-      const committed = (await admin.fetchOffsets({ groupId: group, topics: [topics.decisions] }))[0]?.partitions ?? [];
-      const done = high.every((h) => Number(h.high) === 0 || Number(committed.find((c) => c.partition === h.partition)?.offset ?? -1) >= Number(h.high));
-      if (done) return;
-      if (Date.now() > deadline) throw new Error(`not drained: high ${JSON.stringify(high)} committed ${JSON.stringify(committed)}`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  } finally {
-    await admin.disconnect();
-  }
-}
+const committedTotal = (topics: TestTopics, group: string): Promise<number> => committedTotalOn(brokers, topics, group);
+const drained = (topics: TestTopics, group: string, timeoutMs?: number): Promise<void> => drainedOn(brokers, topics, group, timeoutMs);
 
 describe('killswitch run (Kafka mode)', () => {
   it('trips on decisions produced with kafkajs and with kcat; kill event and addendum are committed, signed and schema-valid', async () => {
@@ -363,14 +336,19 @@ async function replayOfTopic(dir: string, topics: TestTopics, cfg: string): Prom
 /**
  * Records stamped with their decision's event time (hours in the past), as a producer replaying history
  * would: restore must find the window by the committed records' timestamps, not by the wall clock.
+ * The times are relative to now, never a fixed date: the broker deletes records older than its
+ * retention (7 days by default), and records stamped with a fixed past date would be gone mid-test
+ * once the calendar passes it.
  */
 function decisionsWithTrips(n: number, identities: number, bad: number): { key: string; value: string; timestamp: string }[] {
   const out: { key: string; value: string; timestamp: string }[] = [];
+  const base = Date.now() - 3 * 3_600_000;
   for (let i = 0; i < n; i++) {
     const who = (i * 7919) % identities;
     const agent = `spiffe://example.org/fleet/agent-${who}`;
     const deny = who < bad ? i % 20 !== 0 : i % 5 === 0;
-    out.push({ key: agent, value: decision(agent, deny ? 'deny' : 'allow', i * 0.01), timestamp: String(T0 + i * 10) });
+    const at = base + i * 10;
+    out.push({ key: agent, value: decision(agent, deny ? 'deny' : 'allow', 0, { occurred_at: new Date(at).toISOString() }), timestamp: String(at) });
   }
   return out;
 }

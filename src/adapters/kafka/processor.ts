@@ -28,6 +28,7 @@ import type { DecodeResult } from '../serde/decision-decoder.js';
 import type { KafkaValueDecoder } from '../serde/kafka-value-decoder.js';
 import { ReusableDecision } from '../serde/fast-decision.js';
 import { BatchDecisions } from './batch-decisions.js';
+import { ExpiryWatch } from './expiry-watch.js';
 import { PartitionReader, readTail } from './partition-reader.js';
 import { ensureTopics, type TopicNames } from './topics.js';
 import type { KafkaMetrics } from '../metrics/metrics.js';
@@ -62,6 +63,8 @@ interface PartitionState {
   /** when the group assigned the partition (performance.now()): restore duration runs from here to live */
   readonly assignedAt: number;
   restored: boolean;
+  /** the offset after the last record this partition's batches brought: a later batch starting past it left a gap */
+  next: number;
   liveEvictionsSeen: number;
   /**
    * The partition's transactions, one after another: a batch's transaction is queued here and runs while
@@ -225,6 +228,7 @@ export class KafkaProcessor {
   private assignments: Promise<void> = Promise.resolve();
   private readonly instance = randomUUID();
   private failure: ((err: unknown) => void) | undefined;
+  private readonly expiry: ExpiryWatch;
   /** resolves when the processor stops on its own because of an error it cannot recover from in place */
   readonly failed: Promise<unknown>;
 
@@ -237,6 +241,15 @@ export class KafkaProcessor {
     // instance's partitions (identities spread evenly over partitions by key); automatic blocks are
     // counted from the ledger, which every instance reads whole, so the share is the fleet's.
     this.governor = g === undefined ? undefined : new Governor(g, this.fold, () => this.estimatedActiveIdentities());
+    this.expiry = new ExpiryWatch({
+      logStartOffsets: async () => new Map((await this.admin!.fetchTopicOffsets(o.topics.decisions)).map((x) => [x.partition, Number(x.low)])),
+      report: ({ partition, lost, from, to }) => {
+        o.metrics.expired.inc({ partition: String(partition) }, lost);
+        o.log.warn({ partition, lost, from_offset: from, to_offset: to },
+          'decisions deleted by the broker before they were processed (consumer lag longer than the topic\'s retention): they were never evaluated');
+      },
+      onCheckFailed: (err) => o.log.warn({ err: (err as Error).message }, 'could not read the log start offsets to check a gap in the decisions for expired records'),
+    });
   }
 
   private estimatedActiveIdentities(): number {
@@ -408,10 +421,11 @@ export class KafkaProcessor {
     for (const p of fresh) {
       const liveFrom = liveFromOf.get(p)!;
       const restoreFrom = restoreFromOf.get(p)!;
+      this.expiry.atAssignment(p, committedOf.get(p), bounds.get(p)?.low ?? 0);
       const evaluator = new Evaluator(this.o.tripConfig, this.fold, this.governor);
       const clock = evaluator.openStream(partitionStream(topics.decisions, p), { topic: topics.decisions, partition: p });
       const restored = restoreFrom >= liveFrom;
-      this.partitionsState.set(p, { evaluator, clock, liveFrom, producer: producers.get(p)!, assignedAt: at, restored, liveEvictionsSeen: 0, committing: Promise.resolve(), batch: new BatchDecisions() });
+      this.partitionsState.set(p, { evaluator, clock, liveFrom, producer: producers.get(p)!, assignedAt: at, restored, next: Math.min(restoreFrom, liveFrom), liveEvictionsSeen: 0, committing: Promise.resolve(), batch: new BatchDecisions() });
       if (!restored) this.consumer!.seek({ topic: topics.decisions, partition: p, offset: String(restoreFrom) }); // throws if the consumer stopped: the assignment chain fails the processor
       // Lag from the moment the partition is ours (during the restore too), not only after its first batch.
       metrics.lag.set({ partition: String(p) }, Math.max(0, (bounds.get(p)?.high ?? 0) - liveFrom));
@@ -501,6 +515,10 @@ export class KafkaProcessor {
       // then no offset string needs parsing (compaction or transaction markers leave gaps, parsed as they come).
       const first = n === 0 ? 0 : Number(messages[0]!.offset);
       const consecutive = n > 0 && Number(messages[n - 1]!.offset) - first === n - 1;
+      // Records between the previous batch and this one that were never delivered: deleted by
+      // retention, or transaction markers (the watch tells which). Only live ones are evidence lost.
+      if (n > 0 && first > st.next) this.expiry.noteGap(p, Math.max(st.next, st.liveFrom), first);
+      if (n > 0) st.next = Math.max(st.next, Number(messages[n - 1]!.offset) + 1);
       for (let i = 0; i < n; i++) {
         const m = messages[i]!;
         const offset = consecutive ? first + i : Number(m.offset);
@@ -646,6 +664,7 @@ export class KafkaProcessor {
   async stop(): Promise<void> {
     this.stopping = true;
     const log = this.o.log;
+    await this.expiry.stop();
     // Disconnecting the consumer waits for the batch in hand.
     await bounded(this.consumer?.disconnect(), 'consumer', log);
     // The transactions of batches already handed over commit (or fail) before the producers go.

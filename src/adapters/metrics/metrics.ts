@@ -15,6 +15,7 @@ export function createMetrics() {
     governorHeld: new Counter({ name: 'killswitch_governor_held_total', help: 'Trips the blast-radius governor held (written as shadow events, nothing blocked), by reason', labelNames: ['reason'] as const, ...r }),
     unblocks: new Counter({ name: 'killswitch_unblocks_total', help: 'Unblocks seen on the ledger', ...r }),
     dlq: new Counter({ name: 'killswitch_dlq_total', help: 'Bad records sent to the dead-letter topic, by reason', labelNames: ['reason'] as const, ...r }),
+    expired: new Counter({ name: 'killswitch_decisions_expired_total', help: 'Decisions the broker deleted (retention) before this processor read them: lost, never evaluated; per input partition', labelNames: ['partition'] as const, ...r }),
     late: new Counter({ name: 'killswitch_late_total', help: 'Decisions dropped as late (older than stream time - allowed lateness)', ...r }),
     ledgerRejected: new Counter({ name: 'killswitch_ledger_rejected_total', help: 'Kill events on the ledger ignored (unsigned, forged, unknown kid), by reason', labelNames: ['reason'] as const, ...r }),
     liveEvictions: new Counter({ name: 'killswitch_live_evictions_total', help: 'Identities with a non-empty window evicted at the tracked-identity cap', ...r }),
