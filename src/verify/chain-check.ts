@@ -1,5 +1,5 @@
 /**
- * Hash-chain continuity of addenda per stream (CONTRACTS.md section 4): sequence numbers from 1 with no
+ * Hash-chain continuity of addenda per stream (docs/spec.md#4-trace-addenda): sequence numbers from 1 with no
  * gaps, in order, no duplicates, no forks, and every prev_hash equal to the digest of its predecessor.
  * Pure: takes documents with their positions, returns every failure found.
  */

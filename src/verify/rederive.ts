@@ -1,14 +1,18 @@
 /**
  * Re-derive automatic trips from the decisions (killswitch verify --decisions): replay the decisions
  * under the kill_switch settings an addendum records and compare the first trip of each identity with
- * the addendum's evidence. Settings an addendum does not record (resolution_ms, lateness, decision sets)
- * take their contract defaults.
+ * the addendum's evidence (docs/spec.md#4-trace-addenda). Settings an addendum does not record
+ * (resolution_ms, lateness, decision sets) take their contract defaults. When no addendum records any
+ * settings (an empty or absent addenda file, or operator actions only) the decisions are replayed under
+ * the default kill_switch settings: a file that leaves out every trip must not look like one that
+ * has nothing to record.
  */
 import { createClassifier } from '../core/decision-class.js';
 import type { Evidence, KillSwitchSettings, TraceAddendum } from '../core/documents.js';
 import { Evaluator, type Trip } from '../core/evaluator.js';
 import { DecisionDecoder } from '../adapters/serde/decision-decoder.js';
 import { readNdjson } from '../adapters/file/ndjson-reader.js';
+import { loadSchema } from '../schemas.js';
 
 export const DEFAULT_LATENESS_MS = 5000;
 
@@ -25,6 +29,17 @@ export interface RederiveResult {
   /** later epochs: they follow an operator unblock whose place in the decision stream is not recorded */
   readonly not_rederivable: number;
   readonly failures: RederiveFailure[];
+}
+
+/** The kill_switch defaults of the configuration schema, the settings of a deployment that set none. */
+export function defaultKillSwitchSettings(): KillSwitchSettings {
+  const props = ((loadSchema('config').properties as Record<string, { properties: Record<string, { default: unknown }> }>).kill_switch!).properties;
+  return {
+    enabled: true,
+    window_seconds: props.window_seconds!.default as number,
+    deny_rate_threshold: props.deny_rate_threshold!.default as number,
+    min_calls: props.min_calls!.default as number,
+  };
 }
 
 const settingsKey = (s: KillSwitchSettings): string => JSON.stringify([s.window_seconds, s.deny_rate_threshold, s.min_calls]);
@@ -73,6 +88,14 @@ export async function rederive(decisionsFile: string, docs: readonly { index: nu
     g.docs.push(d);
     groups.set(key, g);
   }
+  if (groups.size === 0) {
+    const settings = defaultKillSwitchSettings();
+    groups.set(settingsKey(settings), { settings, docs: [] });
+  }
+  // A trip is missing only when its identity has no block addendum at all: with overrides, an identity
+  // recorded under its own rule also trips under the main rule's replay, and that is not a second trip.
+  const blocked = new Set(docs.filter((d) => d.addendum.gateway.kill_switch_triggered).map((d) => d.addendum.agent_id));
+  const missing = new Map<string, Trip>();
   const failures: RederiveFailure[] = [];
   let checked = 0;
   let matched = 0;
@@ -97,13 +120,14 @@ export async function rederive(decisionsFile: string, docs: readonly { index: nu
       else failures.push({ index: d.index, code: 'rederive_mismatch', agent_id: agent, message: `evidence differs from the decisions: ${diff.join('; ')}` });
     }
     for (const [agent, trip] of trips) {
-      if (!firstOf.has(agent)) {
-        failures.push({
-          index: undefined, code: 'missing_addendum', agent_id: agent,
-          message: `the decisions trip ${agent} at decision ${trip.evidence.tripping_decision_id}, but no addendum records it`,
-        });
-      }
+      if (!blocked.has(agent) && !missing.has(agent)) missing.set(agent, trip);
     }
+  }
+  for (const [agent, trip] of missing) {
+    failures.push({
+      index: undefined, code: 'missing_addendum', agent_id: agent,
+      message: `the decisions trip ${agent} at decision ${trip.evidence.tripping_decision_id} (${trip.evidence.window_end}), but no addendum records a block of it`,
+    });
   }
   return { checked, matched, not_rederivable: notRederivable, failures };
 }

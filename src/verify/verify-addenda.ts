@@ -2,10 +2,13 @@
  * `killswitch verify`: every addendum checked offline against schema, signature, trusted kid and chain
  * continuity; optionally every automatic trip re-derived from the decisions. Every failure of every
  * document is reported, not only the first. Reads files only: no network anywhere on this path.
+ * Each line is parsed strictly (docs/spec.md#6-strict-documents): a duplicate key would let the
+ * signature vouch for one value while another reader takes the other.
  */
 import { readFileSync } from 'node:fs';
 import type { TraceAddendum } from '../core/documents.js';
 import { KillSwitchError } from '../core/errors.js';
+import { parseJsonStrict, StrictJsonError } from '../core/strict-json.js';
 import { checkSignature } from '../adapters/signing/ed25519-signer.js';
 import type { TrustedKey } from '../adapters/signing/keys.js';
 import { formatErrors, validator } from '../schemas.js';
@@ -25,6 +28,8 @@ export interface VerifyFailure {
 export interface VerifyReport {
   readonly valid: boolean;
   readonly file: string;
+  /** present (true) when the ADDENDA file does not exist and --decisions was given: it is read as holding no addendum */
+  readonly file_missing?: true;
   readonly addenda: number;
   readonly valid_addenda: number;
   readonly streams: Record<string, StreamSummary>;
@@ -41,10 +46,17 @@ export const CANNOT_DETECT = [
 
 export async function verifyAddenda(file: string, trusted: ReadonlyMap<string, TrustedKey>, decisionsFile?: string): Promise<VerifyReport> {
   let text: string;
+  let fileMissing = false;
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new KillSwitchError('INPUT_UNREADABLE', `${file}: cannot read addenda (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    const code = (err as NodeJS.ErrnoException).code;
+    // With the decisions in hand, no addenda is an answer (every trip in them is missing), not a usage error.
+    if (code !== 'ENOENT' || decisionsFile === undefined) {
+      throw new KillSwitchError('INPUT_UNREADABLE', `${file}: cannot read addenda (${code ?? 'error'})`);
+    }
+    text = '';
+    fileMissing = true;
   }
   const validate = validator('addendum');
   const failures: VerifyFailure[] = [];
@@ -59,9 +71,12 @@ export async function verifyAddenda(file: string, trusted: ReadonlyMap<string, T
     count++;
     let doc: unknown;
     try {
-      doc = JSON.parse(raw);
-    } catch {
-      failures.push({ line, code: 'invalid_json', message: 'not valid JSON' });
+      doc = parseJsonStrict(raw);
+    } catch (err) {
+      if (!(err instanceof StrictJsonError)) throw err;
+      failures.push(err.reason === 'invalid_json'
+        ? { line, code: 'invalid_json', message: 'not valid JSON' }
+        : { line, code: err.reason, message: `${err.message}: a strict document has one value per key and bounded nesting` });
       bad.add(line);
       return;
     }
@@ -97,6 +112,7 @@ export async function verifyAddenda(file: string, trusted: ReadonlyMap<string, T
   return {
     valid: failures.length === 0,
     file,
+    ...(fileMissing ? { file_missing: true as const } : {}),
     addenda: count,
     valid_addenda: count - bad.size,
     streams: chains.streams,

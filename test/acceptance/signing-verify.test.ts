@@ -13,6 +13,7 @@ import { configFile, ndjson, parseLines, repeat, ROOT, runCli, tempDir, writeIn 
 
 interface Report {
   valid: boolean;
+  file_missing?: boolean;
   addenda: number;
   valid_addenda: number;
   failures: { line?: number; code: string; message: string; agent_id?: string }[];
@@ -246,6 +247,91 @@ describe('killswitch verify', () => {
     // and the guard works: a process that does try to connect is stopped
     const probe = runCli(['--version'], { env: { NODE_OPTIONS: `--require ${guard}`, NO_NETWORK_SELF_TEST: '1' } });
     expect(probe.stderr).toContain('network access attempted');
+  });
+
+  it('rejects an addendum with a duplicated key as duplicate_key, whichever copy is the forged one', () => {
+    const doc = JSON.parse(addendaLines[1]!) as Doc & { agent_id: string };
+    const real = `"agent_id":${JSON.stringify(doc.agent_id)}`;
+    const forged = '"agent_id":"spiffe://example.org/agent/innocent"';
+    expect(addendaLines[1]!.startsWith(`{${real},`)).toBe(true);
+    // forged first: a parser that keeps the last value (JSON.parse) sees the signed, genuine document
+    const forgedFirst = addendaLines[1]!.replace(`{${real},`, `{${forged},${real},`);
+    // real first: a parser that keeps the first value sees the genuine one
+    const realFirst = addendaLines[1]!.replace(`{${real},`, `{${real},${forged},`);
+    for (const [name, line] of [['forged first', forgedFirst], ['real first', realFirst]] as const) {
+      const lines = [...addendaLines];
+      lines[1] = line;
+      const { status, report } = verify(writeAddenda(lines));
+      expect(status, name).toBe(1);
+      const onLine2 = report.failures.filter((f) => f.line === 2);
+      expect(onLine2, name).toEqual([expect.objectContaining({ code: 'duplicate_key', message: expect.stringContaining('"agent_id"') as string })]);
+      expect(report.valid_addenda, name).toBeLessThan(4);
+    }
+  });
+
+  it('rejects an addendum nested deeper than a strict document allows as too_deep', () => {
+    const doc = JSON.parse(addendaLines[0]!) as Doc;
+    const deep = canonicalJson(resign({ ...doc, session_ids: [JSON.parse('['.repeat(100) + ']'.repeat(100)) as unknown] }));
+    const { status, report } = verify(writeAddenda([deep, ...addendaLines.slice(1)]));
+    expect(status).toBe(1);
+    expect(report.failures.filter((f) => f.line === 1)).toEqual([expect.objectContaining({ code: 'too_deep' })]);
+  });
+
+  it('refuses a JWKS with a duplicated key: exit 2, one line, no stack trace', () => {
+    const jwks = readFileSync(join(keys, 'jwks.json'), 'utf8');
+    const attacker = generateSigningKey().jwk.x;
+    // a verifier keeping the first `x` would trust the attacker's key; JSON.parse keeps ours
+    const twice = jwks.replace(/"x":\s*"/, `"x": "${attacker}", "x": "`);
+    expect(twice).not.toBe(jwks);
+    const file = writeIn(dir, 'jwks-duplicate.json', twice);
+    const r = runCli(['verify', '--jwks', file, addendaFile]);
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(`killswitch: ${file}: duplicate key "x"; a key file must be a strict JSON document\n`);
+  });
+
+  it('reports every trip as missing_addendum when the addenda file is empty', () => {
+    const { status, report } = verify(writeIn(dir, 'empty-addenda.ndjson', ''), ['--decisions', decisionsFile]);
+    expect(report.failures.map((f) => [f.code, f.agent_id])).toEqual([0, 1, 2, 3].map((a) => ['missing_addendum', `spiffe://example.org/agent/${a}`]));
+    expect(report.valid).toBe(false);
+    expect(status).toBe(1);
+  });
+
+  it('reports every trip as missing_addendum when the addenda file does not exist (and says so)', () => {
+    const absent = join(dir, 'never-written.ndjson');
+    const r = runCli(['verify', '--jwks', join(keys, 'jwks.json'), '--decisions', decisionsFile, absent]);
+    expect(r.stderr).toBe(`killswitch: ${absent} does not exist; verified as a file holding no addendum\n`);
+    const report = JSON.parse(r.stdout) as Report;
+    expect(report.file_missing).toBe(true);
+    expect(report.failures.map((f) => [f.code, f.agent_id])).toEqual([0, 1, 2, 3].map((a) => ['missing_addendum', `spiffe://example.org/agent/${a}`]));
+    expect(r.status).toBe(1);
+    // without the decisions there is nothing to check it against: a usage error
+    const alone = runCli(['verify', '--jwks', join(keys, 'jwks.json'), absent]);
+    expect(alone.status).toBe(2);
+    expect(alone.stderr).toMatch(/^killswitch: .*never-written\.ndjson: cannot read addenda \(ENOENT\)\n$/);
+  });
+
+  it('reports exactly the trip whose addendum was removed as missing_addendum, also when overrides record other settings', () => {
+    const [a, , c, d] = addendaLines as [string, string, string, string];
+    const middle = verify(writeAddenda([a, c, d]), ['--decisions', decisionsFile]);
+    expect(middle.report.failures.filter((f) => f.code === 'missing_addendum')).toEqual([
+      expect.objectContaining({ agent_id: 'spiffe://example.org/agent/1' }),
+    ]);
+    expect(middle.status).toBe(1);
+
+    // agent/0 trips under an override of its own: its addendum records min_calls 5, the others 10
+    const od = tempDir('verify-overrides-');
+    const cfg = configFile(od, {}, { overrides: [{ match: 'spiffe://example.org/agent/0', min_calls: 5 }] });
+    const addenda = join(od, 'addenda.ndjson');
+    expect(runCli(['replay', '--config', cfg, '--key', join(keys, 'signing-key.pem'), '--addenda', addenda, decisionsFile]).status).toBe(0);
+    const lines = readFileSync(addenda, 'utf8').trim().split('\n');
+    expect(lines.map((l) => (JSON.parse(l) as { gateway: { kill_switch: { min_calls: number } } }).gateway.kill_switch.min_calls)).toEqual([5, 10, 10, 10]);
+    const whole = verify(writeAddenda(lines), ['--decisions', decisionsFile]);
+    expect(whole.report.failures).toEqual([]);
+    expect(whole.status).toBe(0);
+    const cut = verify(writeAddenda(lines.slice(0, 3)), ['--decisions', decisionsFile]);
+    expect(cut.report.failures).toEqual([expect.objectContaining({ code: 'missing_addendum', agent_id: 'spiffe://example.org/agent/3' })]);
+    expect(cut.status).toBe(1);
   });
 
   // Helpers that re-sign with the genuine key (an insider with the key, for the re-derivation test).

@@ -1,10 +1,13 @@
 /**
- * Ed25519 keys (CONTRACTS.md section 5): private keys from PKCS#8 PEM or JWK files, public keys as
- * RFC 8037 OKP JWKs, `kid` = RFC 7638 thumbprint, trusted keys from a JWKS file.
+ * Ed25519 keys (docs/spec.md#5-canonical-json-and-signatures): private keys from PKCS#8 PEM or JWK
+ * files, public keys as RFC 8037 OKP JWKs, `kid` = RFC 7638 thumbprint, trusted keys from a JWKS file.
+ * Key files are parsed strictly (docs/spec.md#6-strict-documents): a JWKS whose `x` appears twice is
+ * one key to us and another to a verifier that keeps the first value.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { KillSwitchError } from '../../core/errors.js';
+import { parseJsonStrict, StrictJsonError } from '../../core/strict-json.js';
 
 export interface OkpJwk {
   readonly kty: 'OKP';
@@ -41,6 +44,16 @@ function keyError(file: string, why: string): KillSwitchError {
   return new KillSwitchError('KEY_INVALID', `${file}: ${why}`);
 }
 
+/** Duplicate keys and deep nesting are named (they say nothing secret); a syntax error is not quoted. */
+function parseKeyJson(text: string, file: string): unknown {
+  try {
+    return parseJsonStrict(text);
+  } catch (err) {
+    if (!(err instanceof StrictJsonError)) throw err;
+    throw keyError(file, err.reason === 'invalid_json' ? 'not valid JSON' : `${err.message}; a key file must be a strict JSON document`);
+  }
+}
+
 /** A private signing key from a PKCS#8 PEM file or a JWK file (with `d`). Never logs key material. */
 export function loadSigningKey(file: string): SigningKey {
   let text: string;
@@ -49,10 +62,11 @@ export function loadSigningKey(file: string): SigningKey {
   } catch (err) {
     throw keyError(file, `cannot read the key file (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
+  const jwkDoc = text.trimStart().startsWith('{') ? parseKeyJson(text, file) as JsonWebKey : undefined;
   let privateKey: KeyObject;
   try {
-    privateKey = text.trimStart().startsWith('{')
-      ? createPrivateKey({ key: JSON.parse(text) as JsonWebKey, format: 'jwk' })
+    privateKey = jwkDoc !== undefined
+      ? createPrivateKey({ key: jwkDoc, format: 'jwk' })
       : createPrivateKey({ key: text, format: 'pem' });
   } catch {
     // the parser's message may quote the key; say only what kind of file was expected
@@ -77,13 +91,8 @@ export interface TrustedKey {
 
 /** Parse a JWKS document: every key must be an Ed25519 OKP key whose `kid` (if given) is its thumbprint. */
 export function parseJwks(text: string, file: string): Map<string, TrustedKey> {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch {
-    throw keyError(file, 'not valid JSON');
-  }
-  const keys = (doc as { keys?: unknown }).keys;
+  const doc = parseKeyJson(text, file);
+  const keys = (doc as { keys?: unknown } | null)?.keys;
   if (!Array.isArray(keys)) throw keyError(file, 'not a JWKS (no "keys" array)');
   const trusted = new Map<string, TrustedKey>();
   keys.forEach((k: unknown, i) => {
