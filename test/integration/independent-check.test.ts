@@ -1,5 +1,5 @@
 /**
- * CONTRACTS.md section 5, checked independently: a Python 3 script using only `json` and
+ * docs/spec.md#5-canonical-json-and-signatures, checked independently: a Python 3 script using only `json` and
  * `cryptography` reproduces our canonical bytes, verifies our signatures, kids, event ids and chains,
  * on the committed vectors and on a fresh `killswitch replay --key` output.
  */
@@ -57,6 +57,39 @@ describe('independent check with Python (json + cryptography)', () => {
     expect(r.out).toContain('signature does not verify');
   });
 
+  it('refuses a document with a duplicated key, whichever copy is the forged one (as killswitch verify does)', () => {
+    const dir = tempDir('vectors-duplicate-');
+    const addendum = vectors.documents.find((d) => d.type === 'killswitch.trace-addendum/v1')!;
+    const line = canonicalJson(addendum);
+    const real = `"agent_id":${JSON.stringify(addendum.agent_id)}`;
+    const forged = '"agent_id":"spiffe://example.org/innocent"';
+    expect(line.startsWith(`{${real},`)).toBe(true);
+    // forged first: json.loads keeps the last value, so a lenient check would see the signed document
+    for (const text of [line.replace(`{${real},`, `{${forged},${real},`), line.replace(`{${real},`, `{${real},${forged},`)]) {
+      const r = python([join(VECTORS, 'jwks.json'), writeIn(dir, 'docs.ndjson', text + '\n')]);
+      expect(r.out).toBe('#1: duplicate key "agent_id"\nindependent check: 1 documents, 1 problems\n');
+      expect(r.status).toBe(1);
+    }
+  });
+
+  it('refuses a document nested deeper than 64, however deep', () => {
+    const dir = tempDir('vectors-deep-');
+    for (const depth of [65, 100_000]) {
+      const r = python([join(VECTORS, 'jwks.json'), writeIn(dir, 'docs.ndjson', `{"a":${'['.repeat(depth - 1)}${']'.repeat(depth - 1)}}\n`)]);
+      expect(r.out, String(depth)).toBe('#1: nesting deeper than 64\nindependent check: 1 documents, 1 problems\n');
+      expect(r.status).toBe(1);
+    }
+  });
+
+  it('refuses a JWKS with a duplicated key (exit 2, one line)', () => {
+    const dir = tempDir('jwks-duplicate-');
+    const jwks = readFileSync(join(VECTORS, 'jwks.json'), 'utf8');
+    const twice = writeIn(dir, 'jwks.json', jwks.replace(/"x":\s*"/, '"x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "x": "'));
+    const r = python([twice, join(VECTORS, 'documents.ndjson')]);
+    expect(r.out).toBe(`${twice}: duplicate key "x"\n`);
+    expect(r.status).toBe(2);
+  });
+
   it('the README\'s by-hand Python snippet verifies a genuine addendum and rejects a forged one', () => {
     const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
     const snippet = /By hand[\s\S]*?```python\n([\s\S]*?)```/.exec(readme)?.[1];
@@ -72,6 +105,14 @@ describe('independent check with Python (json + cryptography)', () => {
     const forged = spawnSync('python3', ['-c', snippet!], { cwd: dir, encoding: 'utf8' });
     expect(forged.status).not.toBe(0);
     expect(forged.stderr).toContain('InvalidSignature');
+    // the same genuine addendum with a forged agent_id ahead of the real one (json.loads keeps the last)
+    const line = canonicalJson(addendum);
+    const real = `"agent_id":${JSON.stringify(addendum.agent_id)}`;
+    writeFileSync(join(dir, 'addenda.ndjson'), line.replace(`{${real},`, `{"agent_id":"spiffe://example.org/innocent",${real},`) + '\n');
+    const duplicated = spawnSync('python3', ['-c', snippet!], { cwd: dir, encoding: 'utf8' });
+    expect(duplicated.status).not.toBe(0);
+    expect(duplicated.stderr).toContain('ValueError: duplicate key');
+    expect(duplicated.stdout).toBe('');
   });
 
   it('verifies a fresh `killswitch replay --key` output, kill events and addenda', () => {
