@@ -17,6 +17,7 @@ export interface KillSwitchConfig {
   readonly min_calls: number;
   readonly resolution_ms: number;
   readonly allowed_lateness_seconds: number;
+  readonly max_future_skew_seconds: number;
   readonly call_decisions: readonly DecisionValue[];
   readonly deny_decisions: readonly DecisionValue[];
 }

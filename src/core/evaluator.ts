@@ -14,11 +14,20 @@ import { Governor } from './governor.js';
 import { formatRfc3339 } from './time.js';
 import { WindowStore, type WindowCounts } from './window-store.js';
 
+/** `kill_switch.max_future_skew_seconds`'s default, in ms. */
+export const DEFAULT_MAX_FUTURE_SKEW_MS = 300_000;
+
 export interface TripRuleConfig {
   readonly enabled: boolean;
   readonly windowMs: number;
   readonly resolutionMs: number;
   readonly latenessMs: number;
+  /**
+   * How far ahead of its arrival a decision's event time may be (docs/spec.md#22-event-time-lateness-and-future-decisions).
+   * Applied by the pipelines, which know the arrival, before a decision reaches the evaluator.
+   * Default DEFAULT_MAX_FUTURE_SKEW_MS.
+   */
+  readonly maxFutureSkewMs?: number;
   readonly minCalls: number;
   readonly threshold: number;
   readonly classifier: DecisionClassifier;
@@ -111,6 +120,8 @@ export interface EvaluatorStats {
   ignored: number;
   anonymous: number;
   late: number;
+  /** calls whose decision_id the identity's last calls already had (docs/spec.md#23-de-duplication): neither a call nor a deny */
+  duplicates: number;
   /** accepted, but older than what the identity's window still holds (only with lateness > window) */
   outsideWindow: number;
   whileBlocked: number;
@@ -140,7 +151,7 @@ export class Evaluator {
   /** who is blocked; may be shared by several evaluators (one per input partition) */
   readonly ledger: LedgerFold;
   readonly stats: EvaluatorStats = {
-    accepted: 0, calls: 0, denies: 0, advisoryDenies: 0, ignored: 0, anonymous: 0, late: 0, outsideWindow: 0,
+    accepted: 0, calls: 0, denies: 0, advisoryDenies: 0, ignored: 0, anonymous: 0, late: 0, duplicates: 0, outsideWindow: 0,
     whileBlocked: 0, trips: 0, held: 0,
   };
   private readonly gov: Governor | undefined;
@@ -274,10 +285,10 @@ export class Evaluator {
       stats.anonymous++;
       return null;
     }
-    if (cls === DecisionClass.Call) stats.calls++;
-    else if (cls === DecisionClass.Deny) stats.denies++;
-    else stats.advisoryDenies++;
-    if (!this.config.enabled) return null;
+    if (!this.config.enabled) {
+      this.countClass(cls);
+      return null;
+    }
 
     const cutoff = clock.cutoff;
     // Accepted (within lateness) but already outside the window (only when lateness > window): counted
@@ -290,6 +301,7 @@ export class Evaluator {
       slot = this.store.peekSlot(agentId);
       if (slot < 0) {
         if (outside) {
+          this.countClass(cls);
           stats.outsideWindow++;
           return null; // not tracked: an empty window, which never trips (min_calls >= 1)
         }
@@ -298,10 +310,18 @@ export class Evaluator {
       if (handle !== undefined) this.store.bindHandle(slot, handle);
     }
     if (this.store.isBlocked(slot)) {
+      this.countClass(cls);
       if (outside) stats.outsideWindow++;
       else stats.whileBlocked++;
       return null;
     }
+    // A decision already outside the window counts nowhere, re-delivered or not: only those that would
+    // count are remembered and checked (and none while blocked: an unblock empties the window anyway).
+    if (!outside && this.store.seenDecisionId(slot, d.decisionId)) {
+      stats.duplicates++;
+      return null; // a re-delivery: neither a call nor a deny, and no evaluation
+    }
+    this.countClass(cls);
     const sid = d.sessionId;
     if (outside || !this.store.add(slot, bucket, cls)) {
       stats.outsideWindow++;
@@ -359,6 +379,12 @@ export class Evaluator {
         if (trip !== null && onTrip !== null) onTrip(trip);
       }
     }
+  }
+
+  private countClass(cls: DecisionClass): void {
+    if (cls === DecisionClass.Call) this.stats.calls++;
+    else if (cls === DecisionClass.Deny) this.stats.denies++;
+    else this.stats.advisoryDenies++;
   }
 
   /** The override of the identity in `slot`, looked up once per identity that takes the slot. */

@@ -92,6 +92,17 @@ function parse(s: string): number {
   return daysFromCivil(year, month, day) * 86_400_000 + ((hour * 60 + minute - offsetMin) * 60 + sec) * 1000 + extra;
 }
 
+/**
+ * Why a decision with event time `timeMs` that arrived at `arrivalMs` is not accepted, or null when it
+ * may be (docs/spec.md#22-event-time-lateness-and-future-decisions). Stream time is the largest event
+ * time seen, so one decision stamped far ahead would make every later decision of its stream late:
+ * a decision more than `maxSkewMs` ahead of its arrival is refused before it can move any clock.
+ */
+export function futureTimestampError(timeMs: number, arrivalMs: number, maxSkewMs: number): string | null {
+  if (!(timeMs > arrivalMs + maxSkewMs)) return null;
+  return `/occurred_at: ${formatRfc3339(timeMs)} is more than ${maxSkewMs / 1000} s ahead of its arrival at ${formatRfc3339(arrivalMs)} (kill_switch.max_future_skew_seconds)`;
+}
+
 export function formatRfc3339(ms: number): string {
   return new Date(ms).toISOString();
 }

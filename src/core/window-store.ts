@@ -55,9 +55,19 @@ const SESSION_BUCKET = 2; // float64: kept for the owner (the evaluator: its cur
 const U = HDR_BYTES / 4; // uint32 stride
 const TOT = 6; // uint32: running totals, TOT + kind
 const CUR = 9; // uint32: counts of the head bucket, CUR + kind (its ring cells stay zero while it is the head)
-const BLOCKED = 12; // uint32: 1 while the identity is blocked
+const FLAGS = 12; // uint32: bit 0 set while the identity is blocked; bits 1..3 the next position in its ring of decision ids
+const BLOCKED_BIT = 1;
+const ID_CURSOR_SHIFT = 1;
 const HANDLE = 13; // uint32: the identity handle bound to the slot (NO_HANDLE: none)
 const NIL = -1;
+/**
+ * De-duplication (docs/spec.md#23-de-duplication): per slot a ring of the fingerprints of the decision
+ * ids of the identity's last ID_RING counted decisions, 64 bits each (two uint32 cells, 0/0 = empty).
+ * A re-delivery older than stream time - lateness is already late, so the ring only needs the calls of
+ * the last few seconds; 8 of them cost 64 bytes per identity.
+ */
+export const ID_RING = 8;
+const ID_CELLS = ID_RING * 2;
 
 export class WindowStore {
   readonly ringSize: number;
@@ -72,7 +82,8 @@ export class WindowStore {
   private readonly positions: number;
   private cells: Uint16Array; // [(slot * positions + pos) * KINDS + kind]
   private hf: Float64Array; // header, float64 view: [slot * F + HEAD | LO]
-  private hu: Uint32Array; // header, uint32 view: [slot * U + TOT.. | CUR.. | BLOCKED]
+  private hu: Uint32Array; // header, uint32 view: [slot * U + TOT.. | CUR.. | FLAGS]
+  private ids: Uint32Array; // [slot * ID_CELLS + 2 * i | + 1]: fingerprint i of the slot's ring of decision ids
   private prev: Int32Array; // recency list, oldest first
   private next: Int32Array;
   private oldest = NIL;
@@ -100,6 +111,7 @@ export class WindowStore {
     const header = new ArrayBuffer(this.capacity * HDR_BYTES);
     this.hf = new Float64Array(header);
     this.hu = new Uint32Array(header);
+    this.ids = new Uint32Array(this.capacity * ID_CELLS);
     this.prev = new Int32Array(this.capacity);
     this.next = new Int32Array(this.capacity);
     this.slotIds = new Array<string | undefined>(this.capacity);
@@ -113,7 +125,7 @@ export class WindowStore {
 
   /** Bytes held by the typed arrays (the per-identity part of the store's memory). */
   get arrayBytes(): number {
-    return this.cells.byteLength + this.hf.byteLength + this.prev.byteLength +
+    return this.cells.byteLength + this.hf.byteLength + this.ids.byteLength + this.prev.byteLength +
       this.next.byteLength + this.handleSlots.byteLength;
   }
 
@@ -167,7 +179,7 @@ export class WindowStore {
     if (found !== undefined) return found;
     const slot = this.allocate(idleReference);
     this.resetSlot(slot, nowBucket);
-    this.hu[slot * U + BLOCKED] = isBlocked(id) ? 1 : 0;
+    this.hu[slot * U + FLAGS] = isBlocked(id) ? BLOCKED_BIT : 0;
     this.index.set(id, slot);
     this.slotIds[slot] = id;
     this.linkNewest(slot);
@@ -175,11 +187,43 @@ export class WindowStore {
   }
 
   isBlocked(slot: number): boolean {
-    return this.hu[slot * U + BLOCKED] === 1;
+    return (this.hu[slot * U + FLAGS]! & BLOCKED_BIT) !== 0;
   }
 
   setBlocked(slot: number, blocked: boolean): void {
-    this.hu[slot * U + BLOCKED] = blocked ? 1 : 0;
+    const u = slot * U + FLAGS;
+    this.hu[u] = blocked ? this.hu[u]! | BLOCKED_BIT : this.hu[u]! & ~BLOCKED_BIT;
+  }
+
+  /**
+   * Was `decisionId` among the identity's last ID_RING decision ids? If not, it is noted as the newest
+   * (the oldest leaves the ring). Compares 64-bit fingerprints: two different ids collide with a
+   * chance of about 2^-64 per pair, and a collision only ever drops a decision, never adds one.
+   */
+  seenDecisionId(slot: number, decisionId: string): boolean {
+    let a = 0x9e3779b9;
+    let b = 0x85ebca6b;
+    for (let i = 0; i < decisionId.length; i++) {
+      const c = decisionId.charCodeAt(i);
+      a = Math.imul(a ^ c, 0x01000193);
+      b = Math.imul(b ^ c, 0x5bd1e995);
+      b ^= b >>> 15;
+    }
+    a = fmix32(a ^ decisionId.length);
+    b = fmix32(b ^ a);
+    if ((a | b) === 0) b = 1; // 0/0 marks an empty cell
+    const base = slot * ID_CELLS;
+    const ids = this.ids;
+    for (let i = base; i < base + ID_CELLS; i += 2) {
+      if (ids[i] === a && ids[i + 1] === b) return true;
+    }
+    const u = slot * U + FLAGS;
+    const flags = this.hu[u]!;
+    const at = (flags >>> ID_CURSOR_SHIFT) % ID_RING;
+    ids[base + 2 * at] = a;
+    ids[base + 2 * at + 1] = b;
+    this.hu[u] = (flags & BLOCKED_BIT) | (((at + 1) % ID_RING) << ID_CURSOR_SHIFT);
+    return false;
   }
 
   /** Count one decision of class `cls` in bucket `bucket`. Returns false if the bucket is no longer counted. */
@@ -296,6 +340,9 @@ export class WindowStore {
     new Uint8Array(header).set(new Uint8Array(this.hf.buffer));
     this.hf = new Float64Array(header);
     this.hu = new Uint32Array(header);
+    const ids = new Uint32Array(newCapacity * ID_CELLS);
+    ids.set(this.ids);
+    this.ids = ids;
     const prev = new Int32Array(newCapacity);
     prev.set(this.prev);
     this.prev = prev;
@@ -316,6 +363,7 @@ export class WindowStore {
 
   private resetSlot(slot: number, bucket: number): void {
     this.zeroSlotCounts(slot);
+    this.ids.fill(0, slot * ID_CELLS, (slot + 1) * ID_CELLS);
     this.hf[slot * F + HEAD] = bucket;
     this.hf[slot * F + LO] = bucket - this.ringSize + 1;
   }
@@ -425,6 +473,15 @@ export class WindowStore {
     }
     return v;
   }
+}
+
+/** murmur3's finaliser: every input bit affects every output bit. */
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
 }
 
 function pow2AtLeast(n: number): number {

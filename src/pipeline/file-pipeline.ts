@@ -5,7 +5,8 @@
  */
 import type { AddendumChains, KillEvent, ShadowEvent, TraceAddendum } from '../core/documents.js';
 import type { Decision } from '../core/decision.js';
-import type { Evaluator, StreamClock, Trip } from '../core/evaluator.js';
+import { DEFAULT_MAX_FUTURE_SKEW_MS, type Evaluator, type StreamClock, type Trip } from '../core/evaluator.js';
+import { futureTimestampError } from '../core/time.js';
 import type { Signer } from '../ports/signer.js';
 import type { TripSink } from '../ports/trip-sink.js';
 import { type BadRecordReason, DecisionDecoder, keyText } from '../adapters/serde/decision-decoder.js';
@@ -47,6 +48,9 @@ export class FilePipeline {
   readonly counts: PipelineCounts = { lines: 0, decisions: 0, invalid: 0, invalidByReason: {}, trips: 0, held: 0 };
   latestTime = -Infinity;
   private readonly decoder: DecisionDecoder;
+  private readonly maxFutureSkewMs: number;
+  /** the arrival of a line read now: an NDJSON file carries none, so it is the reader's clock */
+  private readonly now: () => number;
 
   constructor(
     private readonly evaluator: Evaluator,
@@ -54,8 +58,11 @@ export class FilePipeline {
     private readonly sink: TripSink,
     private readonly signer: Signer | undefined,
     private readonly hooks: PipelineHooks,
+    now: () => number = Date.now,
   ) {
     this.decoder = new DecisionDecoder(evaluator.config.classifier);
+    this.maxFutureSkewMs = evaluator.config.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS;
+    this.now = now;
   }
 
   async processFile(path: string, signal?: AbortSignal): Promise<void> {
@@ -66,6 +73,11 @@ export class FilePipeline {
         const r = this.decoder.decodeBytes(bytes, key ?? null);
         if (!r.ok) {
           this.badRecord(clock, r, lineNo, bytes.toString('utf8'), keyText(key ?? null));
+          return undefined;
+        }
+        const future = futureTimestampError(r.decision.timeMs, this.now(), this.maxFutureSkewMs);
+        if (future !== null) {
+          this.badRecord(clock, { reason: 'future_timestamp', message: future }, lineNo, bytes.toString('utf8'), keyText(key ?? null));
           return undefined;
         }
         return this.evaluate(clock, r.decision, lineNo);
@@ -85,7 +97,9 @@ export class FilePipeline {
    */
   processLine(clock: StreamClock, text: string, key: string | undefined, lineNo: number): Promise<void> | BadLine | undefined {
     const r = this.decoder.decodeText(text, key);
-    return r.ok ? this.evaluate(clock, r.decision, lineNo) : this.badRecord(clock, r, lineNo, text, key);
+    if (!r.ok) return this.badRecord(clock, r, lineNo, text, key);
+    const future = futureTimestampError(r.decision.timeMs, this.now(), this.maxFutureSkewMs);
+    return future === null ? this.evaluate(clock, r.decision, lineNo) : this.badRecord(clock, { reason: 'future_timestamp', message: future }, lineNo, text, key);
   }
 
   private evaluate(clock: StreamClock, decision: Decision, lineNo: number): Promise<void> | undefined {

@@ -11,6 +11,7 @@ export function tripRuleConfig(config: Config): TripRuleConfig {
     windowMs: ks.window_seconds * 1000,
     resolutionMs: ks.resolution_ms,
     latenessMs: ks.allowed_lateness_seconds * 1000,
+    maxFutureSkewMs: ks.max_future_skew_seconds * 1000,
     minCalls: ks.min_calls,
     threshold: ks.deny_rate_threshold,
     classifier: createClassifier(ks.call_decisions, ks.deny_decisions),

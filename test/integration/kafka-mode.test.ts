@@ -278,6 +278,30 @@ describe('killswitch run (Kafka mode)', () => {
     }
   });
 
+  it('a record stamped in year 9999 goes to the DLQ as future_timestamp and the partition keeps enforcing; a decision delivered ten times counts once', async () => {
+    const dir = tempDir('kafka-hostile-time-');
+    const topics = freshTopics('hostile-time');
+    const cfg = kafkaConfig(dir, brokers, topics, { partitions: 1 });
+    const A = 'spiffe://example.org/agent/clock-gone-wrong';
+    const B = 'spiffe://example.org/agent/keeps-denying';
+    const C = 'spiffe://example.org/agent/retried';
+    const far = JSON.stringify({ decision_id: 'far-1', agent_id: A, decision: 'allow', occurred_at: '9999-12-31T23:59:59Z' });
+    const retried = decision(C, 'deny', 1);
+    const proc = await startProcessor(cfg);
+    try {
+      await produce(brokers, topics.decisions, [
+        { key: A, value: far }, ...Array.from({ length: 10 }, () => ({ key: C, value: retried })), ...denies(B, 10, 2),
+      ]);
+      await drained(topics, `g-${topics.decisions}`);
+      const kills = (await readTopic(brokers, topics.kills, { until: (r) => r.length >= 1, timeoutMs: 5000 })).map(parse);
+      expect(kills.map((k) => k.agent_id)).toEqual([B]);
+      const dlq = await readTopic(brokers, topics.dlq, { until: (r) => r.length >= 1 });
+      expect(dlq.map((r) => [r.headers['killswitch.reason'], r.value!.toString('utf8')])).toEqual([['future_timestamp', far]]);
+    } finally {
+      await proc.stop();
+    }
+  });
+
   it('ignores a forged kill event on the ledger (an unblock signed by an untrusted key)', async () => {
     const dir = tempDir('kafka-forged-');
     const topics = freshTopics('forged');

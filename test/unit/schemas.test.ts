@@ -252,6 +252,7 @@ describe('config.schema.json', () => {
         deny_rate_threshold: 0.9,
         min_calls: 10,
         allowed_lateness_seconds: 5,
+        max_future_skew_seconds: 300,
         call_decisions: ['allow', 'deny', 'advisory_deny'],
         deny_decisions: ['deny', 'advisory_deny'],
       },

@@ -14,7 +14,8 @@ import { randomUUID } from 'node:crypto';
 import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, Message, Producer, Transaction } from 'kafkajs';
 import { canonicalJson } from '../../core/canonical-json.js';
 import { AddendumChains, type KillEvent, type ShadowEvent, type TraceAddendum } from '../../core/documents.js';
-import { Evaluator, type StreamClock, type TripRuleConfig } from '../../core/evaluator.js';
+import { DEFAULT_MAX_FUTURE_SKEW_MS, Evaluator, type StreamClock, type TripRuleConfig } from '../../core/evaluator.js';
+import { futureTimestampError } from '../../core/time.js';
 import { Governor } from '../../core/governor.js';
 import { LedgerFold } from '../../core/ledger-fold.js';
 import { LedgerFeed } from '../../service/ledger-feed.js';
@@ -504,9 +505,11 @@ export class KafkaProcessor {
     // Decode the whole batch first, then evaluate it in one go (Evaluator.acceptAll reads ahead). Offsets
     // grow through the batch, so the records re-read to restore windows all come before the live ones.
     const decided = st.batch;
+    const skewMs = this.o.tripConfig.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS;
     let restoring = 0;
-    // late live decisions are counted, not restored ones
+    // late and duplicate live decisions are counted, not restored ones
     let lateBefore: number;
+    let duplicatesBefore: number;
     // the batch's decisions hold its bytes until accepted: let go of them however this ends
     try {
       const messages = batch.messages;
@@ -548,12 +551,22 @@ export class KafkaProcessor {
           }
           continue;
         }
+        // The record's timestamp is its arrival: part of the record, so a restore (and a replay of the
+        // topic) refuses exactly the decisions refused live.
+        if (d.timeMs > Number(m.timestamp) + skewMs) {
+          if (!restore) {
+            metrics.dlq.inc({ reason: 'future_timestamp' });
+            dlq.push(this.dlqRecord(m, p, 'future_timestamp', futureTimestampError(d.timeMs, Number(m.timestamp), skewMs)!));
+          }
+          continue;
+        }
         decided.add(d, offset);
         if (restore) restoring++;
         else classes[d.cls]!++;
       }
       if (restoring > 0) st.evaluator.acceptAll(st.clock, decided.decisions, decided.positions, null, true, 0, restoring);
       lateBefore = stats.late;
+      duplicatesBefore = stats.duplicates;
       st.evaluator.acceptAll(st.clock, decided.decisions, decided.positions, (trip) => {
         if (trip.held !== undefined) {
           const shadow = shadowDocument({ ...trip, held: trip.held }, this.o.tripConfig.settings, this.o.signer);
@@ -571,12 +584,14 @@ export class KafkaProcessor {
       decided.release();
     }
     const late = stats.late - lateBefore;
+    const duplicates = stats.duplicates - duplicatesBefore;
     if (!st.restored && Number(batch.lastOffset()) + 1 >= st.liveFrom) {
       st.restored = true;
       metrics.restoreSeconds.observe((performance.now() - st.assignedAt) / 1000);
     }
     for (let c = 0; c < classes.length; c++) if (classes[c]! > 0) metrics.decisions.inc({ class: CLASS_LABEL[c as DecisionClass] }, classes[c]);
     if (late > 0) metrics.late.inc(late);
+    if (duplicates > 0) metrics.duplicates.inc(duplicates);
     // Processed (restore or live): the next fetch starts after them. Commits happen in the transaction.
     payload.resolveOffset(batch.lastOffset());
     if (last < 0) return; // restore only: nothing to commit

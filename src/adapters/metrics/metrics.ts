@@ -16,6 +16,7 @@ export function createMetrics() {
     unblocks: new Counter({ name: 'killswitch_unblocks_total', help: 'Unblocks seen on the ledger', ...r }),
     dlq: new Counter({ name: 'killswitch_dlq_total', help: 'Bad records sent to the dead-letter topic, by reason', labelNames: ['reason'] as const, ...r }),
     expired: new Counter({ name: 'killswitch_decisions_expired_total', help: 'Decisions the broker deleted (retention) before this processor read them: lost, never evaluated; per input partition', labelNames: ['partition'] as const, ...r }),
+    duplicates: new Counter({ name: 'killswitch_duplicates_total', help: 'Decisions whose decision_id their identity\'s last calls already had (re-deliveries): neither a call nor a deny', ...r }),
     late: new Counter({ name: 'killswitch_late_total', help: 'Decisions dropped as late (older than stream time - allowed lateness)', ...r }),
     ledgerRejected: new Counter({ name: 'killswitch_ledger_rejected_total', help: 'Kill events on the ledger ignored (unsigned, forged, unknown kid), by reason', labelNames: ['reason'] as const, ...r }),
     liveEvictions: new Counter({ name: 'killswitch_live_evictions_total', help: 'Identities with a non-empty window evicted at the tracked-identity cap', ...r }),

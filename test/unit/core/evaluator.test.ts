@@ -294,7 +294,7 @@ describe('Evaluator: stats', () => {
       dec(X, AdvisoryDeny, T0 + 10_000), // accepted, advisory deny
     ]);
     expect(ev.stats).toEqual({
-      accepted: 8, calls: 1, denies: 3, advisoryDenies: 1, ignored: 2, anonymous: 1, late: 2, outsideWindow: 0,
+      accepted: 8, calls: 1, denies: 3, advisoryDenies: 1, ignored: 2, anonymous: 1, late: 2, duplicates: 0, outsideWindow: 0,
       whileBlocked: 0, trips: 0, held: 0,
     });
     expect(ev.windowOf(X, clock)).toEqual({ calls: 5, denies: 4, advisoryDenies: 1 });
@@ -334,6 +334,50 @@ describe('Evaluator: stats', () => {
     expect(trips.map((t) => [t.agentId, t.evidence.tripping_decision_id, t.evidence.calls, t.evidence.denies])).toEqual([[X, `d-${seq - 1}`, 1, 1]]);
     expect(ev.stats.outsideWindow).toBe(2);
     expect(ev.tracks(Y)).toBe(false);
+  });
+});
+
+describe('Evaluator: duplicates (docs/spec.md#23-de-duplication)', () => {
+  const config = tripConfig({ window_seconds: 300, min_calls: 10, deny_rate_threshold: 0.9 });
+
+  it('counts a decision delivered ten times once: one call never trips an identity', () => {
+    const ev = new Evaluator(config);
+    const clock = ev.openStream('s', { file: 's' });
+    const once = dec(X, Deny, T0);
+    expect(feed(ev, clock, Array.from({ length: 10 }, () => once))).toEqual([]);
+    expect(ev.windowOf(X, clock)).toEqual({ calls: 1, denies: 1, advisoryDenies: 0 });
+    expect(ev.stats.duplicates).toBe(9);
+    expect(ev.stats.denies).toBe(1);
+  });
+
+  it('remembers the last 8 decision ids of each identity: the 8th last is a duplicate, the 9th is counted again', () => {
+    const ev = new Evaluator(tripConfig({ window_seconds: 300, min_calls: 100 }));
+    const clock = ev.openStream('s', { file: 's' });
+    const xs = Array.from({ length: 9 }, (_, i) => dec(X, Call, T0 + i));
+    feed(ev, clock, [...xs, dec(O, Call, T0 + 9)]); // another identity's decision does not push X's out
+    feed(ev, clock, [xs[1]!]);
+    expect(ev.stats.duplicates).toBe(1);
+    feed(ev, clock, [xs[0]!]);
+    expect(ev.stats.duplicates).toBe(1);
+    expect(ev.windowOf(X, clock).calls).toBe(10);
+  });
+
+  it('does not take the same decision_id of two identities for a duplicate', () => {
+    const ev = new Evaluator(config);
+    const clock = ev.openStream('s', { file: 's' });
+    feed(ev, clock, [{ ...dec(X, Deny, T0), decisionId: 'same' }, { ...dec(O, Deny, T0), decisionId: 'same' }]);
+    expect(ev.stats.duplicates).toBe(0);
+  });
+
+  it('trips on ten distinct denies re-delivered in a burst exactly as on the ten alone, with the same evidence', () => {
+    const ten = Array.from({ length: 10 }, (_, i) => dec(X, Deny, T0 + i * 1000));
+    const a = new Evaluator(config);
+    const tripsAlone = feed(a, a.openStream('s', { file: 's' }), ten);
+    const b = new Evaluator(config);
+    const withRetries = ten.flatMap((d, i) => (i % 3 === 0 ? [d, d, d] : [d]));
+    const tripsRetried = feed(b, b.openStream('s', { file: 's' }), withRetries);
+    expect(tripsRetried.map((t) => t.evidence.calls)).toEqual(tripsAlone.map((t) => t.evidence.calls));
+    expect(tripsRetried[0]!.evidence.tripping_decision_id).toBe(tripsAlone[0]!.evidence.tripping_decision_id);
   });
 });
 

@@ -1,8 +1,9 @@
 /**
- * The window store + trip rule held against a brute-force reference of CONTRACTS.md section 2 over
+ * The window store + trip rule held against a brute-force reference of docs/spec.md#2-the-trip-rule over
  * random streams: many identities, idle gaps longer than the window, late events, timestamps on bucket
- * boundaries and on the exact cutoff, unblocks. The mutant checks prove the generator reaches the
- * boundaries: each planted off-by-one in the reference is found.
+ * boundaries and on the exact cutoff, unblocks, re-delivered decisions (duplicates, near and far). The
+ * mutant checks prove the generator reaches the boundaries: each planted off-by-one in the reference is
+ * found.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -16,13 +17,18 @@ import { tripConfig } from '../../helpers/trip-config.js';
 interface Params { windowMs: number; g: number; latenessMs: number; minCalls: number; threshold: number; identities: number }
 type Op =
   | { kind: 'decision'; id: number | null; cls: DecisionClass; advance: number; back: number; session: number | null }
-  | { kind: 'unblock'; id: number };
+  | { kind: 'unblock'; id: number }
+  /** identity `of`'s `back`-th last decision, delivered again (same decision_id, time, class, identity) */
+  | { kind: 'repeat'; of: number; back: number };
 
 interface TripRecord { id: string; epoch: number; decisionId: string; calls: number; denies: number; advisory: number }
-interface Outcome { trips: TripRecord[]; late: number }
+interface Outcome { trips: TripRecord[]; late: number; duplicates: number }
 
 /** Mutations of the reference, to show the property notices an off-by-one. */
 interface Mutant { cutoffStrict?: boolean; lateInclusive?: boolean; minCallsStrict?: boolean; rateStrict?: boolean }
+
+/** Decision ids remembered per identity (docs/spec.md#23-de-duplication). */
+const DEDUP_RING = 8;
 
 const agent = (i: number): string => `spiffe://prop.example/agent/${i}`;
 const T0 = Date.UTC(2026, 0, 1);
@@ -30,15 +36,22 @@ const T0 = Date.UTC(2026, 0, 1);
 function materialize(p: Params, ops: Op[]): ({ kind: 'decision'; d: Decision } | { kind: 'unblock'; id: string })[] {
   let cursor = T0;
   let n = 0;
-  return ops.map((op) => {
-    if (op.kind === 'unblock') return { kind: 'unblock', id: agent(op.id) };
+  const delivered = new Map<number, Decision[]>();
+  return ops.flatMap((op): ({ kind: 'decision'; d: Decision } | { kind: 'unblock'; id: string })[] => {
+    if (op.kind === 'unblock') return [{ kind: 'unblock', id: agent(op.id) }];
+    if (op.kind === 'repeat') {
+      const mine = delivered.get(op.of) ?? [];
+      const again = mine[mine.length - op.back];
+      return again === undefined ? [] : [{ kind: 'decision', d: again }];
+    }
     cursor += op.advance;
     n++;
     const d: Decision = {
       decisionId: `d${n}`, agentId: op.id === null ? null : agent(op.id), cls: op.cls, timeMs: cursor - op.back,
       sessionId: op.session === null ? undefined : `s${op.session}`,
     };
-    return { kind: 'decision', d };
+    if (op.id !== null) delivered.set(op.id, [...(delivered.get(op.id) ?? []), d]);
+    return [{ kind: 'decision', d }];
   });
 }
 
@@ -46,6 +59,8 @@ function materialize(p: Params, ops: Op[]): ({ kind: 'decision'; d: Decision } |
 function reference(p: Params, ops: Op[], m: Mutant = {}): Outcome {
   let S = -Infinity;
   let late = 0;
+  let duplicates = 0;
+  const recentIds = new Map<string, string[]>();
   const events = new Map<string, { t: number; cls: DecisionClass }[]>();
   const blocked = new Map<string, boolean>();
   const epochs = new Map<string, number>();
@@ -55,6 +70,7 @@ function reference(p: Params, ops: Op[], m: Mutant = {}): Outcome {
       if (blocked.get(op.id) === true) {
         blocked.set(op.id, false);
         events.set(op.id, []);
+        recentIds.set(op.id, []);
       }
       continue;
     }
@@ -68,6 +84,17 @@ function reference(p: Params, ops: Op[], m: Mutant = {}): Outcome {
     if (d.cls === DecisionClass.Ignored || d.agentId === null) continue;
     const id = d.agentId;
     if (blocked.get(id) === true) continue;
+    // a re-delivery of one of the identity's last 8 decision ids (not blocked, in the window): neither a call nor a deny
+    if (Math.floor(d.timeMs / p.g) >= Math.floor((S - p.windowMs) / p.g)) {
+      const recent = recentIds.get(id) ?? [];
+      recentIds.set(id, recent);
+      if (recent.includes(d.decisionId)) {
+        duplicates++;
+        continue;
+      }
+      recent.push(d.decisionId);
+      if (recent.length > DEDUP_RING) recent.shift();
+    }
     const list = events.get(id) ?? [];
     events.set(id, list);
     list.push({ t: d.timeMs, cls: d.cls });
@@ -85,7 +112,7 @@ function reference(p: Params, ops: Op[], m: Mutant = {}): Outcome {
       trips.push({ id, epoch, decisionId: d.decisionId, calls, denies, advisory });
     }
   }
-  return { trips, late };
+  return { trips, late, duplicates };
 }
 
 /**
@@ -139,7 +166,7 @@ function actual(
     if (trip !== null) onTrip(trip);
   }
   flush();
-  return { trips, late: ev.stats.late, liveEvictions: ev.liveEvictions, sessionLists, sources };
+  return { trips, late: ev.stats.late, duplicates: ev.stats.duplicates, liveEvictions: ev.liveEvictions, sessionLists, sources };
 }
 
 const paramsArb: fc.Arbitrary<Params> = fc
@@ -179,17 +206,23 @@ function opsArb(p: Params): fc.Arbitrary<Op[]> {
   const session = fc.oneof({ weight: 3, arbitrary: fc.integer({ min: 0, max: 2 }) }, { weight: 1, arbitrary: fc.constant(null) });
   const decision = fc.record({ kind: fc.constant('decision' as const), id, cls, advance, back, session });
   const unblock = fc.record({ kind: fc.constant('unblock' as const), id: fc.integer({ min: 0, max: p.identities - 1 }) });
-  return fc.array(fc.oneof({ weight: 20, arbitrary: decision }, { weight: 1, arbitrary: unblock }), { minLength: 1, maxLength: 120 });
+  // re-deliveries: mostly of recent decisions (a retry), some from further back than the ring holds
+  const repeat = fc.record({
+    kind: fc.constant('repeat' as const), of: fc.integer({ min: 0, max: p.identities - 1 }),
+    back: fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 1, max: 4 }) }, { weight: 3, arbitrary: fc.constantFrom(7, 8, 9) }, { weight: 1, arbitrary: fc.integer({ min: 5, max: 30 }) }),
+  });
+  return fc.array(fc.oneof({ weight: 20, arbitrary: decision }, { weight: 1, arbitrary: unblock }, { weight: 4, arbitrary: repeat }), { minLength: 1, maxLength: 120, size: 'medium' });
 }
 
 const scenario = paramsArb.chain((p) => opsArb(p).map((ops) => ({ p, ops })));
+
 
 describe('window store + trip rule against the section 2 reference', () => {
   it('gives the same trips (identity, epoch, tripping decision, counts) and late count', () => {
     fc.assert(
       fc.property(scenario, ({ p, ops }) => {
         const a = actual(p, ops);
-        expect({ trips: a.trips, late: a.late }).toEqual(reference(p, ops));
+        expect({ trips: a.trips, late: a.late, duplicates: a.duplicates }).toEqual(reference(p, ops));
       }),
       { numRuns: 1500 },
     );
@@ -201,7 +234,7 @@ describe('window store + trip rule against the section 2 reference', () => {
         const cap = Math.max(1, Math.ceil(p.identities / 2));
         const a = actual(p, ops, cap);
         // Only a live eviction (counted) may change the outcome.
-        if (a.liveEvictions === 0) expect({ trips: a.trips, late: a.late }).toEqual(reference(p, ops));
+        if (a.liveEvictions === 0) expect({ trips: a.trips, late: a.late, duplicates: a.duplicates }).toEqual(reference(p, ops));
       }),
       { numRuns: 800 },
     );
@@ -239,7 +272,7 @@ describe('window store + trip rule against the section 2 reference', () => {
     const result = fc.check(
       fc.property(scenario, ({ p, ops }) => {
         const a = actual(p, ops);
-        expect({ trips: a.trips, late: a.late }).toEqual(reference(p, ops, mutant));
+        expect({ trips: a.trips, late: a.late, duplicates: a.duplicates }).toEqual(reference(p, ops, mutant));
       }),
       { numRuns: 1500, seed: 20261123 },
     );
