@@ -9,7 +9,8 @@
  */
 import { createClassifier } from '../core/decision-class.js';
 import type { Evidence, KillSwitchSettings, TraceAddendum } from '../core/documents.js';
-import { Evaluator, type Trip } from '../core/evaluator.js';
+import { DEFAULT_MAX_FUTURE_SKEW_MS, Evaluator, type Trip } from '../core/evaluator.js';
+import { futureTimestampError } from '../core/time.js';
 import { DecisionDecoder } from '../adapters/serde/decision-decoder.js';
 import { readNdjson } from '../adapters/file/ndjson-reader.js';
 import { loadSchema } from '../schemas.js';
@@ -64,6 +65,9 @@ async function firstTrips(decisionsFile: string, s: KillSwitchSettings): Promise
     line: (bytes, key, lineNo) => {
       const r = decoder.decodeBytes(bytes, key ?? null);
       if (!r.ok) return undefined;
+      // the same refusal as a live run's (docs/spec.md#22-event-time-lateness-and-future-decisions): a
+      // file carries no arrival, so the reader's clock stands in for it
+      if (futureTimestampError(r.decision.timeMs, Date.now(), DEFAULT_MAX_FUTURE_SKEW_MS) !== null) return undefined;
       const trip = evaluator.accept(clock, r.decision, lineNo);
       if (trip !== null && !trips.has(trip.agentId)) trips.set(trip.agentId, trip);
       return undefined;

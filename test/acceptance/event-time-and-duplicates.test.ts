@@ -73,3 +73,18 @@ describe('decisions delivered more than once', () => {
     expect(doubled.map(evidence)).toEqual(single.map(evidence));
   });
 });
+
+describe('killswitch verify --decisions re-derives under the same rules', () => {
+  it('verifies addenda of a run whose input had a far-future line and re-delivered decisions', () => {
+    const runDir = tempDir('hostile-verify-');
+    const input = writeIn(runDir, 'input.ndjson', ndjson([
+      at('9999-01-01T00:00:00Z', A, 'deny'), ...repeat(B, 'deny', 6, 0).flatMap((l) => [l, l]), ...repeat(B, 'deny', 4, 6),
+    ]));
+    const r = runCli(['run', '--config', signedConfigFile(runDir), input]);
+    expect(r.status, r.stderr).toBe(0);
+    const v = runCli(['verify', '--jwks', join(runDir, 'keys', 'jwks.json'), '--decisions', input, join(runDir, 'data', 'addenda.ndjson')]);
+    expect(v.status, v.stdout).toBe(0);
+    expect((JSON.parse(v.stdout) as { valid: boolean }).valid).toBe(true);
+    expect(parseLines<KillEventLine>(readFileSync(join(runDir, 'data', 'kills.ndjson'), 'utf8')).map((k) => [k.agent_id, k.evidence.calls])).toEqual([[B, 10]]);
+  });
+});
