@@ -185,7 +185,7 @@ export class Evaluator {
   constructor(config: TripRuleConfig, ledger: LedgerFold = new LedgerFold(), governor?: Governor) {
     this.config = config;
     this.ledger = ledger;
-    this.gov = governor ?? (config.governor === undefined ? undefined : new Governor(config.governor, ledger, () => this.store.size));
+    this.gov = governor ?? (config.governor === undefined ? undefined : new Governor(config.governor, ledger, () => this.store.size, config.windowMs));
     this.overrides = config.overrides ?? [];
     const g = config.resolutionMs;
     this.windowBuckets = Math.ceil(config.windowMs / g);

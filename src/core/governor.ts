@@ -15,10 +15,19 @@ export class Governor {
   private readonly heldThisMinute = new Set<string>();
 
   /**
-   * @param ledger who is blocked (its count of automatic blocks is the numerator of the share)
+   * The share compares two quantities of the same window, both of which a restart keeps: identities
+   * automatically blocked by a trip in the last `windowMs` of event time (from the ledger, which a
+   * restart reads back) and identities with a window (rebuilt on restart from the input). Counting every
+   * automatic block ever against the identities of the current window held genuine trips after a
+   * restart: the blocks of last week were all there, the identities of last week were not.
+   *
+   * @param ledger who is blocked (its recent automatic blocks are the numerator of the share)
    * @param activeIdentities identities with a window: the denominator of the share
+   * @param windowMs the trip rule's window
    */
-  constructor(readonly config: GovernorConfig, private readonly ledger: LedgerFold, private readonly activeIdentities: () => number) {}
+  constructor(
+    readonly config: GovernorConfig, private readonly ledger: LedgerFold, private readonly activeIdentities: () => number, private readonly windowMs: number,
+  ) {}
 
   private enter(minute: number): void {
     if (minute <= this.minute) return;
@@ -33,7 +42,7 @@ export class Governor {
     this.enter(Math.floor(timeMs / 60_000));
     let held: HeldReason | undefined;
     if (this.admitted >= g.maxPerMinute) held = 'governor_rate';
-    else if (this.ledger.automaticallyBlocked + 1 > Math.max(g.shareFloor, Math.floor(g.maxShare * this.activeIdentities()))) held = 'governor_share';
+    else if (this.ledger.automaticallyBlockedSince(timeMs - this.windowMs) + 1 > Math.max(g.shareFloor, Math.floor(g.maxShare * this.activeIdentities()))) held = 'governor_share';
     if (held === undefined) {
       this.admitted++;
       this.heldThisMinute.delete(agentId);

@@ -101,6 +101,18 @@ export class LedgerFold {
     return this.automaticCount;
   }
 
+  /**
+   * Identities blocked now by an automatic trip whose event time `at` is at or after `sinceMs` (the
+   * governor's recent blocks). A walk over the states: asked only when a trip is about to be admitted.
+   */
+  automaticallyBlockedSince(sinceMs: number): number {
+    let n = 0;
+    for (const s of this.states.values()) {
+      if (s.blocked && s.entry.trigger === 'deny_rate' && s.entry.scope === undefined && s.entry.at !== undefined && Date.parse(s.entry.at) >= sinceMs) n++;
+    }
+    return n;
+  }
+
   *blockedIdentities(): IterableIterator<IdentityState> {
     for (const s of this.states.values()) if (s.blocked) yield s;
   }

@@ -87,6 +87,29 @@ describe('blast-radius governor: a trip storm of 10,000 identities', () => {
     expect(new Set(shadow.map((s) => s.reason))).toEqual(new Set(['governor_share']));
   });
 
+  it('means the same after a restart: blocks of a day ago in the ledger do not hold a genuine trip of today', () => {
+    const dir = tempDir('governor-restart-');
+    const cfg = config(dir, { max_blocks_per_minute: 1000, max_blocked_share: 0.5, share_floor: 5 });
+    // yesterday: 38 identities make calls, then 22 others trip (a share of 0.37, admitted)
+    const yesterday: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      const id = `spiffe://restart.example/agent/${i}`;
+      for (let k = 0; k < 2; k++) yesterday.push(decision(id, i >= 38 ? 'deny' : 'allow', i + k));
+    }
+    const first = runCli(['run', '--config', cfg, writeIn(dir, 'yesterday.ndjson', ndjson(yesterday))]);
+    expect(first.stdout, first.stderr).toContain('22 new blocks, 0 invalid lines skipped');
+    // restarted a day later with a handful of identities, one of which denies 12 of 12
+    const day = 86_400;
+    const today = [
+      ...['a', 'b', 'c'].flatMap((n) => [decision(`spiffe://restart.example/quiet/${n}`, 'allow', day), decision(`spiffe://restart.example/quiet/${n}`, 'allow', day + 1)]),
+      ...Array.from({ length: 12 }, (_, k) => decision('spiffe://restart.example/runaway', 'deny', day + 2 + k)),
+    ];
+    const second = runCli(['run', '--config', cfg, writeIn(dir, 'today.ndjson', ndjson(today))]);
+    expect(second.stdout, second.stderr).toContain('1 new block, 0 invalid lines skipped');
+    const kills = parseLines<{ agent_id: string }>(readFileSync(join(dir, 'data', 'kills.ndjson'), 'utf8'));
+    expect(kills.at(-1)!.agent_id).toBe('spiffe://restart.example/runaway');
+  });
+
   it('governor.enabled: false blocks every identity of the storm', () => {
     const dir = tempDir('governor-off-');
     const r = runCli(['run', '--config', config(dir, { enabled: false }), stormFile(dir)]);

@@ -241,7 +241,7 @@ export class KafkaProcessor {
     // One governor for all partitions of this instance. Active identities are estimated from this
     // instance's partitions (identities spread evenly over partitions by key); automatic blocks are
     // counted from the ledger, which every instance reads whole, so the share is the fleet's.
-    this.governor = g === undefined ? undefined : new Governor(g, this.fold, () => this.estimatedActiveIdentities());
+    this.governor = g === undefined ? undefined : new Governor(g, this.fold, () => this.estimatedActiveIdentities(), o.tripConfig.windowMs);
     this.expiry = new ExpiryWatch({
       logStartOffsets: async () => new Map((await this.admin!.fetchTopicOffsets(o.topics.decisions)).map((x) => [x.partition, Number(x.low)])),
       report: ({ partition, lost, from, to }) => {

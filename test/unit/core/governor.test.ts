@@ -79,7 +79,7 @@ describe('blast-radius governor', () => {
     const cfg = { maxPerMinute: 4, maxShare: 1, shareFloor: 0 };
     const fold = new LedgerFold();
     let evs: Evaluator[] = [];
-    const gov = new Governor(cfg, fold, () => evs.reduce((n, e) => n + e.trackedIdentities, 0));
+    const gov = new Governor(cfg, fold, () => evs.reduce((n, e) => n + e.trackedIdentities, 0), 300_000);
     evs = [0, 1].map(() => new Evaluator({ ...tripConfig({ min_calls: 2, deny_rate_threshold: 1, window_seconds: 300 }), governor: cfg }, fold, gov));
     const [p0, p1] = evs as [Evaluator, Evaluator];
     const trips = [...storm(p0, p0.openStream('p0', { topic: 't', partition: 0 }), ids('p0', 3), T0), ...storm(p1, p1.openStream('p1', { topic: 't', partition: 1 }), ids('p1', 3), T0)];
@@ -89,7 +89,7 @@ describe('blast-radius governor', () => {
 
   it('counts blocks admitted elsewhere (seen on the ledger) against the minute they fall in; minutes never go back', () => {
     const fold = new LedgerFold();
-    const gov = new Governor({ maxPerMinute: 3, maxShare: 1, shareFloor: 0 }, fold, () => 100);
+    const gov = new Governor({ maxPerMinute: 3, maxShare: 1, shareFloor: 0 }, fold, () => 100, 300_000);
     gov.noteExternal(T0 + 1000);
     gov.noteExternal(T0 + 2000);
     expect(gov.decide(T0 + 3000, 'spiffe://gov.example/x/1')).toBeUndefined();
