@@ -3,6 +3,7 @@
  * random bearer token to DIR/NAME.token (mode 0600) and its SHA-256 with the roles to DIR/tokens.json,
  * the file `http.tokens_file` names. The token itself is never printed and never in a config.
  */
+import { parseJsonStrict } from '../core/strict-json.js';
 import { randomBytes, createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,7 +19,8 @@ export function loadTokensFile(file: string): HttpToken[] {
   const bad = (why: string): KillSwitchError => new KillSwitchError('CONFIG_INVALID', `http.tokens_file ${file}: ${why}`);
   let doc: unknown;
   try {
-    doc = JSON.parse(readFileSync(file, 'utf8'));
+    // strict: a token with two sha256 keys would grant what one reader of the file sees and not another
+    doc = parseJsonStrict(readFileSync(file, 'utf8'));
   } catch (err) {
     throw bad((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : `not readable JSON (${(err as Error).message})`);
   }

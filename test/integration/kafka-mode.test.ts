@@ -302,6 +302,29 @@ describe('killswitch run (Kafka mode)', () => {
     }
   });
 
+  it('a value that is not UTF-8 and one with a duplicated agent_id go to the DLQ byte for byte, and the stream goes on', async () => {
+    const dir = tempDir('kafka-bad-bytes-');
+    const topics = freshTopics('bad-bytes');
+    const cfg = kafkaConfig(dir, brokers, topics, { partitions: 1 });
+    const A = 'spiffe://example.org/agent/after-bad-bytes';
+    const latin1 = Buffer.concat([Buffer.from(`{"decision_id":"x1","agent_id":"${A}","decision":"deny","occurred_at":"2026-11-23T09:00:00Z","tool_name":"caf`), Buffer.from([0xe9]), Buffer.from('"}')]);
+    const twoIds = Buffer.from(`{"decision_id":"x2","agent_id":"spiffe://example.org/agent/innocent","agent_id":"${A}","decision":"deny","occurred_at":"2026-11-23T09:00:00Z"}`);
+    const proc = await startProcessor(cfg);
+    try {
+      await produce(brokers, topics.decisions, [{ key: null, value: latin1 }, { key: null, value: twoIds }, ...denies(A, 10, 2)]);
+      await drained(topics, `g-${topics.decisions}`);
+      const dlq = await readTopic(brokers, topics.dlq, { until: (r) => r.length >= 2 });
+      expect(dlq.map((r) => r.headers['killswitch.reason'])).toEqual(['invalid_utf8', 'invalid_json']);
+      expect(dlq[0]!.value!.equals(latin1)).toBe(true);
+      expect(dlq[1]!.value!.equals(twoIds)).toBe(true);
+      expect(dlq[1]!.headers['killswitch.message']).toContain('duplicate key "agent_id"');
+      const kills = (await readTopic(brokers, topics.kills, { until: (r) => r.length >= 1, timeoutMs: 5000 })).map(parse);
+      expect(kills.map((k) => [k.agent_id, (k.evidence as { calls: number }).calls])).toEqual([[A, 10]]);
+    } finally {
+      await proc.stop();
+    }
+  });
+
   it('ignores a forged kill event on the ledger (an unblock signed by an untrusted key)', async () => {
     const dir = tempDir('kafka-forged-');
     const topics = freshTopics('forged');

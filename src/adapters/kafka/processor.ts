@@ -15,6 +15,7 @@ import type { Admin, Consumer, EachBatchPayload, IHeaders, Kafka, KafkaMessage, 
 import { canonicalJson } from '../../core/canonical-json.js';
 import { AddendumChains, type KillEvent, type ShadowEvent, type TraceAddendum } from '../../core/documents.js';
 import { DEFAULT_MAX_FUTURE_SKEW_MS, Evaluator, type StreamClock, type TripRuleConfig } from '../../core/evaluator.js';
+import { parseJsonStrict, StrictJsonError } from '../../core/strict-json.js';
 import { futureTimestampError } from '../../core/time.js';
 import { Governor } from '../../core/governor.js';
 import { LedgerFold } from '../../core/ledger-fold.js';
@@ -343,9 +344,11 @@ export class KafkaProcessor {
     if (m.value === null) return;
     let ev: KillEvent;
     try {
-      ev = JSON.parse(m.value.toString('utf8')) as KillEvent;
-    } catch {
-      this.o.metrics.ledgerRejected.inc({ reason: 'invalid_json' });
+      // strict (docs/spec.md#6-strict-documents): a signature vouches for one reading of the text only
+      ev = parseJsonStrict(m.value.toString('utf8')) as KillEvent;
+    } catch (err) {
+      this.o.metrics.ledgerRejected.inc({ reason: err instanceof StrictJsonError ? err.reason : 'invalid_json' });
+      this.o.log.warn({ offset: m.offset, err: (err as Error).message }, 'ignored a kill event that is not a strict JSON document');
       return;
     }
     if (this.o.trusted.size > 0) {

@@ -3,9 +3,11 @@
  * decisions, or a reason the record is bad. Bad records never throw: the caller reports, counts and
  * skips them (or sends them to the DLQ) and the stream goes on.
  */
+import { isUtf8 } from 'node:buffer';
 import type { DecisionClassifier } from '../../core/decision-class.js';
 import { type DecisionEvent, type Decision, toDecision } from '../../core/decision.js';
 import { parseSpiffeId } from '../../core/spiffe-id.js';
+import { parseJsonStrict, StrictJsonError } from '../../core/strict-json.js';
 import { formatErrors, validator } from '../../schemas.js';
 import { FastDecisionDecoder, type ReusableDecision } from './fast-decision.js';
 
@@ -34,7 +36,7 @@ export class DecisionDecoder {
     this.fast ??= new FastDecisionDecoder(this.classifier);
     const decision = this.fast.decode(value, key);
     if (decision !== null) return { ok: true, decision };
-    return this.decodeText(value.toString('utf8'), keyText(key));
+    return this.decodeSlowly(value, key);
   }
 
   /**
@@ -44,6 +46,16 @@ export class DecisionDecoder {
   decodeBytesInto(value: Buffer, key: Buffer | null, into: ReusableDecision): DecodeResult | ReusableDecision {
     this.fast ??= new FastDecisionDecoder(this.classifier);
     if (this.fast.decodeInto(value, key, into)) return into;
+    return this.decodeSlowly(value, key);
+  }
+
+  /**
+   * What the fast decoder declined (it reads ASCII only): bytes that are not UTF-8 are a bad record, never
+   * text with U+FFFD in place of what was sent (docs/spec.md#1-decision-events).
+   */
+  private decodeSlowly(value: Buffer, key: Buffer | null): DecodeResult {
+    if (!isUtf8(value)) return { ok: false, reason: 'invalid_utf8', message: 'the value is not valid UTF-8' };
+    if (key !== null && !isUtf8(key)) return { ok: false, reason: 'invalid_utf8', message: 'the record key is not valid UTF-8' };
     return this.decodeText(value.toString('utf8'), keyText(key));
   }
 
@@ -51,8 +63,10 @@ export class DecisionDecoder {
   decodeText(text: string, key?: string): DecodeResult {
     let value: unknown;
     try {
-      value = JSON.parse(text);
+      // a decision with two agent_id keys could name one identity to us and another to any other reader
+      value = parseJsonStrict(text);
     } catch (err) {
+      if (err instanceof StrictJsonError && err.reason !== 'invalid_json') return { ok: false, reason: 'invalid_json', message: `not a strict JSON document: ${err.message}` };
       // V8 quotes part of the input in its message; keep payloads out of reports and logs.
       const why = (err as Error).message.replace(/,? *".*" is not valid JSON$/s, '');
       return { ok: false, reason: 'invalid_json', message: `not valid JSON: ${why}` };

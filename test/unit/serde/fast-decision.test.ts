@@ -6,6 +6,7 @@
  * decoder answers the same decision; whenever the full decoder refuses, the fast path declined. The
  * example tests pin that it does answer for the common shape, so a fast path that always declines fails.
  */
+import { isUtf8 } from 'node:buffer';
 import fc from 'fast-check';
 import { describe, expect, it, vi } from 'vitest';
 import { createClassifier, DECISIONS } from '../../../src/core/decision-class.js';
@@ -23,6 +24,9 @@ const classifier = createClassifier(['allow', 'step_up'], ['deny', 'advisory_den
 const full = new DecisionDecoder(classifier);
 
 function slow(value: Buffer, key: Buffer | null): DecodeResult {
+  // bytes that are not UTF-8 are a bad record of their own (docs/spec.md#1-decision-events), the value's before the key's
+  if (!isUtf8(value)) return { ok: false, reason: 'invalid_utf8', message: 'the value is not valid UTF-8' };
+  if (key !== null && !isUtf8(key)) return { ok: false, reason: 'invalid_utf8', message: 'the record key is not valid UTF-8' };
   return full.decodeText(value.toString('utf8'), key === null || key.length === 0 ? undefined : key.toString('utf8'));
 }
 
