@@ -442,11 +442,12 @@ export class KafkaProcessor {
 
   /**
    * Where to start re-reading each partition so every window open at its committed offset is rebuilt:
-   * the first offset whose record timestamp is at or after (S - window - lateness - 60 s), S being the
-   * partition's stream time committed with the offset. A decision still in a window occurred at or after
-   * S - window - lateness, and record timestamps are at or after the decision's event time (producers
-   * stamp when they send; the 60 s are for their clocks), so no such record is left out, however late
-   * producers sent their records. Not the wall clock: this stays right after any downtime.
+   * the first offset whose record timestamp is at or after (S - window - lateness - g - skew), S being
+   * the partition's stream time committed with the offset. A decision still in a window occurred at or
+   * after S - window - lateness (less up to a bucket, g, as buckets count whole), and a record's
+   * timestamp is at most max_future_skew (at least 60 s, for producers' clocks) before its decision's
+   * event time, or the decision was refused as future_timestamp; so no such record is left out, however
+   * late producers sent their records. Not the wall clock: this stays right after any downtime.
    *
    * An offset committed without a stream time (by a version before it was kept) falls back to the
    * timestamp of the last record before it in place of S: right when records are stamped within 60 s of
@@ -470,7 +471,8 @@ export class KafkaProcessor {
     const ks = this.o.tripConfig;
     const starts = await Promise.all([...liveFrom].map(async ([p, live]): Promise<[number, number]> => {
       if (live <= 0) return [p, live];
-      const ts = Math.min(lastTs.get(p) ?? Date.now(), Date.now()) - ks.windowMs - ks.latenessMs - 60_000;
+      const slack = ks.resolutionMs + Math.max(60_000, ks.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS);
+      const ts = Math.min(lastTs.get(p) ?? Date.now(), Date.now()) - ks.windowMs - ks.latenessMs - slack;
       const offsets = await retrying(() => this.admin!.fetchTopicOffsetsByTimestamp(this.o.topics.decisions, ts));
       const at = Number(offsets.find((o) => o.partition === p)?.offset ?? 0);
       return [p, at < 0 ? live : Math.min(at, live)];
