@@ -25,7 +25,7 @@ export async function runAuthz(config: Config, trusted: ReadonlyMap<string, Trus
     ? new FileLedgerSource(ledgerPaths(config.data_dir).kills)
     : new KafkaLedgerSource(createKafka(config.kafka.brokers, `${config.kafka.client_id}-authz`, log), config.kafka.topics.kills, `${config.kafka.group_id}.authz`);
   const registry = new Registry();
-  const answers = new Counter({ name: 'killswitch_authz_answers_total', help: 'Authorization answers, by outcome (allowed, refused, unavailable)', labelNames: ['outcome'] as const, registers: [registry] });
+  const answers = new Counter({ name: 'killswitch_authz_answers_total', help: 'Authorization answers, by outcome (allowed, refused: blocked, invalid: not a valid SPIFFE ID, unavailable)', labelNames: ['outcome'] as const, registers: [registry] });
   const guard = new SessionGuard({
     source, trusted, registry, log: log.child({ component: 'session-guard' }),
     failureMode: a.failure_mode, maxStalenessMs: a.max_staleness_seconds * 1000,
@@ -47,6 +47,7 @@ export async function runAuthz(config: Config, trusted: ReadonlyMap<string, Trus
       });
     }
     log.info({ listen: a.listen, source: source.description, identity_header: a.identity_header, failure_mode: a.failure_mode, trusted_keys: trusted.size }, 'authz listening');
+    if (a.failure_mode === 'open') log.warn({ failure_mode: 'open' }, 'authz lets through identities that are not valid SPIFFE IDs (counted in killswitch_guard_identity_invalid_total) and, while the ledger is not ready, every identity not known to be blocked');
     const signal = await stopped;
     log.info({ signal }, 'authz stopping');
     return 0;

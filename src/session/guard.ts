@@ -7,19 +7,25 @@
  * `failureMode: 'closed'` (the default) refuses every non-anonymous request with 503
  * KILL_SWITCH_UNAVAILABLE and `'open'` lets it through; blocks already known are refused in both.
  * Every change of state is logged and counted.
+ *
+ * An identity that is given but is not a valid SPIFFE ID is never looked up, so never taken for
+ * another spelling of a valid one, and never taken for anonymous (docs/spec.md#7-refusing-a-session):
+ * `closed` refuses it with 400 IDENTITY_INVALID, `open` lets it through and logs it; both count it.
  */
 import type { Registry } from 'prom-client';
 import { Counter, Gauge } from 'prom-client';
 import { LedgerFold, ledgerKey, type IdentityState } from '../core/ledger-fold.js';
 import type { KillEvent } from '../core/documents.js';
 import { KillSwitchError } from '../core/errors.js';
+import { spiffeIdError } from '../core/spiffe-id.js';
+import { parseJsonStrict, StrictJsonError } from '../core/strict-json.js';
 import { checkSignature } from '../adapters/signing/ed25519-signer.js';
 import type { TrustedKey } from '../adapters/signing/keys.js';
 import type { Logger } from '../ports/logger.js';
 import { validator } from '../schemas.js';
 import { BlockTable } from './block-table.js';
 import type { LedgerSink, LedgerSource } from './ledger-source.js';
-import { ALLOWED, refusalError, trippedFor, unavailable, type CheckResult, type Tripped, type Unavailable } from './refusal.js';
+import { ALLOWED, identityInvalid, refusalError, trippedFor, unavailable, type CheckResult, type Refusal, type Tripped, type Unavailable } from './refusal.js';
 
 export type GuardState = 'starting' | 'ready' | 'stale';
 export type FailureMode = 'closed' | 'open';
@@ -42,13 +48,18 @@ export interface BlockInfo {
   readonly refusal: Tripped;
 }
 
-export type RejectReason = 'invalid_json' | 'schema_invalid' | 'too_large' | 'unsigned' | 'unknown_kid' | 'bad_signature' | 'jwk_mismatch';
+/** `duplicate_key`, `too_deep`: a kill event whose meaning could depend on the JSON parser reading it (docs/spec.md#6-strict-documents) */
+export type RejectReason = 'invalid_json' | 'duplicate_key' | 'too_deep' | 'schema_invalid' | 'too_large' | 'unsigned' | 'unknown_kid' | 'bad_signature' | 'jwk_mismatch';
 
 const MAX_EVENT_BYTES = 64 * 1024;
 /** scopes are the path prefixes ending before a '/' found from here on (after `spiffe://`), as in LedgerFold.blockingScope */
 const SCOPE_FROM = 'spiffe://'.length;
 const RESTART_MIN_MS = 500;
 const RESTART_MAX_MS = 10_000;
+/** failure mode open: at most one log line per this long about invalid identities let through (each one is counted) */
+const INVALID_LOG_EVERY_MS = 10_000;
+/** how much of an invalid identity such a line quotes */
+const INVALID_LOG_CHARS = 256;
 
 export class SessionGuard {
   private readonly fold = new LedgerFold();
@@ -64,6 +75,8 @@ export class SessionGuard {
   private sourceStartedAt = 0;
   private sourceCaughtUp = false;
   private lastTrouble = '';
+  private invalidLoggedAt = -Infinity;
+  private invalidNotLogged = 0;
   private closed = false;
   private generation = 0;
   private restartDelay = RESTART_MIN_MS;
@@ -71,6 +84,7 @@ export class SessionGuard {
   private readonly staleTimer: NodeJS.Timeout;
   private readyResolve: (() => void) | undefined;
   private readonly metrics;
+  private readonly invalidCount: { readonly refused: { inc(by?: number): void }; readonly allowed: { inc(by?: number): void } };
   /** resolves once the ledger has been read to its end for the first time */
   readonly ready: Promise<void>;
   readonly registry: Registry;
@@ -86,6 +100,11 @@ export class SessionGuard {
       applied: new Counter({ name: 'killswitch_guard_ledger_events_total', help: 'Verified kill events read by the session guard', ...r }),
       blocked: new Gauge({ name: 'killswitch_guard_blocked_identities', help: 'Identities the session guard refuses', ...r }),
     };
+    const invalid = new Counter({ name: 'killswitch_guard_identity_invalid_total', help: 'Identities asked about that are not valid SPIFFE IDs, by outcome (refused: failure mode closed; allowed: open)', labelNames: ['outcome'] as const, ...r });
+    // bound once: counting on the check() path then costs no label lookup; both series exist from the start, for rate()
+    this.invalidCount = { refused: invalid.labels('refused'), allowed: invalid.labels('allowed') };
+    this.invalidCount.refused.inc(0);
+    this.invalidCount.allowed.inc(0);
     const sinceContact = (): number => (Date.now() - Math.max(this.lastAlive, this.sourceStartedAt)) / 1000;
     new Gauge({
       name: 'killswitch_guard_ledger_age_seconds', help: 'Seconds since the session guard last heard from its block ledger source', ...r,
@@ -113,24 +132,69 @@ export class SessionGuard {
 
   /**
    * May a new session start? Synchronous and in memory. `agentId` undefined, null or '' is anonymous
-   * and never refused. `chain`: the delegation chain of the request; refused if any identity in it is blocked.
+   * and never refused. `chain`: the delegation chain of the request; refused if any identity in it is
+   * blocked. Any other string that is not a valid SPIFFE ID is refused with 400 IDENTITY_INVALID
+   * (failure mode `closed`), whether or not some spelling of it is blocked. Precedence: 403 for a
+   * blocked identity anywhere in the request, then 400, then 503.
    */
   check(agentId: string | null | undefined, chain?: readonly string[]): CheckResult {
     let named = false;
+    let invalidId: string | undefined;
     if (agentId !== undefined && agentId !== null && agentId !== '') {
-      const t = this.tripped.get(agentId) ?? this.scopeRefusal(agentId);
-      if (t !== undefined) return t;
+      const t = this.lookup(agentId);
+      if (t !== undefined) {
+        if (t !== null) return t;
+        invalidId = agentId;
+      }
       named = true;
     }
     if (chain !== undefined) {
       for (const id of chain) {
         if (id === '') continue;
-        const t = this.tripped.get(id) ?? this.scopeRefusal(id);
-        if (t !== undefined) return t;
+        const t = this.lookup(id);
+        if (t !== undefined) {
+          if (t !== null) return t;
+          invalidId ??= id;
+        }
         named = true;
       }
     }
+    if (invalidId !== undefined) {
+      const r = this.invalidIdentity(invalidId);
+      if (r !== undefined) return r;
+    }
     return named && this.refuseAll !== undefined ? this.refuseAll : ALLOWED;
+  }
+
+  /**
+   * The refusal of a valid identity that is blocked or under a blocked scope; null when `id` is not a
+   * SPIFFE ID. The ledger holds valid IDs only, so looking up `SPIFFE://`, `%61` or `/./` spellings of a
+   * blocked identity would find nothing and let them pass. The grammar check is one pass, allocating nothing.
+   */
+  private lookup(id: string): Tripped | null | undefined {
+    if (spiffeIdError(id) !== null) return null;
+    return this.tripped.get(id) ?? this.scopeRefusal(id);
+  }
+
+  /** Failure mode closed: the 400 refusal; open: undefined, and the identity let through is counted and logged. */
+  private invalidIdentity(id: string): Refusal | undefined {
+    const reason = spiffeIdError(id)!;
+    if (this.o.failureMode === 'closed') {
+      this.invalidCount.refused.inc();
+      return identityInvalid(reason);
+    }
+    this.invalidCount.allowed.inc();
+    const now = Date.now();
+    if (now - this.invalidLoggedAt < INVALID_LOG_EVERY_MS) {
+      this.invalidNotLogged++;
+      return undefined;
+    }
+    const quoted = id.length > INVALID_LOG_CHARS ? `${id.slice(0, INVALID_LOG_CHARS)}...` : id;
+    this.o.log.warn({ identity: quoted, reason, failure_mode: 'open', ...(this.invalidNotLogged > 0 ? { not_logged_since_last: this.invalidNotLogged } : {}) },
+      'let through an identity that is not a valid SPIFFE ID (failure mode open)');
+    this.invalidLoggedAt = now;
+    this.invalidNotLogged = 0;
+    return undefined;
   }
 
   /**
@@ -143,10 +207,15 @@ export class SessionGuard {
     return key === undefined ? undefined : trippedFor(this.fold.get(key)!, agentId);
   }
 
-  /** Throws `KillSwitchTrippedError` (403) or `KillSwitchUnavailableError` (503) when `check` refuses. */
+  /**
+   * Throws `KillSwitchTrippedError` (403), `IdentityInvalidError` (400) or `KillSwitchUnavailableError`
+   * (503) when `check` refuses.
+   */
   assertAllowed(agentId: string | null | undefined, chain?: readonly string[]): void {
     const r = this.check(agentId, chain);
-    if (!r.allowed) throw refusalError(r);
+    if (r.allowed) return;
+    const invalidId = r.code === 'IDENTITY_INVALID' ? [agentId, ...(chain ?? [])].find((id) => typeof id === 'string' && id !== '' && spiffeIdError(id) !== null) : undefined;
+    throw refusalError(r, invalidId ?? '');
   }
 
   /** Called for every identity that becomes blocked, those found while reading the ledger at start included. */
@@ -274,9 +343,11 @@ export class SessionGuard {
     if (value.length > MAX_EVENT_BYTES) return this.reject('too_large', `longer than ${MAX_EVENT_BYTES} bytes`);
     let doc: unknown;
     try {
-      doc = JSON.parse(typeof value === 'string' ? value : value.toString('utf8'));
-    } catch {
-      return this.reject('invalid_json', 'not JSON');
+      doc = parseJsonStrict(typeof value === 'string' ? value : value.toString('utf8'));
+    } catch (err) {
+      if (!(err instanceof StrictJsonError)) throw err;
+      // V8's message for invalid JSON quotes the input; the other reasons name at most a key
+      return this.reject(err.reason, err.reason === 'invalid_json' ? 'not JSON' : err.message);
     }
     if (!this.validate(doc)) return this.reject('schema_invalid', 'not a kill event (schemas/kill-event.schema.json)', (doc as { agent_id?: unknown } | null)?.agent_id);
     const ev = doc as KillEvent;

@@ -1,7 +1,10 @@
 /**
  * The guard in front of HTTP servers: who is asking (a header set by a trusted hop, or the URI SAN of
- * a verified client certificate), and the section 6 refusal written back. Middleware for node:http,
- * Express (and anything Connect-shaped) and Fastify, with no dependency on either framework.
+ * a verified client certificate), and the refusal written back (docs/spec.md#7-refusing-a-session).
+ * Middleware for node:http, Express (and anything Connect-shaped) and Fastify, with no dependency on
+ * either framework. Identities are passed to the guard exactly as received: no case folding, no
+ * percent-decoding, no path clean-up, so a second spelling of an ID is refused as invalid rather than
+ * checked as some other identity.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
@@ -35,7 +38,11 @@ function fromHeader(value: string | string[] | undefined): string[] {
   return ids;
 }
 
-/** The URI SANs of a verified client certificate that are SPIFFE IDs. Node prints a SAN with odd characters JSON-quoted. */
+/**
+ * The URI SANs of a verified client certificate in the `spiffe` scheme (in any case: `SPIFFE://` is an
+ * invalid SPIFFE ID to refuse, not someone else's URI to ignore). Node prints a SAN with odd characters
+ * JSON-quoted; one that cannot be unquoted is passed on as printed, and is invalid.
+ */
 export function spiffeIdsFromCertificate(req: IncomingMessage): string[] {
   const socket = req.socket as Partial<TLSSocket>;
   if (socket.encrypted !== true || socket.authorized !== true || typeof socket.getPeerCertificate !== 'function') return [];
@@ -49,10 +56,10 @@ export function spiffeIdsFromCertificate(req: IncomingMessage): string[] {
       try {
         uri = JSON.parse(uri) as string;
       } catch {
-        continue;
+        // left as printed
       }
     }
-    if (uri.startsWith('spiffe://')) ids.push(uri);
+    if (/^"?spiffe:/i.test(uri)) ids.push(uri);
   }
   return ids;
 }

@@ -1,6 +1,6 @@
 /**
  * `deny-rate-killswitch/session`: what a session manager imports to refuse new sessions of blocked
- * identities (CONTRACTS.md section 6). README, "Session managers".
+ * identities (docs/spec.md#7-refusing-a-session). README, "Session managers".
  */
 import type { Kafka } from 'kafkajs';
 import { Registry } from 'prom-client';
@@ -29,7 +29,10 @@ export interface SessionGuardOptions {
   readonly ledger: LedgerOption;
   /** the keys trusted to sign kill events: a JWKS file path, a JWKS object, or keys already loaded */
   readonly jwks: string | { readonly keys: readonly unknown[] } | ReadonlyMap<string, TrustedKey>;
-  /** while the ledger is not read or is stale: `closed` (default) refuses with 503, `open` allows */
+  /**
+   * `closed` (default): refuses with 503 while the ledger is not read or is stale, and with 400
+   * IDENTITY_INVALID an identity that is not a valid SPIFFE ID; `open` lets both through
+   */
   readonly failureMode?: FailureMode;
   /** how long the source may be out of touch before the guard counts as stale (default 30 s) */
   readonly maxStalenessMs?: number;
@@ -81,8 +84,9 @@ export type { LedgerSink, LedgerSource } from './ledger-source.js';
 export { FileLedgerSource } from './sources/file-source.js';
 export { KafkaLedgerSource } from './sources/kafka-source.js';
 export { SseLedgerSource } from './sources/sse-source.js';
-export { KillSwitchTrippedError, KillSwitchUnavailableError } from './refusal.js';
-export type { Allowed, CheckResult, Refusal, Tripped, TrippedBody, Unavailable, UnavailableBody } from './refusal.js';
+export { IdentityInvalidError, KillSwitchTrippedError, KillSwitchUnavailableError } from './refusal.js';
+export type { Allowed, CheckResult, IdentityInvalid, IdentityInvalidBody, Refusal, Tripped, TrippedBody, Unavailable, UnavailableBody } from './refusal.js';
 export { checkRequest, expressGuard, fastifyGuard, nodeHttpGuard, requestIdentities, sendRefusal, spiffeIdsFromCertificate } from './http.js';
 export type { FastifyLikeReply, FastifyLikeRequest, HttpGuardOptions } from './http.js';
 export { createAuthzServer, REFUSAL_HEADER } from './authz-server.js';
+export type { AuthzOutcome } from './authz-server.js';

@@ -1,6 +1,7 @@
 /**
- * What a session manager sends back (CONTRACTS.md section 6): the 403 body of a blocked identity, and
- * the 503 a guard with `failure_mode: closed` gives while it cannot vouch for anyone.
+ * What a session manager sends back (docs/spec.md#7-refusing-a-session): the 403 body of a blocked
+ * identity, the 400 of an identity that is not a valid SPIFFE ID, and the 503 a guard with
+ * `failure_mode: closed` gives while it cannot vouch for anyone.
  */
 import { KillSwitchError } from '../core/errors.js';
 import type { IdentityState } from '../core/ledger-fold.js';
@@ -22,6 +23,12 @@ export interface UnavailableBody {
   readonly detail: string;
 }
 
+export interface IdentityInvalidBody {
+  readonly error: 'IDENTITY_INVALID';
+  /** which rule of the SPIFFE ID grammar the identity breaks (docs/spec.md#1-decision-events) */
+  readonly detail: string;
+}
+
 export interface Tripped {
   readonly allowed: false;
   readonly status: 403;
@@ -39,11 +46,19 @@ export interface Unavailable {
   readonly json: string;
 }
 
+export interface IdentityInvalid {
+  readonly allowed: false;
+  readonly status: 400;
+  readonly code: 'IDENTITY_INVALID';
+  readonly body: IdentityInvalidBody;
+  readonly json: string;
+}
+
 export interface Allowed {
   readonly allowed: true;
 }
 
-export type Refusal = Tripped | Unavailable;
+export type Refusal = Tripped | Unavailable | IdentityInvalid;
 export type CheckResult = Allowed | Refusal;
 
 export const ALLOWED: Allowed = Object.freeze({ allowed: true });
@@ -63,6 +78,23 @@ export function trippedFor(state: IdentityState, requester?: string): Tripped {
 export function unavailable(detail: string): Unavailable {
   const body: UnavailableBody = Object.freeze({ error: 'KILL_SWITCH_UNAVAILABLE', detail });
   return Object.freeze({ allowed: false, status: 503, code: 'KILL_SWITCH_UNAVAILABLE', body, json: JSON.stringify(body) });
+}
+
+/**
+ * One refusal per rule broken: spiffeIdError's reasons are a short fixed list, so this stays small, and
+ * refusing an invalid identity builds no JSON (the body names no identity: it would echo the caller's
+ * bytes into a response header).
+ */
+const invalidByReason = new Map<string, IdentityInvalid>();
+
+export function identityInvalid(reason: string): IdentityInvalid {
+  let r = invalidByReason.get(reason);
+  if (r === undefined) {
+    const body: IdentityInvalidBody = Object.freeze({ error: 'IDENTITY_INVALID', detail: reason });
+    r = Object.freeze({ allowed: false, status: 400, code: 'IDENTITY_INVALID', body, json: JSON.stringify(body) });
+    invalidByReason.set(reason, r);
+  }
+  return r;
 }
 
 /** Thrown by `guard.assertAllowed()` for a blocked identity: `status` 403, `code` KILL_SWITCH_TRIPPED, the section 6 fields. */
@@ -98,6 +130,28 @@ export class KillSwitchUnavailableError extends KillSwitchError {
   }
 }
 
-export function refusalError(refusal: Refusal): KillSwitchTrippedError | KillSwitchUnavailableError {
-  return refusal.status === 403 ? new KillSwitchTrippedError(refusal) : new KillSwitchUnavailableError(refusal);
+/**
+ * Thrown by `guard.assertAllowed()` for an identity that is present but not a valid SPIFFE ID: `status`
+ * 400, `code` IDENTITY_INVALID. `agent_id` is the value as given, for the caller's own logs.
+ */
+export class IdentityInvalidError extends KillSwitchError {
+  readonly detail: string;
+  readonly agent_id: string;
+  readonly body: IdentityInvalidBody;
+
+  constructor(refusal: IdentityInvalid, agentId: string) {
+    super('IDENTITY_INVALID', `not a valid SPIFFE ID (${refusal.body.detail}): ${JSON.stringify(agentId.length > 256 ? `${agentId.slice(0, 256)}...` : agentId)}`);
+    this.body = refusal.body;
+    this.detail = refusal.body.detail;
+    this.agent_id = agentId;
+  }
+}
+
+/** The error for a refusal; `invalidId`: the identity an IDENTITY_INVALID refusal is about. */
+export function refusalError(refusal: Refusal, invalidId = ''): KillSwitchTrippedError | KillSwitchUnavailableError | IdentityInvalidError {
+  switch (refusal.code) {
+    case 'KILL_SWITCH_TRIPPED': return new KillSwitchTrippedError(refusal);
+    case 'KILL_SWITCH_UNAVAILABLE': return new KillSwitchUnavailableError(refusal);
+    case 'IDENTITY_INVALID': return new IdentityInvalidError(refusal, invalidId);
+  }
 }

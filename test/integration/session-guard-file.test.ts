@@ -112,6 +112,23 @@ describe('session guard on a ledger file', () => {
     await until(() => !guard.check(A).allowed);
   });
 
+  it('ignores a signed kill event whose text repeats a key or nests deeper than 64: readers would disagree on what was signed', async () => {
+    const key = testKey();
+    const file = join(tempDir(), 'kills.ndjson');
+    const text = (agentId: string): string => signedLine(key, { agentId }).trim();
+    // JSON.parse keeps the last "action" (the signed block, so the signature checks out); a parser that keeps the first reads an unblock
+    const twoActions = text(A).replace('{"action":"block",', '{"action":"unblock","action":"block",');
+    const escapedTwice = text(B).replace('{"action":"block",', '{"\\u0061ction":"unblock","action":"block",');
+    const deep = `${text(C).slice(0, -1)},"x":${'['.repeat(100)}${']'.repeat(100)}}`;
+    writeFileSync(file, `${[twoActions, escapedTwice, deep].join('\n')}\n`);
+    const { guard, registry, log } = guardOn(file, key.jwks);
+    await guard.ready;
+    for (const id of [A, B, C]) expect(guard.check(id).allowed, id).toBe(true);
+    expect(await metric(registry, 'killswitch_guard_ledger_rejected_total', { reason: 'duplicate_key' })).toBe(2);
+    expect(await metric(registry, 'killswitch_guard_ledger_rejected_total', { reason: 'too_deep' })).toBe(1);
+    expect(log.lines.filter((l) => l.msg.startsWith('ignored a kill event: duplicate key "action"'))).toHaveLength(2);
+  });
+
   it('honours epochs: an unblock of an older epoch does not lift a newer block', async () => {
     const key = testKey();
     const file = join(tempDir(), 'kills.ndjson');

@@ -14,6 +14,7 @@ import { createSessionGuard, expressGuard, fastifyGuard, nodeHttpGuard, type Ses
 import { captureLogger } from '../helpers/capture-logger.js';
 import { tempDir } from '../helpers/cli.js';
 import { request } from '../helpers/http-request.js';
+import { misspellings } from '../helpers/identity-spellings.js';
 import { killEvent, signedLine, testKey } from '../helpers/ledger.js';
 import { makeCa, makeCert } from '../helpers/tls.js';
 
@@ -103,6 +104,16 @@ describe.each([
     const r = await request(url, { method: 'POST', headers: { 'x-spiffe-id': [FINE, BLOCKED] } });
     expect(r.status).toBe(403);
   });
+
+  it('a blocked identity cannot slip through spelled as an invalid SPIFFE ID: 400 IDENTITY_INVALID, in the header or the chain', async () => {
+    for (const m of misspellings(BLOCKED)) {
+      for (const headers of [{ 'x-spiffe-id': m.id }, { 'x-spiffe-id': FINE, 'x-delegation-chain': m.id }]) {
+        const r = await request(url, { method: 'POST', headers });
+        expect([m.what, r.status, r.headers['content-type']?.split(';')[0], JSON.parse(r.body)]).toEqual([m.what, 400, 'application/json', { error: 'IDENTITY_INVALID', detail: m.reason }]);
+      }
+    }
+    expect((await request(url, { method: 'POST', headers: { 'x-spiffe-id': '' } })).status).toBe(201); // empty: anonymous
+  });
 });
 
 describe('failure mode closed in middleware', () => {
@@ -139,5 +150,9 @@ describe('identity from the client certificate (mTLS)', () => {
     expect(asFine.status).toBe(201);
     // without a client certificate the handshake itself fails: the server requires one
     await expect(request(url, { method: 'POST', tls: { ca: ca.cert } })).rejects.toThrow();
+    // a SAN in the spiffe scheme but not a valid SPIFFE ID names an invalid identity, not nobody
+    const upper = makeCert(dir, 'upper', `URI:${BLOCKED.replace('spiffe:', 'SPIFFE:')}`, 'clientAuth');
+    const asUpper = await request(url, { method: 'POST', tls: { ca: ca.cert, key: upper.key, cert: upper.cert } });
+    expect([asUpper.status, JSON.parse(asUpper.body)]).toEqual([400, { error: 'IDENTITY_INVALID', detail: 'scheme is missing or invalid (must be "spiffe://")' }]);
   });
 });

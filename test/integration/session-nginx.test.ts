@@ -1,7 +1,8 @@
 /**
  * nginx in front of a small session-manager app, asking `killswitch authz` through `auth_request`:
- * an identity tripped by `killswitch run` gets 403 from nginx with the section 6 body, a forged kill
- * event is not obeyed, an unblock lets the identity through again, and a stale ledger gives 503.
+ * an identity tripped by `killswitch run` gets 403 from nginx with the refusal body
+ * (docs/spec.md#7-refusing-a-session), an invalid spelling of it 400, a forged kill event is not
+ * obeyed, an unblock lets the identity through again, and a stale ledger gives 503.
  */
 import { appendFileSync, readFileSync, renameSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -12,6 +13,7 @@ import { canonicalJson } from '../../src/core/canonical-json.js';
 import { Ed25519Signer } from '../../src/adapters/signing/ed25519-signer.js';
 import { loadSigningKey } from '../../src/adapters/signing/keys.js';
 import { decision, ndjson, parseLines, repeat, runCli, startCli, tempDir, writeIn, type KillEventLine } from '../helpers/cli.js';
+import { authzServerBlock } from '../helpers/authz-nginx.js';
 import { eventually, freePort, request, type Reply } from '../helpers/http-request.js';
 import { killEvent, signedLine, testKey } from '../helpers/ledger.js';
 
@@ -60,32 +62,9 @@ beforeAll(async () => {
   await eventually(() => request(authzUrl), (r) => r.status === 200, 20_000);
 
   nginx = await startNginx({
-    dir: join(dir, 'nginx'), port: nginxPort, httpBlock: `
-  server {
-    listen 127.0.0.1:${nginxPort};
-    location / {
-      auth_request /_killswitch;
-      auth_request_set $killswitch_refusal $upstream_http_x_killswitch_refusal;
-      error_page 403 = @killswitch_refused;
-      error_page 500 = @killswitch_unavailable;
-      proxy_pass http://127.0.0.1:${appPort};
-    }
-    location = /_killswitch {
-      internal;
-      proxy_pass http://127.0.0.1:${authzPort};
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URI $request_uri;
-    }
-    location @killswitch_refused {
-      default_type application/json;
-      return 403 $killswitch_refusal;
-    }
-    location @killswitch_unavailable {
-      default_type application/json;
-      return 503 '{"error":"KILL_SWITCH_UNAVAILABLE","detail":"the kill switch cannot vouch for this identity now"}';
-    }
-  }` });
+    dir: join(dir, 'nginx'), port: nginxPort,
+    httpBlock: authzServerBlock({ nginxPort, authzPort, appPort, subrequestHeaders: 'proxy_set_header X-Original-URI $request_uri;' }),
+  });
   front = `http://127.0.0.1:${nginxPort}/sessions`;
 }, 120_000);
 
@@ -109,6 +88,9 @@ describe('nginx auth_request -> killswitch authz', () => {
     expect(ok.status).toBe(201);
     expect(JSON.parse(ok.body)).toEqual({ session: 'opened', for: GOOD });
     expect((await open()).status).toBe(201);
+    // the tripped identity spelled with an uppercase scheme: refused as invalid, not let through as someone else
+    const misspelt = await open(BAD.replace('spiffe:', 'SPIFFE:'));
+    expect([misspelt.status, JSON.parse(misspelt.body)]).toEqual([400, { error: 'IDENTITY_INVALID', detail: 'scheme is missing or invalid (must be "spiffe://")' }]);
   });
 
   it('does not obey a forged kill event on the ledger', async () => {
