@@ -10,6 +10,7 @@ import { createSessionGuard, type SessionGuard } from '../../src/session/index.j
 import { captureLogger } from '../helpers/capture-logger.js';
 import { decision, ndjson, parseLines, repeat, runCli, startCli, tempDir, writeIn } from '../helpers/cli.js';
 import { apiToken, eventually, freePort, request, type Reply } from '../helpers/http-request.js';
+import { misspellings } from '../helpers/identity-spellings.js';
 
 const BAD = 'spiffe://example.org/ns/prod/sa/scraper';
 const GOOD = 'spiffe://example.org/ns/prod/sa/summariser';
@@ -121,9 +122,10 @@ describe('bad requests', () => {
     for (const r of [big, malformed, missing, unknown]) expect(r.body).not.toMatch(/at .*\.js:\d+/);
   });
 
-  it('odd agent_id encodings: percent-encoded or raw slashes work; dot segments, double encoding and non-SPIFFE ids are 400', async () => {
+  it('odd agent_id encodings: percent-encoded or raw slashes work; dot segments, double encoding and non-SPIFFE ids are 400 IDENTITY_INVALID', async () => {
     expect(json(await call(`/v1/identities/${enc(GOOD)}`, { tok: viewer.token })).agent_id).toBe(GOOD);
     expect(json(await call(`/v1/identities/${GOOD}`, { tok: viewer.token })).agent_id).toBe(GOOD);
+    expect(json(await call(`/v1/identities/${GOOD.replaceAll(':', '%3a').replaceAll('/', '%2f')}`, { tok: viewer.token })).agent_id).toBe(GOOD);
     for (const path of [
       `/v1/identities/${enc('spiffe://example.org/ns/../admin')}`,
       '/v1/identities/spiffe://example.org/ns/%2E%2E/admin',
@@ -133,7 +135,22 @@ describe('bad requests', () => {
       '/v1/identities/%E0%A4%A',
     ]) {
       const r = await call(path, { tok: viewer.token });
-      expect([path, r.status, json(r).error]).toEqual([path, 400, 'REQUEST_INVALID']);
+      expect([path, r.status, json(r).error]).toEqual([path, 400, 'IDENTITY_INVALID']);
+    }
+  });
+
+  it('one identity, one spelling: every invalid spelling of an ID in the path or a body is 400 IDENTITY_INVALID with the reason, never read as the ID', async () => {
+    // percent-encoding a character that needs none is a second spelling, not the same ID (this one once read as GOOD)
+    const pct = await call(`/v1/identities/${GOOD.replace('summariser', '%73ummariser')}`, { tok: viewer.token });
+    expect([pct.status, json(pct)]).toEqual([400, { error: 'IDENTITY_INVALID', detail: 'agent_id in the path: not a valid SPIFFE ID: path cannot contain percent-encoded characters' }]);
+    for (const m of misspellings(GOOD)) {
+      const viewed = await call(`/v1/identities/${enc(m.id)}`, { tok: viewer.token });
+      expect([m.what, viewed.status, json(viewed)]).toEqual([m.what, 400, { error: 'IDENTITY_INVALID', detail: `agent_id in the path: not a valid SPIFFE ID: ${m.reason}` }]);
+      for (const agentId of [m.id, `${m.id}/*`]) {
+        // bob's token: these 28 operator actions come out of his rate-limit budget, not alice's
+        const blocked = await call('/v1/blocks', { tok: second.token, body: { agent_id: agentId, reason: 'r', authorized_by: 'a' } });
+        expect([agentId, blocked.status, json(blocked).error]).toEqual([agentId, 400, 'IDENTITY_INVALID']);
+      }
     }
   });
 });
@@ -343,11 +360,90 @@ describe('scopes: blocking a path prefix or a trust domain by hand', () => {
       expect(json(un)).toMatchObject({ action: 'unblock', scope: 'subtree', epoch: 1 });
       await eventually(() => Promise.resolve(guard.check(inside).allowed), (a) => a, 5000);
       expect(guard.check(otherDomain).allowed).toBe(false);
-      expect(json(await call('/v1/blocks', { tok: admin.token, body: { agent_id: 'spiffe://example.org/ns/*/x', reason: 'r', authorized_by: 'a' } })).error).toBe('REQUEST_INVALID');
+      expect(json(await call('/v1/blocks', { tok: admin.token, body: { agent_id: 'spiffe://example.org/ns/*/x', reason: 'r', authorized_by: 'a' } })).error).toBe('IDENTITY_INVALID');
     } finally {
       await guard.close();
     }
     const v = runCli(['verify', '--jwks', join(svc.dir, 'keys', 'jwks.json'), join(svc.dir, 'data', 'addenda.ndjson')]);
     expect(v.status, v.stdout).toBe(0);
+  });
+});
+
+describe('strict request bodies (docs/spec.md#6-strict-documents): deep nesting, repeated keys, bytes that are not UTF-8', () => {
+  let big: Service;
+  beforeAll(async () => {
+    // room for a body 100,000 levels deep
+    big = await startService(tempDir('operator-strict-'), { max_body_bytes: 1 << 20 }, {
+      alice: { sha256: admin.sha256, roles: ['operator'] },
+      gateway: { sha256: ingest.sha256, roles: ['ingest'] },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    expect(await big.stop()).toBe(0);
+  });
+
+  const post = async (path: string, tok: string, type: string, body: string | Buffer): Promise<{ status: number; body: Record<string, unknown> }> => {
+    const res = await fetch(`${big.base}${path}`, { method: 'POST', headers: { authorization: `Bearer ${tok}`, 'content-type': type }, body });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+  const windowOf = async (id: string): Promise<unknown> => json(await request(`${big.base}/v1/identities/${enc(id)}`, { headers: { authorization: `Bearer ${admin.token}` } })).window;
+  const DEEP = 100_000;
+  const deepArray = (n: number): string => `${'['.repeat(n)}${']'.repeat(n)}`;
+  const tooDeep = (where: string): object => ({ error: 'INVALID_JSON', reason: 'too_deep', detail: `${where}: nesting deeper than 64` });
+
+  it('100,000 levels deep: 400 INVALID_JSON too_deep on every body path, never 500; nothing of such a body is ingested', async () => {
+    const X = 'spiffe://example.org/ns/prod/sa/deep-neighbour';
+    const cases: [string, string, string, string][] = [
+      ['/v1/decisions', 'application/json', deepArray(DEEP), 'the body'],
+      ['/v1/decisions', 'application/json', `${'{"a":'.repeat(DEEP)}1${'}'.repeat(DEEP)}`, 'the body'],
+      ['/v1/decisions', 'application/x-ndjson', `${decision(X, 'allow', 1)}\n${deepArray(DEEP)}\n`, 'line 2'],
+      ['/v1/blocks', 'application/json', `{"agent_id":${deepArray(DEEP)}}`, 'the body'],
+      ['/v1/blocks/unblock', 'application/json', deepArray(DEEP), 'the body'],
+    ];
+    for (const [path, type, body, where] of cases) {
+      const r = await post(path, path === '/v1/decisions' ? ingest.token : admin.token, type, body);
+      expect([path, type, r.status, r.body]).toEqual([path, type, 400, tooDeep(where)]);
+    }
+    expect(await windowOf(X)).toMatchObject({ calls: 0 });
+    // the limit is 64: one level less is read (and is a bad record, not a decision), one more is not
+    expect(await post('/v1/decisions', ingest.token, 'application/json', `[${deepArray(63)}]`)).toMatchObject({ status: 202, body: { accepted: 0, invalid: 1 } });
+    expect(await post('/v1/decisions', ingest.token, 'application/json', `[${deepArray(64)}]`)).toEqual({ status: 400, body: tooDeep('the body') });
+    expect((await request(`${big.base}/healthz`)).status).toBe(200);
+  });
+
+  it('a repeated key: 400 INVALID_JSON duplicate_key for decisions (JSON and NDJSON) and blocks; nothing is ingested or blocked', async () => {
+    const VICTIM = 'spiffe://example.org/ns/prod/sa/dup-victim';
+    const OTHER = 'spiffe://example.org/ns/prod/sa/dup-other';
+    // JSON.parse keeps the last of two keys, other parsers the first: the body would mean two things
+    const twice = (id: string): string => decision(VICTIM, 'deny', 2).replace(`"agent_id":"${VICTIM}"`, `"agent_id":"${id}","agent_id":"${VICTIM}"`);
+    const dup = { error: 'INVALID_JSON', reason: 'duplicate_key' };
+    expect(await post('/v1/decisions', ingest.token, 'application/json', `[${decision(OTHER, 'allow', 1)},${twice(OTHER)}]`)).toEqual({ status: 400, body: { ...dup, detail: 'the body: duplicate key "agent_id"' } });
+    expect(await post('/v1/decisions', ingest.token, 'application/x-ndjson', `${decision(OTHER, 'allow', 1)}\n${twice(OTHER)}\n`)).toEqual({ status: 400, body: { ...dup, detail: 'line 2: duplicate key "agent_id"' } });
+    const block = await post('/v1/blocks', admin.token, 'application/json', `{"agent_id":"${OTHER}","agent_id":"${VICTIM}","reason":"r","authorized_by":"a"}`);
+    expect(block).toEqual({ status: 400, body: { ...dup, detail: 'the body: duplicate key "agent_id"' } });
+    const escaped = await post('/v1/blocks', admin.token, 'application/json', `{"agent_id":"${OTHER}","agent\\u005fid":"${VICTIM}","reason":"r","authorized_by":"a"}`);
+    expect([escaped.status, escaped.body.reason]).toEqual([400, 'duplicate_key']);
+    for (const id of [VICTIM, OTHER]) {
+      expect(json(await request(`${big.base}/v1/identities/${enc(id)}`, { headers: { authorization: `Bearer ${admin.token}` } }))).toMatchObject({ state: 'active', window: { calls: 0 } });
+    }
+  });
+
+  it('bytes that are not UTF-8: 400 invalid_utf8 for a JSON body; in NDJSON the line is a bad record and its neighbours are ingested', async () => {
+    const Y = 'spiffe://example.org/ns/prod/sa/utf8-sender';
+    const bad = (line: string): Buffer => Buffer.concat([Buffer.from(line.replace('"allow"', '"allow","tool_name":"web.')), Buffer.from([0xff, 0xfe]), Buffer.from(line.endsWith('}') ? '"}' : '')]);
+    const badLine = bad(decision(Y, 'allow', 2).slice(0, -1) + '}');
+    const notUtf8 = { error: 'INVALID_JSON', reason: 'invalid_utf8', detail: 'the body is not valid UTF-8' };
+    expect(await post('/v1/decisions', ingest.token, 'application/json', badLine)).toEqual({ status: 400, body: notUtf8 });
+    const block = Buffer.concat([Buffer.from(`{"agent_id":"${Y}","reason":"r`), Buffer.from([0xc3]), Buffer.from('","authorized_by":"a"}')]);
+    expect(await post('/v1/blocks', admin.token, 'application/json', block)).toEqual({ status: 400, body: notUtf8 });
+    const body = Buffer.concat([Buffer.from(`${decision(Y, 'allow', 1)}\n`), badLine, Buffer.from(`\r\nnot json\n${decision(Y, 'allow', 3)}\n`)]);
+    const r = await post('/v1/decisions', ingest.token, 'application/x-ndjson', body);
+    expect(r).toEqual({
+      status: 202, body: {
+        accepted: 2, invalid: 2, trips: 0,
+        errors: [{ index: 1, reason: 'invalid_utf8', message: 'line 2 is not valid UTF-8' }, { index: 2, reason: 'invalid_json', message: expect.stringMatching(/^not valid JSON/) as unknown }],
+      },
+    });
+    expect(await windowOf(Y)).toMatchObject({ calls: 2 });
   });
 });

@@ -2,14 +2,20 @@
  * The operator API on `http.listen` (node:http, JSON, `/v1`), with `/metrics`, `/healthz`, `/readyz`.
  * README "Operator API" lists every endpoint. Errors are `{"error": CODE, "detail": "..."}` with the
  * code's HTTP status (src/core/errors.ts); never a stack trace.
+ *
+ * Every body is read with a size bound and parsed as a strict document (docs/spec.md#6-strict-documents):
+ * valid UTF-8, no repeated key, at most 64 levels deep. Identities are taken as given, never
+ * normalised (docs/spec.md#7-refusing-a-session).
  */
+import { isUtf8 } from 'node:buffer';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import { canonicalJson } from '../../core/canonical-json.js';
 import { ERROR_CODES, KillSwitchError, type ErrorCode } from '../../core/errors.js';
 import { spiffeIdError } from '../../core/spiffe-id.js';
+import { parseJsonStrict, StrictJsonError, type StrictJsonReason } from '../../core/strict-json.js';
 import type { Logger } from '../../ports/logger.js';
-import type { IngestRecord, OperatorService } from '../../service/operator-service.js';
+import type { IngestRecord, IngestResult, OperatorService } from '../../service/operator-service.js';
 import type { LedgerFeed } from '../../service/ledger-feed.js';
 import type { Authenticator} from './auth.js';
 import { DualControl, hasRole, RateLimiter, type Principal, type Role } from './auth.js';
@@ -34,10 +40,21 @@ const MAX_SSE_CLIENTS = 256;
 /** an SSE client this far behind is dropped; it resumes with Last-Event-ID */
 const MAX_SSE_BUFFER = 8 << 20;
 const MAX_TEXT = 1024;
+/** README: the 202 of an ingest lists the first 100 invalid records */
+const MAX_REPORTED_ERRORS = 100;
 
 class HttpError extends KillSwitchError {
   constructor(code: ErrorCode, detail: string, readonly headers: Record<string, string> = {}) {
     super(code, detail);
+  }
+}
+
+type BodyReason = StrictJsonReason | 'invalid_utf8';
+
+/** A body that is not a strict JSON document: 400 INVALID_JSON, and the rule it breaks in `reason`. */
+class BodyError extends HttpError {
+  constructor(readonly reason: BodyReason, detail: string) {
+    super('INVALID_JSON', detail);
   }
 }
 
@@ -81,14 +98,25 @@ function mediaType(req: IncomingMessage): string {
   return (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
 }
 
+/** A JSON body as text: a body that is not UTF-8 would otherwise be read with U+FFFD in place of its bad bytes. */
+function utf8Text(body: Buffer): string {
+  if (!isUtf8(body)) throw new BodyError('invalid_utf8', 'the body is not valid UTF-8');
+  return body.toString('utf8');
+}
+
+/** `parseJsonStrict`, its refusals as 400 INVALID_JSON; `where` names the part of the body (an NDJSON line). */
+function parseBody(text: string, where = 'the body'): unknown {
+  try {
+    return parseJsonStrict(text);
+  } catch (err) {
+    if (!(err instanceof StrictJsonError)) throw err;
+    throw new BodyError(err.reason, err.reason === 'invalid_json' ? `${where} is not valid JSON: ${err.message}` : `${where}: ${err.message}`);
+  }
+}
+
 async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
   if (mediaType(req) !== 'application/json') throw new HttpError('UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json');
-  const body = await readBody(req, max);
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch (err) {
-    throw new HttpError('INVALID_JSON', `the body is not valid JSON: ${(err as Error).message}`);
-  }
+  return parseBody(utf8Text(await readBody(req, max)));
 }
 
 function requireText(body: Record<string, unknown>, field: string): string {
@@ -98,22 +126,35 @@ function requireText(body: Record<string, unknown>, field: string): string {
   return v;
 }
 
+const identityInvalid = (field: string, reason: string): HttpError => new HttpError('IDENTITY_INVALID', `${field}: not a valid SPIFFE ID: ${reason}`);
+
 function requireAgentId(value: unknown, field = 'agent_id'): string {
   if (typeof value !== 'string' || value === '') throw new HttpError('REQUEST_INVALID', `${field}: required, a SPIFFE ID`);
   const err = spiffeIdError(value);
-  if (err !== null) throw new HttpError('REQUEST_INVALID', `${field}: not a SPIFFE ID: ${err}`);
+  if (err !== null) throw identityInvalid(field, err);
   return value;
 }
 
-/** `/v1/identities/{agent_id}`: the SPIFFE ID percent-encoded (`spiffe%3A%2F%2F...`) or with its slashes as they are. */
+/**
+ * `/v1/identities/{agent_id}`: the SPIFFE ID percent-encoded (`spiffe%3A%2F%2F...`) or with its slashes
+ * as they are. Of the characters a SPIFFE ID may hold, only ':' and '/' need encoding in a path, so only
+ * %3A and %2F are decoded: any other escape (`%61` for 'a') is a second spelling of some ID and stays in
+ * the text, to be refused as one. When the fully decoded text is itself no SPIFFE ID (`%3F` for a query,
+ * `%2E%2E`), that is the reason given.
+ */
 function agentIdFromPath(rawPath: string): string {
-  let decoded: string;
+  const field = 'agent_id in the path';
+  let decoded: string | undefined;
   try {
     decoded = decodeURIComponent(rawPath);
   } catch {
-    throw new HttpError('REQUEST_INVALID', 'agent_id in the path: bad percent-encoding');
+    // not decodable at all: refused below for the '%' it keeps
   }
-  return requireAgentId(decoded);
+  if (decoded !== undefined) {
+    const err = spiffeIdError(decoded);
+    if (err !== null) throw identityInvalid(field, err);
+  }
+  return requireAgentId(rawPath.replace(/%3a|%2f/gi, (e) => (e[2] === 'f' || e[2] === 'F' ? '/' : ':')), field);
 }
 
 function intParam(url: URL, name: string, dflt: number, min: number, max: number): number {
@@ -125,22 +166,66 @@ function intParam(url: URL, name: string, dflt: number, min: number, max: number
   return n;
 }
 
-/** POST /v1/decisions bodies: one JSON object, an array of them, or NDJSON. */
-async function ingestRecords(req: IncomingMessage, max: number): Promise<IngestRecord[]> {
+interface IngestBody {
+  /** what the service evaluates */
+  readonly records: IngestRecord[];
+  /** the index in the request of each of `records` */
+  readonly positions: number[];
+  /** records refused here, with their index in the request */
+  readonly rejected: IngestResult['errors'][number][];
+}
+
+/**
+ * POST /v1/decisions bodies: one JSON object, an array of them, or NDJSON. An NDJSON line that is not
+ * UTF-8 is a bad record of its own (its neighbours are still ingested); a line that is not JSON is left
+ * for the service to report. A repeated key or deep nesting in any line refuses the whole body: what
+ * such a line means depends on the parser that reads it, so none of it is stored anywhere.
+ */
+async function ingestBody(req: IncomingMessage, max: number): Promise<IngestBody> {
   const type = mediaType(req);
   if (type !== 'application/json' && type !== 'application/x-ndjson') throw new HttpError('UNSUPPORTED_MEDIA_TYPE', 'send decisions as application/json (an object or an array) or application/x-ndjson');
-  const text = (await readBody(req, max)).toString('utf8');
-  if (type === 'application/x-ndjson') {
-    return text.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l.trim() !== '').map((l) => ({ text: l }));
+  const body = await readBody(req, max);
+  const out: IngestBody = { records: [], positions: [], rejected: [] };
+  if (type === 'application/json') {
+    const doc = parseBody(utf8Text(body));
+    const items = Array.isArray(doc) ? doc : [doc];
+    items.forEach((d, i) => {
+      out.records.push({ text: JSON.stringify(d) });
+      out.positions.push(i);
+    });
+    return out;
   }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw new HttpError('INVALID_JSON', `the body is not valid JSON: ${(err as Error).message}`);
+  let index = 0;
+  for (let start = 0, lineNo = 1; start < body.length; lineNo++) {
+    const nl = body.indexOf(0x0a, start);
+    const end = nl === -1 ? body.length : nl;
+    const line = body.subarray(start, end > start && body[end - 1] === 0x0d ? end - 1 : end);
+    start = end + 1;
+    if (!isUtf8(line)) {
+      out.rejected.push({ index: index++, reason: 'invalid_utf8', message: `line ${lineNo} is not valid UTF-8` });
+      continue;
+    }
+    const text = line.toString('utf8');
+    if (text.trim() === '') continue;
+    try {
+      parseBody(text, `line ${lineNo}`);
+    } catch (err) {
+      // not JSON at all: a bad record like any other, reported by the service
+      if (!(err instanceof BodyError) || err.reason !== 'invalid_json') throw err;
+    }
+    out.records.push({ text });
+    out.positions.push(index++);
   }
-  const items = Array.isArray(doc) ? doc : [doc];
-  return items.map((d) => ({ text: JSON.stringify(d) }));
+  return out;
+}
+
+/** The service's answer for `body.records`, with the records refused here merged in, by their index in the request. */
+async function ingest(service: OperatorService, body: IngestBody): Promise<IngestResult> {
+  if (body.rejected.length === 0) return service.ingest(body.records);
+  // nothing left to evaluate: no trips in either mode
+  const r = body.records.length === 0 ? { accepted: 0, invalid: 0, trips: 0, errors: [] } : await service.ingest(body.records);
+  const errors = [...body.rejected, ...r.errors.map((e) => ({ ...e, index: body.positions[e.index]! }))].sort((a, b) => a.index - b.index);
+  return { accepted: r.accepted, invalid: r.invalid + body.rejected.length, trips: r.trips, errors: errors.slice(0, MAX_REPORTED_ERRORS) };
 }
 
 export function createApiServer(o: ApiOptions): Server {
@@ -284,9 +369,10 @@ export function createApiServer(o: ApiOptions): Server {
       case '/v1/decisions': {
         only('POST');
         principalFor(req, 'ingest');
-        const records = await ingestRecords(req, o.maxBodyBytes);
-        if (records.length === 0) throw new HttpError('REQUEST_INVALID', 'no decisions in the body');
-        return send(res, 202, await o.service.ingest(records));
+        const body = await ingestBody(req, o.maxBodyBytes);
+        if (body.records.length + body.rejected.length === 0) throw new HttpError('REQUEST_INVALID', 'no decisions in the body');
+        if (body.rejected.length > 0) o.log.warn({ lines: body.rejected.length }, 'ingest: NDJSON lines that are not valid UTF-8 were refused (not evaluated, not kept in the DLQ)');
+        return send(res, 202, await ingest(o.service, body));
       }
       default:
         throw new HttpError('NOT_FOUND', `no endpoint ${rawPath}`);
@@ -297,6 +383,10 @@ export function createApiServer(o: ApiOptions): Server {
     route(req, res).catch((err: unknown) => {
       if (res.headersSent) {
         res.destroy();
+        return;
+      }
+      if (err instanceof BodyError) {
+        send(res, 400, { error: err.code, reason: err.reason, detail: err.message });
         return;
       }
       if (err instanceof KillSwitchError && ERROR_CODES[err.code].status !== undefined) {
