@@ -18,7 +18,8 @@ import { generateKeys, SIGNING_KEY_FILE } from './commands/keys.js';
 import { loadJwks, loadSigningKey } from './adapters/signing/keys.js';
 import { signingSetup } from './commands/signing.js';
 import { verify } from './commands/verify.js';
-import { USAGE, usageError } from './commands/usage.js';
+import { commandHelp, COMMANDS, USAGE, usageError } from './commands/usage.js';
+import { loadTokensFile } from './commands/tokens.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -27,22 +28,49 @@ function version(): string {
 
 type ParsedArgs = { values: Record<string, string | boolean | (string | boolean)[] | undefined>; positionals: string[] };
 
-function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>): ParsedArgs {
+function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>, command: string): ParsedArgs {
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (err) {
-    throw usageError((err as Error).message);
+    // parseArgs's own messages quote unevenly and explain `--`; say what is wrong in our words
+    const e = err as { code?: string; message: string };
+    const option = /'(-[^ ']+)/.exec(e.message)?.[1];
+    if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && option !== undefined) throw usageError(`${command}: unknown option ${option}`, command);
+    if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && option !== undefined) throw usageError(`${command}: ${option} needs a value`, command);
+    throw usageError(`${command}: ${e.message}`, command);
   }
 }
 
 function requireString(values: Record<string, unknown>, name: string, command: string): string {
   const v = values[name];
-  if (typeof v !== 'string' || v.length === 0) throw usageError(`${command}: --${name} is required`);
+  if (typeof v !== 'string' || v.length === 0) throw usageError(`${command}: --${name} is required`, command);
   return v;
+}
+
+/** `--help` or `-h` among a command's arguments (before a `--` that ends the options). */
+function asksForHelp(args: readonly string[]): boolean {
+  const end = args.indexOf('--');
+  return (end === -1 ? args : args.slice(0, end)).some((a) => a === '--help' || a === '-h');
+}
+
+/**
+ * What `run` would refuse at start beyond the config file itself: the signing key (present, readable,
+ * a key), the trusted keys, the token file. `--check-config` runs it, so a config it calls valid starts.
+ */
+function preflight(config: Config): void {
+  signingSetup(config, { requireKey: true });
+  if (config.signing?.jwks_file !== undefined) loadJwks(config.signing.jwks_file);
+  if (config.http?.tokens_file !== undefined) loadTokensFile(config.http.tokens_file);
 }
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // `keys --help`, `keys generate -h`, `run --help`: the command's help, whatever else is there
+  const helpFor = command === 'keys' || command === 'tokens' ? `${command} generate` : command;
+  if (helpFor !== undefined && helpFor in COMMANDS && asksForHelp(rest)) {
+    process.stdout.write(commandHelp(helpFor));
+    return 0;
+  }
   switch (command) {
     case undefined:
     case '--help':
@@ -57,10 +85,13 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parse(rest, {
         config: { type: 'string' },
         'check-config': { type: 'boolean' },
-      });
+        'schema-only': { type: 'boolean' },
+      }, 'run');
       const configFile = requireString(values, 'config', 'run');
+      if (values['schema-only'] === true && values['check-config'] !== true) throw usageError('run: --schema-only goes with --check-config', 'run');
       const config = loadConfig(configFile);
       if (values['check-config'] === true) {
+        if (values['schema-only'] !== true) preflight(config);
         process.stdout.write(`${configFile}: configuration is valid\n`);
         return 0;
       }
@@ -71,7 +102,7 @@ async function main(argv: string[]): Promise<number> {
         config: { type: 'string' },
         key: { type: 'string' },
         addenda: { type: 'string' },
-      });
+      }, 'replay');
       const config = loadConfig(requireString(values, 'config', 'replay'));
       const key = values.key;
       // Without --key the documents are unsigned (CONTRACTS.md section 7), whatever the config says.
@@ -80,17 +111,17 @@ async function main(argv: string[]): Promise<number> {
       return replay({ config, inputs: positionals, addendaFile: typeof addenda === 'string' ? addenda : undefined, signer });
     }
     case 'verify': {
-      const { values, positionals } = parse(rest, { jwks: { type: 'string' }, decisions: { type: 'string' } });
+      const { values, positionals } = parse(rest, { jwks: { type: 'string' }, decisions: { type: 'string' } }, 'verify');
       const jwks = requireString(values, 'jwks', 'verify');
-      if (positionals.length !== 1) throw usageError('verify: name exactly one ADDENDA file');
+      if (positionals.length !== 1) throw usageError('verify: name exactly one ADDENDA file', 'verify');
       const decisions = values.decisions;
       return verify(jwks, positionals[0]!, typeof decisions === 'string' ? decisions : undefined);
     }
     case 'keys': {
       const [sub, ...args] = rest;
-      if (sub !== 'generate') throw usageError('keys: the only subcommand is "generate" (killswitch keys generate --out DIR)');
-      const { values, positionals } = parse(args, { out: { type: 'string' }, 'if-missing': { type: 'boolean' } });
-      if (positionals.length > 0) throw usageError(`keys generate: unexpected argument "${positionals[0]}"`);
+      if (sub !== 'generate') throw usageError('keys: the only subcommand is "generate"', 'keys generate');
+      const { values, positionals } = parse(args, { out: { type: 'string' }, 'if-missing': { type: 'boolean' } }, 'keys generate');
+      if (positionals.length > 0) throw usageError(`keys generate: unexpected argument "${positionals[0]}"`, 'keys generate');
       const out = requireString(values, 'out', 'keys generate');
       if (values['if-missing'] === true && existsSync(join(out, SIGNING_KEY_FILE))) {
         process.stdout.write(`signing key ${loadSigningKey(join(out, SIGNING_KEY_FILE)).kid} already in ${out}\n`);
@@ -103,9 +134,9 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'tokens': {
       const [sub, ...args] = rest;
-      if (sub !== 'generate') throw usageError('tokens: the only subcommand is "generate" (killswitch tokens generate --out DIR --name NAME --roles viewer,operator,ingest)');
-      const { values, positionals } = parse(args, { out: { type: 'string' }, name: { type: 'string' }, roles: { type: 'string' }, 'if-missing': { type: 'boolean' } });
-      if (positionals.length > 0) throw usageError(`tokens generate: unexpected argument "${positionals[0]}"`);
+      if (sub !== 'generate') throw usageError('tokens: the only subcommand is "generate"', 'tokens generate');
+      const { values, positionals } = parse(args, { out: { type: 'string' }, name: { type: 'string' }, roles: { type: 'string' }, 'if-missing': { type: 'boolean' } }, 'tokens generate');
+      if (positionals.length > 0) throw usageError(`tokens generate: unexpected argument "${positionals[0]}"`, 'tokens generate');
       const g = generateToken(requireString(values, 'out', 'tokens generate'), requireString(values, 'name', 'tokens generate'),
         requireString(values, 'roles', 'tokens generate').split(',').map((r) => r.trim()).filter((r) => r !== ''), values['if-missing'] === true);
       process.stdout.write(g.created
@@ -119,27 +150,27 @@ async function main(argv: string[]): Promise<number> {
     case 'blocks': {
       const { values, positionals } = parse(rest, {
         url: { type: 'string' }, 'token-file': { type: 'string' }, reason: { type: 'string' }, by: { type: 'string' }, json: { type: 'boolean' },
-      });
+      }, command);
       const tokenFile = values['token-file'];
       const url = typeof values.url === 'string' ? values.url : process.env.KILLSWITCH_URL ?? 'http://127.0.0.1:8080';
       try {
         new URL(url);
       } catch {
-        throw usageError(`${command}: --url ${url} is not a URL`);
+        throw usageError(`${command}: --url ${url} is not a URL`, command);
       }
       const o = { url, token: operatorToken(typeof tokenFile === 'string' ? tokenFile : undefined, process.env), json: values.json === true, out: process.stdout };
       if (command === 'blocks') {
-        if (positionals.length > 0) throw usageError(`blocks: unexpected argument "${positionals[0]}"`);
+        if (positionals.length > 0) throw usageError(`blocks: unexpected argument "${positionals[0]}"`, 'blocks');
         return operatorBlocks(o);
       }
-      if (positionals.length !== 1) throw usageError(`${command}: name exactly one AGENT_ID`);
+      if (positionals.length !== 1) throw usageError(`${command}: name exactly one AGENT_ID`, command);
       const agentId = positionals[0]!;
       if (command === 'status') return operatorStatus(o, agentId);
       return operatorAction(o, command, agentId, requireString(values, 'reason', command), requireString(values, 'by', command));
     }
     case 'authz': {
-      const { values, positionals } = parse(rest, { config: { type: 'string' } });
-      if (positionals.length > 0) throw usageError(`authz: unexpected argument "${positionals[0]}"`);
+      const { values, positionals } = parse(rest, { config: { type: 'string' } }, 'authz');
+      if (positionals.length > 0) throw usageError(`authz: unexpected argument "${positionals[0]}"`, 'authz');
       const config = loadConfig(requireString(values, 'config', 'authz'));
       // the public keys are enough; the private key is read only when no JWKS is configured
       const trusted = config.signing?.jwks_file !== undefined ? loadJwks(config.signing.jwks_file) : signingSetup(config, { requireKey: false }).trusted;
@@ -149,7 +180,7 @@ async function main(argv: string[]): Promise<number> {
       return code;
     }
     default:
-      throw usageError(`unknown command "${command}" (try: killswitch --help)`);
+      throw usageError(`unknown command "${command}"`);
   }
 }
 
@@ -160,7 +191,7 @@ async function run(config: Config, configFile: string, inputs: string[]): Promis
     log.warn({ allow_unsigned: true }, 'signing.allow_unsigned is set: kill events and addenda are NOT signed; session guards and regulators cannot tell them from forgeries');
   }
   if (config.kafka !== undefined) {
-    if (inputs.length > 0) throw usageError('run: INPUT files are for embedded mode; in Kafka mode decisions come from the decisions topic');
+    if (inputs.length > 0) throw usageError('run: INPUT files are for embedded mode; in Kafka mode decisions come from the decisions topic', 'run');
     // Loaded here: the Kafka mode's modules are not needed by replay, embedded runs, verify or keys.
     const { runKafka } = await import('./commands/run-kafka.js');
     const code = await runKafka(config, signing.signer, signing.trusted, log);

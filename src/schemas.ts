@@ -62,17 +62,36 @@ export function validator(name: SchemaName): ValidateFunction {
 
 /**
  * A schema someone else registered (Schema Registry): compiled leniently (unknown keywords and formats
- * are annotations to us), in its own Ajv instance so it cannot clash with ours by $id.
+ * are annotations to us), in its own Ajv instance so it cannot clash with ours by $id. `references` are
+ * the schemas it names in its registry references, by reference name (what its `$ref`s say). Throws
+ * when Ajv cannot compile it (a draft-04 boolean `exclusiveMaximum`, a `$ref` to nothing we were given):
+ * the caller refuses such a schema's records as `schema_unsupported` (docs/spec.md#8-bad-records-and-the-dlq).
  */
-export function compileForeignSchema(schema: object): ValidateFunction {
-  const foreign = new Ajv2020({ allErrors: true, strict: false, validateFormats: true });
+export function compileForeignSchema(schema: object, references: ReadonlyMap<string, object> = new Map()): ValidateFunction {
+  // logger off: an unknown format is ignored as the lenient mode says, not warned about on stderr per schema
+  const foreign = new Ajv2020({ allErrors: true, strict: false, validateFormats: true, logger: false });
   addFormats(foreign);
   // Registries mostly hold draft-07 schemas; their keywords validate the same way under 2020-12 here.
-  const { $schema: _dialect, ...body } = schema as Record<string, unknown>;
-  return foreign.compile(body);
+  const withoutDialect = (s: object): Record<string, unknown> => {
+    const { $schema: _dialect, ...body } = s as Record<string, unknown>;
+    return body;
+  };
+  for (const [name, referenced] of references) foreign.addSchema(withoutDialect(referenced), name);
+  return foreign.compile(withoutDialect(schema));
 }
 
 /** Ajv errors as `path: message` lines, the form config errors and DLQ reasons use. */
+/** What a schema's patterns mean, in words: a regular expression is no message for an operator. */
+const PATTERN_MEANING: Readonly<Record<string, string>> = {
+  '^(?:[^\\s:\\[\\]]+|\\[[0-9A-Fa-f:.]+\\]):[0-9]{1,5}$': 'must be host:port (or [IPv6-address]:port), e.g. 127.0.0.1:9092',
+  '^[a-zA-Z0-9._-]{1,249}$': 'must be a Kafka topic name: 1 to 249 letters, digits, ".", "_" or "-"',
+  '^[0-9a-f]{64}$': 'must be 64 lowercase hex digits (a SHA-256)',
+  '^[a-z0-9-]+$': 'must be lowercase letters, digits and "-"',
+  '^sha256:[0-9a-f]{64}$': 'must be "sha256:" and 64 lowercase hex digits',
+  '^[A-Za-z0-9_-]{43}$': 'must be 43 base64url characters (32 bytes)',
+  '^[A-Za-z0-9_-]{86}$': 'must be 86 base64url characters (a 64-byte Ed25519 signature)',
+};
+
 export function formatErrors(errors: readonly ErrorObject[] | null | undefined): string[] {
   if (errors === null || errors === undefined) return [];
   const lines = new Set<string>();
@@ -88,6 +107,9 @@ export function formatErrors(errors: readonly ErrorObject[] | null | undefined):
         break;
       case 'enum':
         lines.add(`${path}: must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`);
+        break;
+      case 'pattern':
+        lines.add(`${path}: ${PATTERN_MEANING[String(p.pattern)] ?? 'has the wrong form'}`);
         break;
       case 'if':
       case 'anyOf':

@@ -4,7 +4,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { ERROR_CODES, KillSwitchError, type ErrorCode } from '../core/errors.js';
-import { usageError } from './usage.js';
 
 export interface OperatorOptions {
   readonly url: string;
@@ -22,7 +21,7 @@ export function operatorToken(tokenFile: string | undefined, env: NodeJS.Process
     }
   }
   const t = env.KILLSWITCH_TOKEN;
-  if (t === undefined || t === '') throw usageError('set KILLSWITCH_TOKEN (or pass --token-file FILE) to a token for the operator API');
+  if (t === undefined || t === '') throw new KillSwitchError('USAGE', 'set KILLSWITCH_TOKEN (or pass --token-file FILE) to a token for the operator API');
   return t;
 }
 

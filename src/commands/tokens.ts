@@ -5,10 +5,11 @@
  */
 import { parseJsonStrict } from '../core/strict-json.js';
 import { randomBytes, createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HttpToken } from '../config/config.js';
 import { KillSwitchError } from '../core/errors.js';
+import { ensureOutDir, writeFailed } from './out-dir.js';
 
 export const TOKENS_FILE = 'tokens.json';
 const ROLES = new Set(['viewer', 'operator', 'ingest']);
@@ -40,15 +41,23 @@ export function generateToken(dir: string, name: string, roles: readonly string[
   if (!NAME.test(name)) throw new KillSwitchError('USAGE', `tokens generate: --name must be 1 to 64 letters, digits, ".", "_" or "-"`);
   const unknown = roles.find((r) => !ROLES.has(r));
   if (roles.length === 0 || unknown !== undefined) throw new KillSwitchError('USAGE', `tokens generate: --roles takes a comma-separated list of viewer, operator, ingest${unknown === undefined ? '' : ` (not "${unknown}")`}`);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  ensureOutDir(dir, 'tokens generate');
   const tokenFile = join(dir, `${name}.token`);
   const tokensFile = join(dir, TOKENS_FILE);
   if (ifMissing && existsSync(tokenFile) && existsSync(tokensFile)) return { tokenFile, tokensFile, created: false };
   const token = randomBytes(32).toString('base64url');
-  writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
-  chmodSync(tokenFile, 0o600);
+  try {
+    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+    chmodSync(tokenFile, 0o600);
+  } catch (err) {
+    throw writeFailed('tokens generate', tokenFile, err);
+  }
   const others = existsSync(tokensFile) ? loadTokensFile(tokensFile).filter((t) => t.name !== name) : [];
   const entry: HttpToken = { name, sha256: createHash('sha256').update(token).digest('hex'), roles: roles as HttpToken['roles'] };
-  writeFileSync(tokensFile, `${JSON.stringify([...others, entry], null, 2)}\n`, { mode: 0o644 });
+  try {
+    writeFileSync(tokensFile, `${JSON.stringify([...others, entry], null, 2)}\n`, { mode: 0o644 });
+  } catch (err) {
+    throw writeFailed('tokens generate', tokensFile, err);
+  }
   return { tokenFile, tokensFile, created: true };
 }

@@ -55,6 +55,8 @@ export interface Config {
     readonly fetch_max_bytes: number;
     readonly topics: {
       readonly decisions: string; readonly kills: string; readonly addenda: string; readonly dlq: string; readonly shadow: string; readonly operator_addenda: string;
+      /** filled in by parseConfig: `<decisions>.repartition` when not configured */
+      readonly repartition: string;
     };
   };
   readonly schema_registry?: { readonly url: string; readonly basic_auth?: { readonly username: string; readonly password: string } };
@@ -85,16 +87,55 @@ export const MIN_THRESHOLD = 0.0001;
 
 const VAR = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}/g;
 
-/** `${VAR}` / `${VAR:default}` substitution; `$${` is a literal `${`. Unset variables without a default are errors. */
-export function substituteEnv(text: string, env: NodeJS.ProcessEnv, problems: string[]): string {
+/** Stands in for an unset variable until the parsed config says which key it was under. */
+const UNSET = (name: string): string => `__killswitch_unset_${name}__`;
+const UNSET_IN = /__killswitch_unset_([A-Za-z_][A-Za-z0-9_]*)__/;
+
+/**
+ * `${VAR}` / `${VAR:default}` substitution; `$${` is a literal `${`. An unset variable without a default
+ * is an error, reported with the key it is under once the text is parsed (`unset`: the names, in order).
+ */
+export function substituteEnv(text: string, env: NodeJS.ProcessEnv, unset: string[]): string {
   return text.replace(VAR, (match, name: string | undefined, def: string | undefined) => {
     if (match === '$${') return '${';
     const value = env[name!];
     if (value !== undefined) return value;
     if (def !== undefined) return def;
-    problems.push(`\${${name}}: environment variable is not set and has no default`);
-    return '';
+    unset.push(name!);
+    return UNSET(name!);
   });
+}
+
+/** `path: ${VAR} ...` for every value that holds an unset variable's stand-in. */
+function unsetProblems(value: unknown, path: string, out: string[]): void {
+  if (typeof value === 'string') {
+    const m = UNSET_IN.exec(value);
+    if (m !== null) out.push(`${path === '' ? '/' : path}: \${${m[1]}}: environment variable is not set and has no default`);
+  } else if (Array.isArray(value)) {
+    value.forEach((v, i) => unsetProblems(v, `${path}/${i}`, out));
+  } else if (value !== null && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) unsetProblems(v, `${path}/${k}`, out);
+  }
+}
+
+/**
+ * Ports of the host:port values: 1 to 65535 (the schema checks their form). Run beside the schema, on a
+ * value that may not have passed it, so every problem is listed at once.
+ */
+function portProblems(raw: unknown, out: string[]): void {
+  const section = (key: string): Record<string, unknown> => {
+    const v = (raw as Record<string, unknown> | null)?.[key];
+    return v !== null && typeof v === 'object' ? v as Record<string, unknown> : {};
+  };
+  const check = (path: string, v: unknown): void => {
+    const m = typeof v === 'string' ? /:([0-9]{1,5})$/.exec(v) : null;
+    if (m !== null && !(Number(m[1]) >= 1 && Number(m[1]) <= 65535)) out.push(`${path}: port ${m[1]} is not between 1 and 65535`);
+  };
+  const brokers = section('kafka').brokers;
+  if (Array.isArray(brokers)) brokers.forEach((b, i) => check(`/kafka/brokers/${i}`, b));
+  check('/http/listen', section('http').listen);
+  check('/authz/listen', section('authz').listen);
+  check('/authz/metrics_listen', section('authz').metrics_listen);
 }
 
 function configError(file: string, lines: readonly string[]): KillSwitchError {
@@ -104,18 +145,30 @@ function configError(file: string, lines: readonly string[]): KillSwitchError {
 /** Parse and validate configuration text. Throws KillSwitchError(CONFIG_INVALID) listing every problem. */
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
-  const substituted = substituteEnv(text, env, problems);
-  if (problems.length > 0) throw configError(file, problems);
+  const unset: string[] = [];
+  const substituted = substituteEnv(text, env, unset);
   let raw: unknown;
   try {
-    raw = parseYaml(substituted, { prettyErrors: false, uniqueKeys: true });
+    raw = parseYaml(substituted, { prettyErrors: true, uniqueKeys: true });
   } catch (err) {
-    const msg = err instanceof Error ? err.message.split('\n')[0] ?? String(err) : String(err);
-    throw configError(file, [`/: not valid YAML or JSON: ${msg}`]);
+    // prettyErrors adds the position (and a code frame, after the first line)
+    const msg = (err instanceof Error ? err.message.split('\n')[0] ?? String(err) : String(err)).replace(/ at line \d+, column \d+:?$/, '');
+    const at = (err as { linePos?: readonly { line: number; col: number }[] }).linePos?.[0];
+    throw configError(file, [`/: not valid YAML or JSON${at === undefined ? '' : ` (line ${at.line}, column ${at.col})`}: ${msg}`]);
+  }
+  if (unset.length > 0) {
+    unsetProblems(raw, '', problems);
+    // a stand-in the parsed value does not hold (a variable in a key, a comment): by name only
+    if (problems.length === 0) problems.push(...unset.map((name) => `\${${name}}: environment variable is not set and has no default`));
+    throw configError(file, problems);
   }
   if (raw === null || raw === undefined) raw = {};
   const validate = validator('config');
-  if (!validate(raw)) throw configError(file, formatErrors(validate.errors));
+  if (!validate(raw)) {
+    const lines = formatErrors(validate.errors);
+    portProblems(raw, lines);
+    throw configError(file, lines);
+  }
   const cfg = raw as { kill_switch: Record<string, unknown> };
   const ks = cfg.kill_switch as { window_seconds: number; resolution_ms?: number; deny_rate_threshold: number;
     call_decisions: string[]; deny_decisions: string[] };
@@ -142,15 +195,18 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   });
   const topics = (raw as Config).kafka?.topics;
   if (topics !== undefined) {
+    // docs/spec.md#11-kafka-mode: the repartition topic is named after the decisions topic unless configured
+    (topics as { repartition?: string }).repartition ??= `${topics.decisions}.repartition`;
     const seen = new Map<string, string>();
     // in the order of the schema, so the later of two keys is the one reported
-    for (const key of ['decisions', 'kills', 'addenda', 'dlq', 'shadow', 'operator_addenda'] as const) {
+    for (const key of ['decisions', 'kills', 'addenda', 'dlq', 'shadow', 'operator_addenda', 'repartition'] as const) {
       const name = topics[key];
       const first = seen.get(name);
       if (first !== undefined) problems.push(`/kafka/topics/${key}: "${name}" is also /kafka/topics/${first}; every topic needs its own name`);
       else seen.set(name, key);
     }
   }
+  portProblems(raw, problems);
   if (problems.length > 0) throw configError(file, problems);
   return deepFreeze(raw as Config);
 }

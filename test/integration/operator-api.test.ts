@@ -326,7 +326,7 @@ describe('killswitch block | unblock | status | blocks', () => {
     const nb = cli(['unblock', Y, '--reason', 'r', '--by', 'x']);
     expect([nb.status, nb.stderr]).toEqual([1, `killswitch: NOT_BLOCKED: ${Y} is not blocked\n`]);
     const missing = cli(['block', Y, '--by', 'x']);
-    expect([missing.status, missing.stderr]).toEqual([2, 'killswitch: block: --reason is required\n']);
+    expect([missing.status, missing.stderr]).toEqual([2, 'killswitch: block: --reason is required (see: killswitch block --help)\n']);
     const down = runCli(['status', Y, '--url', `http://127.0.0.1:${closedPort}`], { env: { KILLSWITCH_TOKEN: 't' } });
     expect([down.status, down.stderr]).toEqual([1, `killswitch: cannot reach the service at http://127.0.0.1:${closedPort} (ECONNREFUSED)\n`]);
   });
