@@ -17,7 +17,7 @@ function importByName(specifier: string): string[] {
 describe('package exports', () => {
   it('deny-rate-killswitch/session offers the guard, its errors, the middleware and the authz server by name', () => {
     expect(importByName('deny-rate-killswitch/session')).toEqual(expect.arrayContaining([
-      'createSessionGuard', 'SessionGuard', 'KillSwitchTrippedError', 'KillSwitchUnavailableError',
+      'createSessionGuard', 'SessionGuard', 'KillSwitchTrippedError', 'KillSwitchUnavailableError', 'IdentityInvalidError',
       'nodeHttpGuard', 'expressGuard', 'fastifyGuard', 'createAuthzServer', 'FileLedgerSource', 'KafkaLedgerSource',
     ]));
   });
