@@ -44,7 +44,7 @@ export interface BlockInfo {
   readonly epoch: number;
   /** the kill event as read from the ledger (signature checked) */
   readonly event: KillEvent;
-  /** the section 6 refusal this identity now gets */
+  /** the refusal this identity now gets (docs/spec.md#7-refusing-a-session) */
   readonly refusal: Tripped;
 }
 

@@ -79,7 +79,7 @@ export function checkRequest(guard: SessionGuard, req: IncomingMessage, options:
   return ids.length === 1 ? guard.check(ids[0]) : guard.check(ids[0], ids.slice(1));
 }
 
-/** Write the refusal: its status, `application/json`, the section 6 body. */
+/** Write the refusal: its status, `application/json`, its body (docs/spec.md#7-refusing-a-session). */
 export function sendRefusal(res: ServerResponse, refusal: Refusal): void {
   res.writeHead(refusal.status, {
     'content-type': 'application/json',

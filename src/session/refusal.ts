@@ -97,14 +97,14 @@ export function identityInvalid(reason: string): IdentityInvalid {
   return r;
 }
 
-/** Thrown by `guard.assertAllowed()` for a blocked identity: `status` 403, `code` KILL_SWITCH_TRIPPED, the section 6 fields. */
+/** Thrown by `guard.assertAllowed()` for a blocked identity: `status` 403, `code` KILL_SWITCH_TRIPPED, the fields of the 403 body. */
 export class KillSwitchTrippedError extends KillSwitchError {
   readonly detail: string;
   readonly agent_id: string;
   readonly blocked_at: string;
   readonly trigger: string;
   readonly kill_event_id: string;
-  /** the section 6 response body */
+  /** the 403 response body (docs/spec.md#7-refusing-a-session) */
   readonly body: TrippedBody;
 
   constructor(refusal: Tripped) {

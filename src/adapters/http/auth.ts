@@ -1,5 +1,5 @@
 /**
- * Bearer tokens for the operator API (CONTRACTS.md section 8): the config holds only each token's
+ * Bearer tokens for the operator API (docs/spec.md#10-configuration): the config holds only each token's
  * SHA-256, compared in constant time against every configured token (no early exit, so timing says
  * nothing about which token nearly matched). `operator` includes `viewer`; `ingest` is separate.
  */
