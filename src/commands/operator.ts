@@ -98,7 +98,8 @@ export async function operatorBlocks(o: OperatorOptions): Promise<number> {
     cursor = page.next_cursor;
   }
   if (o.json) {
-    for (const e of all) o.out.write(`${JSON.stringify(e)}\n`);
+    // the API's page shape, as one page holding every block
+    o.out.write(`${JSON.stringify({ items: all, next_cursor: null, total: all.length })}\n`);
     return 0;
   }
   o.out.write(all.length === 0 ? 'no identity is blocked\n' : `blocked identities (${all.length}):\n`);

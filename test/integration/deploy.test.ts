@@ -724,7 +724,9 @@ describe('the compose path, run on loopback against the test broker', () => {
     const api = { KILLSWITCH_URL: `http://127.0.0.1:${httpPort}`, KILLSWITCH_TOKEN: token };
     const listed = runCli(['blocks', '--json'], { env: api });
     expect(listed.status, listed.stderr).toBe(0);
-    expect(listed.stdout.trim().split('\n').map((l) => obj(JSON.parse(l)).agent_id)).toEqual([bad]);
+    const page = obj(JSON.parse(listed.stdout));
+    expect(arr(page.items).map((e) => obj(e).agent_id)).toEqual([bad]);
+    expect([page.next_cursor, page.total]).toEqual([null, 1]);
     expect(runCli(['blocks'], { env: { ...api, KILLSWITCH_TOKEN: 'not-a-token' } }).status).toBe(1);
   }, 180_000);
 });

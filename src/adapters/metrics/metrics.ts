@@ -6,7 +6,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export function createMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'killswitch_process_' });
+  // prom-client's names already start with process_ or nodejs_: killswitch_process_cpu_seconds_total, ...
+  collectDefaultMetrics({ register: registry, prefix: 'killswitch_' });
   const r = { registers: [registry] };
   return {
     registry,
@@ -23,6 +24,8 @@ export function createMetrics() {
     tracked: new Gauge({ name: 'killswitch_tracked_identities', help: 'Identities with a window in memory', ...r }),
     blocked: new Gauge({ name: 'killswitch_blocked_identities', help: 'Identities blocked on the ledger', ...r }),
     lag: new Gauge({ name: 'killswitch_consumer_lag', help: 'Records behind the high watermark, per input partition this instance owns (from its assignment on)', labelNames: ['partition'] as const, ...r }),
+    forwarded: new Counter({ name: 'killswitch_forwarded_total', help: 'Decisions read on a partition other than their identity\'s owner partition and forwarded to it through the repartition topic', ...r }),
+    repartitionLag: new Gauge({ name: 'killswitch_repartition_consumer_lag', help: 'Records behind the high watermark, per repartition partition this instance owns (decisions forwarded to it, not yet evaluated)', labelNames: ['partition'] as const, ...r }),
     batchSeconds: new Histogram({ name: 'killswitch_batch_duration_seconds', help: 'Time to process and commit one batch', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], ...r }),
     restoreSeconds: new Histogram({ name: 'killswitch_restore_duration_seconds', help: 'Time from the assignment of a partition to its live processing: fencing the previous owner, finding offsets, re-reading the window', buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120], ...r }),
   };
