@@ -730,3 +730,70 @@ describe('the compose path, run on loopback against the test broker', () => {
     expect(runCli(['blocks'], { env: { ...api, KILLSWITCH_TOKEN: 'not-a-token' } }).status).toBe(1);
   }, 180_000);
 });
+
+describe('deploy/systemd', () => {
+  const unitFile = join(DEPLOY, 'systemd', 'killswitch.service');
+  /** The unit's [Service] settings, in order (a key may repeat: ExecStartPre, Environment). */
+  const service = (): [string, string][] => {
+    const text = readFileSync(unitFile, 'utf8');
+    const section = text.slice(text.indexOf('[Service]'), text.indexOf('[Install]'));
+    return section.split('\n').filter((l) => /^[A-Za-z]+=/.test(l)).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]);
+  };
+
+  it('systemd-analyze verify accepts the unit, and finds a misspelled key in a careless one', async () => {
+    const dir = tempDir('deploy-systemd-');
+    writeFileSync(join(dir, 'killswitch.service'), readFileSync(unitFile, 'utf8'));
+    const ok = await sh('systemd-analyze', ['verify', join(dir, 'killswitch.service')]);
+    expect(ok.out).toBe('');
+    expect(ok.status).toBe(0);
+    writeFileSync(join(dir, 'careless.service'), readFileSync(unitFile, 'utf8').replace('WorkingDirectory=', 'WorkingDir='));
+    const bad = await sh('systemd-analyze', ['verify', join(dir, 'careless.service')]);
+    expect(bad.out).toMatch(/Unknown key 'WorkingDir'/);
+  });
+
+  it('creates the user it runs as (sysusers), and runs in its state directory', () => {
+    const settings = new Map(service());
+    const sysusers = readFileSync(join(DEPLOY, 'systemd', 'killswitch.sysusers'), 'utf8');
+    expect(sysusers).toMatch(new RegExp(`^u ${settings.get('User')} - `, 'm'));
+    expect(settings.get('WorkingDirectory')).toBe(`/var/lib/${settings.get('StateDirectory')}`);
+  });
+
+  it('its commands, run as systemd runs them (state directory as working directory, stdin on /dev/null), start a service that stays up, serves the API and stops on SIGTERM', async () => {
+    const state = tempDir('deploy-systemd-state-');
+    const port = await freePort();
+    const env: NodeJS.ProcessEnv = { KILLSWITCH_HTTP_LISTEN: `127.0.0.1:${port}` };
+    for (const [k, v] of service()) {
+      if (k === 'Environment') {
+        const [name, value] = [v.slice(0, v.indexOf('=')), v.slice(v.indexOf('=') + 1)];
+        env[name] = value.replaceAll('/var/lib/killswitch', state);
+      }
+    }
+    // the paths of an installation: the project, the state directory, /etc/killswitch/config.yaml
+    const local = (cmd: string): string[] => cmd.replaceAll('/opt/deny-rate-killswitch/', `${ROOT}/`).replaceAll('/var/lib/killswitch', state)
+      .replace('/etc/killswitch/config.yaml', join(DEPLOY, 'systemd', 'config.yaml')).split(' ').filter((w) => w !== '')
+      .flatMap((w) => (w === '$KILLSWITCH_INPUTS' ? (env.KILLSWITCH_INPUTS ?? '').split(' ').filter((x) => x !== '') : [w]));
+    for (const [k, v] of service().filter(([key]) => key === 'ExecStartPre')) {
+      const [cmd, ...args] = local(v);
+      const r = await sh(cmd!, args, { cwd: state, env });
+      expect(r.status, `${k}=${v}\n${r.out}`).toBe(0);
+    }
+    const [cmd, ...args] = local(new Map(service()).get('ExecStart')!);
+    const child = spawn(cmd!, args, { cwd: state, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    child.stdout.on('data', (b: Buffer) => (log += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (log += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await until('/readyz', async () => ((await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined), () => log, 30_000);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(child.exitCode, log).toBeNull(); // still serving: it did not stop once stdin was read
+      const token = readFileSync(join(state, 'tokens', 'local-operator.token'), 'utf8').trim();
+      const blocks = await fetch(`http://127.0.0.1:${port}/v1/blocks`, { headers: { authorization: `Bearer ${token}` } });
+      expect(blocks.status).toBe(200);
+      expect(existsSync(join(state, 'kills.ndjson'))).toBe(true); // the ledger is in the state directory
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited, log).toBe(0);
+  }, 60_000);
+});
