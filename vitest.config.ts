@@ -8,7 +8,9 @@ export default defineConfig({
     reporters: ['default', './test/summary-reporter.ts'],
     teardownTimeout: 30_000, // stopping the broker and registry
     projects: [
-      { test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      // Unit tests are quick alone, but CI runs them beside the integration tests' broker on 2 cores:
+      // no test may depend on vitest's 5 s default (the long property tests carry budgets of their own).
+      { test: { name: 'unit', include: ['test/unit/**/*.test.ts'], testTimeout: 30_000 } },
       {
         test: {
           name: 'integration', include: ['test/integration/**/*.test.ts'],

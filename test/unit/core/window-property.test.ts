@@ -238,7 +238,7 @@ describe('window store + trip rule against the section 2 reference', () => {
       }),
       { numRuns: 800 },
     );
-  });
+  }, 60_000); // a property test: seconds alone, far more beside other test files on 2 busy cores
 
   it('gives the same trips and session lists when decisions carry identity handles, also when the interner starts over and slots are reused', () => {
     fc.assert(

@@ -396,7 +396,7 @@ describe('FastDecisionDecoder against the full decoder', () => {
     expect(seen.answered).toBeGreaterThan(2_000);
     expect(seen.refused).toBeGreaterThan(2_000);
     expect(seen.declinedValid).toBeGreaterThan(100);
-  });
+  }, 90_000); // a property test: seconds alone, far more beside other test files on 2 busy cores
 
   it('KafkaValueDecoder.decode of a plain value equals the full decoder, refusals and their messages included', () => {
     const kafka = new KafkaValueDecoder(full, undefined, 'decisions-value');
@@ -407,7 +407,7 @@ describe('FastDecisionDecoder against the full decoder', () => {
       }),
       { numRuns: 5_000, ...BOUNDED },
     );
-  });
+  }, 90_000); // a property test: seconds alone, far more beside other test files on 2 busy cores
 
   it('KafkaValueDecoder.decodeInto gives what decode gives, writing the common shape into one reused decision', () => {
     const kafka = new KafkaValueDecoder(full, undefined, 'decisions-value');
@@ -432,7 +432,7 @@ describe('FastDecisionDecoder against the full decoder', () => {
       { numRuns: 5_000, ...BOUNDED },
     );
     expect(reused).toBeGreaterThan(500);
-  });
+  }, 90_000); // a property test: seconds alone, far more beside other test files on 2 busy cores
 
   it('takes every valid record of the common shape (printable ASCII strings without escapes)', () => {
     const fast = new FastDecisionDecoder(classifier);
@@ -446,7 +446,7 @@ describe('FastDecisionDecoder against the full decoder', () => {
       }),
       { numRuns: 5_000, ...BOUNDED },
     );
-  });
+  }, 90_000); // a property test: seconds alone, far more beside other test files on 2 busy cores
 
   it('reads occurred_at right in runs of records of one minute (its cache of the last minute)', () => {
     // a minute, valid or not (Feb 29 of a common year, hour 24, ...), and the rest of each date-time in it (':' mostly)
@@ -483,7 +483,7 @@ describe('FastDecisionDecoder against the full decoder', () => {
       { numRuns: 3_000, ...BOUNDED },
     );
     expect(answered).toBeGreaterThan(3_000);
-  });
+  }, 90_000); // a property test: seconds alone, far more beside other test files on 2 busy cores
 
   it('reads runs of records of one shape right (its template of the last record), and breaks from it when the shape changes', () => {
     let answered = 0;
@@ -504,7 +504,7 @@ describe('FastDecisionDecoder against the full decoder', () => {
     );
     // many records of a run are valid and in the fast path's shape
     expect(answered).toBeGreaterThan(records / 4);
-  });
+  }, 90_000); // a property test: seconds alone, far more beside other test files on 2 busy cores
 
   it('stays right when its cache of valid IDs starts over', () => {
     const fast = new FastDecisionDecoder(classifier, 3);
@@ -514,7 +514,7 @@ describe('FastDecisionDecoder against the full decoder', () => {
       }),
       { numRuns: 500, ...BOUNDED },
     );
-  });
+  }, 90_000); // a property test: seconds alone, far more beside other test files on 2 busy cores
 });
 
 // --- the common shape is taken ----------------------------------------------------------------
