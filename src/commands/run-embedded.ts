@@ -6,7 +6,8 @@
 import { AddendumChains, type KillEvent } from '../core/documents.js';
 import { Evaluator, type Trip } from '../core/evaluator.js';
 import type { Config } from '../config/config.js';
-import { ledgerPaths, LedgerFileSink, lockDataDir, readLedger } from '../adapters/file/ledger-files.js';
+import { lockDataDir } from '../adapters/file/data-dir-lock.js';
+import { ledgerPaths, LedgerFileSink, readLedger } from '../adapters/file/ledger-files.js';
 import { FilePipeline } from '../pipeline/file-pipeline.js';
 import { tripRuleConfig } from '../pipeline/trip-rule-config.js';
 import type { Logger } from '../ports/logger.js';
@@ -38,7 +39,7 @@ const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n =
 export async function runEmbedded(options: RunOptions): Promise<number> {
   const { config, log, out } = options;
   const paths = ledgerPaths(config.data_dir);
-  const unlock = lockDataDir(paths);
+  const lock = await lockDataDir(paths.dir);
   const stop = new AbortController();
   const onSignal = (signal: string): void => {
     if (!stop.signal.aborted) log.info({ signal }, 'stopping: finishing the current line, leaving the rest unread');
@@ -150,7 +151,7 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
-    unlock();
+    await lock.release();
   }
 }
 

@@ -1,12 +1,13 @@
 /** `killswitch run` in embedded mode, as `npm start` runs it and as an operator restarts it. */
 import { once } from 'node:events';
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { canonicalDigest } from '../../src/core/hash.js';
 import {
   configFile, decision, signedConfigFile, type KillEventLine, ndjson, parseLines, repeat, runCli, startCli, tempDir, writeIn,
 } from '../helpers/cli.js';
+import { eventually } from '../helpers/http-request.js';
 
 const SCRAPER = 'spiffe://example.org/ns/prod/sa/scraper-agent';
 const SUPPORT = 'spiffe://example.org/ns/prod/sa/support-agent';
@@ -140,5 +141,40 @@ describe('killswitch run (embedded mode)', () => {
     expect(stdout).toMatch(/\nstopped: 10 decisions from 1 input: 1 new block/);
     // the lock is released: the next run starts
     expect(runCli(['run', '--config', cfg, writeIn(dir, 'y.ndjson', '')]).status).toBe(0);
+  });
+
+  it('takes over a lock left behind (one naming PID 1, or a live process of another program, or a socket of a killed run), refuses a second live run, with a data_dir longer than a socket address', async () => {
+    const dir = tempDir('lock-');
+    signedConfigFile(dir); // makes the keys
+    // 150 bytes and more: longer than the 107 a Unix socket address holds
+    const dataDir = join(dir, 'd'.repeat(60), 'e'.repeat(60), 'data');
+    const cfg = configFile(dir, {}, {
+      data_dir: dataDir, signing: { private_key_file: join(dir, 'keys/signing-key.pem'), jwks_file: join(dir, 'keys/jwks.json') },
+    });
+    mkdirSync(dataDir, { recursive: true });
+    const empty = writeIn(dir, 'empty.ndjson', '');
+    // a restarted container's process is PID 1 again, the PID a stale lock names; or the PID is reused
+    for (const pid of [1, process.pid]) {
+      writeFileSync(join(dataDir, 'killswitch.lock'), `${pid}\n`);
+      const r = runCli(['run', '--config', cfg, empty]);
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+    }
+
+    const owner = startCli(['run', '--config', cfg, '-']);
+    let out = '';
+    owner.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    await eventually(() => Promise.resolve(out), (o) => o.includes('reading stdin') || owner.exitCode !== null, 30_000);
+    const second = runCli(['run', '--config', cfg, empty]);
+    expect(second.status).toBe(2);
+    expect(second.stderr).toBe(`killswitch: data_dir ${dataDir} is in use by another killswitch process (pid ${owner.pid})\n`);
+
+    // SIGKILL leaves the socket file behind; the kernel closed the socket, so the next run takes it over
+    owner.kill('SIGKILL');
+    await once(owner, 'exit');
+    expect(existsSync(join(dataDir, 'killswitch.lock'))).toBe(true);
+    const after = runCli(['run', '--config', cfg, empty]);
+    expect(after.stderr).toBe('');
+    expect(after.status).toBe(0);
   });
 });

@@ -4,8 +4,7 @@
  * Appends are fsynced before a trip counts as written; at start the ledger is read back so a restart
  * never lifts a block and every addendum chain continues where it stopped.
  */
-import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync,
-  unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalJson } from '../../core/canonical-json.js';
 import type { KillEvent, ShadowEvent, TraceAddendum } from '../../core/documents.js';
@@ -19,7 +18,6 @@ export interface LedgerPaths {
   readonly addenda: string;
   readonly dlq: string;
   readonly shadow: string;
-  readonly lock: string;
 }
 
 export function ledgerPaths(dataDir: string): LedgerPaths {
@@ -29,7 +27,6 @@ export function ledgerPaths(dataDir: string): LedgerPaths {
     addenda: join(dataDir, 'addenda.ndjson'),
     dlq: join(dataDir, 'dlq.ndjson'),
     shadow: join(dataDir, 'shadow.ndjson'),
-    lock: join(dataDir, 'killswitch.lock'),
   };
 }
 
@@ -84,43 +81,6 @@ export function readLedger(paths: LedgerPaths): LedgerContents {
     addenda: readDocuments<TraceAddendum>(paths.addenda, 'addendum', repaired),
     repaired,
   };
-}
-
-/**
- * One process per data_dir: two writers would fork the addendum chains. The lock holds the owner's
- * pid; a lock left by a process that no longer exists is taken over.
- */
-export function lockDataDir(paths: LedgerPaths): () => void {
-  mkdirSync(paths.dir, { recursive: true });
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      writeFileSync(paths.lock, `${process.pid}\n`, { flag: 'wx' });
-      return () => {
-        try {
-          unlinkSync(paths.lock);
-        } catch {
-          // already gone
-        }
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number.parseInt(readFileSync(paths.lock, 'utf8'), 10);
-      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
-        throw new KillSwitchError('CONFIG_INVALID', `data_dir ${paths.dir} is in use by another killswitch process (pid ${pid})`);
-      }
-      unlinkSync(paths.lock);
-    }
-  }
-  throw new KillSwitchError('CONFIG_INVALID', `data_dir ${paths.dir}: cannot take the lock ${paths.lock}`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function appendDurably(fd: number, line: string, file: string): void {
