@@ -83,7 +83,7 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
     const pipeline = new FilePipeline(evaluator, chains, sink, options.signer, {
       onBadLine: (bad) => {
         log.warn({ file: bad.file, line: bad.line, reason: bad.reason, detail: bad.message }, 'invalid decision skipped');
-        sink.writeDlq({ file: bad.file, line: bad.line, reason: bad.reason, message: bad.message, key: bad.key, raw: bad.raw });
+        sink.writeDlq(bad);
         metrics.dlq.inc({ reason: bad.reason });
       },
       onTrip: (trip, killEvent) => {

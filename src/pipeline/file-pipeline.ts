@@ -10,7 +10,7 @@ import { futureTimestampError } from '../core/time.js';
 import type { Signer } from '../ports/signer.js';
 import type { TripSink } from '../ports/trip-sink.js';
 import { type BadRecordReason, DecisionDecoder, keyText } from '../adapters/serde/decision-decoder.js';
-import { readNdjson } from '../adapters/file/ndjson-reader.js';
+import { type LinePosition, readNdjson, type TooLongLine } from '../adapters/file/ndjson-reader.js';
 import { shadowDocument, tripDocuments } from './trip-documents.js';
 
 export interface BadLine {
@@ -18,9 +18,11 @@ export interface BadLine {
   readonly line: number;
   readonly reason: BadRecordReason;
   readonly message: string;
-  /** the line as read (absent for over-long lines) */
-  readonly raw?: string;
+  /** the whole line as read, without its LF (absent for over-long lines); valid during the hook only */
+  readonly raw?: Buffer;
   readonly key?: string;
+  /** an over-long line: its length, first bytes and hash */
+  readonly tooLong?: TooLongLine;
 }
 
 export interface PipelineHooks {
@@ -68,24 +70,28 @@ export class FilePipeline {
   async processFile(path: string, signal?: AbortSignal): Promise<void> {
     const name = streamName(path);
     const clock = this.evaluator.openStream(name, { file: name });
+    const position: LinePosition = { start: 0, end: 0, raw: Buffer.alloc(0) };
     const lines = await readNdjson(path, {
       line: (bytes, key, lineNo) => {
         const r = this.decoder.decodeBytes(bytes, key ?? null);
         if (!r.ok) {
-          this.badRecord(clock, r, lineNo, bytes.toString('utf8'), keyText(key ?? null));
+          this.badRecord(clock, r, lineNo, position.raw, keyText(key ?? null));
           return undefined;
         }
         const future = futureTimestampError(r.decision.timeMs, this.now(), this.maxFutureSkewMs);
         if (future !== null) {
-          this.badRecord(clock, { reason: 'future_timestamp', message: future }, lineNo, bytes.toString('utf8'), keyText(key ?? null));
+          this.badRecord(clock, { reason: 'future_timestamp', message: future }, lineNo, position.raw, keyText(key ?? null));
           return undefined;
         }
         return this.evaluate(clock, r.decision, lineNo);
       },
-      tooLong: (lineNo, length) => {
-        this.bad({ file: name, line: lineNo, reason: 'too_large', message: `line of ${length} bytes is longer than the limit` });
+      invalidUtf8: (lineNo, raw) => {
+        this.bad({ file: name, line: lineNo, reason: 'invalid_utf8', message: 'the line is not valid UTF-8', raw });
       },
-    }, signal === undefined ? {} : { signal });
+      tooLong: (lineNo, tooLong) => {
+        this.bad({ file: name, line: lineNo, reason: 'too_large', message: `line of ${tooLong.length} bytes is longer than the limit`, tooLong });
+      },
+    }, { position, ...(signal === undefined ? {} : { signal }) });
     this.counts.lines += lines;
     this.noteTime(clock);
     this.evaluator.closeStream(clock);
@@ -97,9 +103,9 @@ export class FilePipeline {
    */
   processLine(clock: StreamClock, text: string, key: string | undefined, lineNo: number): Promise<void> | BadLine | undefined {
     const r = this.decoder.decodeText(text, key);
-    if (!r.ok) return this.badRecord(clock, r, lineNo, text, key);
+    if (!r.ok) return this.badRecord(clock, r, lineNo, Buffer.from(text), key);
     const future = futureTimestampError(r.decision.timeMs, this.now(), this.maxFutureSkewMs);
-    return future === null ? this.evaluate(clock, r.decision, lineNo) : this.badRecord(clock, { reason: 'future_timestamp', message: future }, lineNo, text, key);
+    return future === null ? this.evaluate(clock, r.decision, lineNo) : this.badRecord(clock, { reason: 'future_timestamp', message: future }, lineNo, Buffer.from(text), key);
   }
 
   private evaluate(clock: StreamClock, decision: Decision, lineNo: number): Promise<void> | undefined {
@@ -108,8 +114,8 @@ export class FilePipeline {
     return trip === null ? undefined : this.emit(trip);
   }
 
-  private badRecord(clock: StreamClock, r: { reason: BadRecordReason; message: string }, lineNo: number, text: string, key: string | undefined): BadLine {
-    const b: BadLine = { file: clock.name, line: lineNo, reason: r.reason, message: r.message, raw: text, ...(key !== undefined ? { key } : {}) };
+  private badRecord(clock: StreamClock, r: { reason: BadRecordReason; message: string }, lineNo: number, raw: Buffer, key: string | undefined): BadLine {
+    const b: BadLine = { file: clock.name, line: lineNo, reason: r.reason, message: r.message, raw, ...(key !== undefined ? { key } : {}) };
     this.bad(b);
     return b;
   }

@@ -1,7 +1,9 @@
 /** Bad input never stops the stream: every bad line is reported with file and line, counted, skipped. */
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { configFile, decision, type KillEventLine, ndjson, parseLines, repeat, runCli, tempDir, writeIn } from '../helpers/cli.js';
+import { configFile, decision, type KillEventLine, ndjson, parseLines, repeat, runCli, signedConfigFile, tempDir, writeIn } from '../helpers/cli.js';
 
 const A = 'spiffe://example.org/agent/a';
 
@@ -110,5 +112,88 @@ describe('killswitch replay: bad input lines', () => {
     const kills = parseLines<KillEventLine>(r.stdout);
     expect(kills.map((k) => k.agent_id)).toEqual([A]);
     expect(kills[0]!.evidence).toMatchObject({ calls: 10, denies: 10, source: { line_from: 1, line_to: lines.length } });
+  });
+});
+
+/** Lines of a file as bytes, without their LF. */
+function byteLines(file: string): Buffer[] {
+  const all = readFileSync(file);
+  const out: Buffer[] = [];
+  let start = 0;
+  for (let nl = all.indexOf(0x0a); nl !== -1; nl = all.indexOf(0x0a, start)) {
+    out.push(all.subarray(start, nl));
+    start = nl + 1;
+  }
+  return out;
+}
+
+interface DlqLine {
+  file: string;
+  line: number;
+  reason: string;
+  message: string;
+  key?: string;
+  raw?: string;
+  raw_base64?: string;
+  sample_base64?: string;
+  length?: number;
+  sha256?: string;
+}
+
+describe('killswitch run: bad lines keep their bytes (data_dir/dlq.ndjson)', () => {
+  const invalidUtf8 = (decisionId: Buffer): Buffer => Buffer.concat([
+    Buffer.from('{"decision_id":"'), decisionId, Buffer.from(`","agent_id":"${A}","decision":"deny","occurred_at":"2026-11-23T09:00:09Z"}`),
+  ]);
+
+  it('keeps each bad line byte for byte: as text, in base64 when it is not UTF-8, and a sample, length and SHA-256 when it is over-long', () => {
+    const dir = tempDir('dlq-bytes-');
+    const cfg = signedConfigFile(dir);
+    const good = repeat(A, 'deny', 10, 0).map((l) => Buffer.from(l));
+    const bad = [
+      Buffer.from('spiffe://example.org/agent/other\t{"decision_id": "é ✓", "oops"\r'), // keyed, non-ASCII, CRLF
+      invalidUtf8(Buffer.from([0x64, 0xff, 0xfe, 0xc3])), // not UTF-8: text would replace these bytes
+      Buffer.concat([Buffer.from([0xff, 0x00, 0x7b]), Buffer.alloc(1_100_000, 0x61), Buffer.from([0xe2, 0x82])]), // over-long, not UTF-8 either
+    ];
+    const input = join(dir, 'in.ndjson');
+    writeFileSync(input, Buffer.concat([...good.slice(0, 3), bad[0]!, ...good.slice(3, 6), bad[1]!, ...good.slice(6), bad[2]!].flatMap((l) => [l, Buffer.from('\n')])));
+    const r = runCli(['run', '--config', cfg, input]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`BLOCKED ${A}`);
+    const lines = byteLines(input);
+    const dlq = parseLines<DlqLine>(readFileSync(join(dir, 'data/dlq.ndjson'), 'utf8'));
+    expect(dlq.map((d) => [d.line, d.reason])).toEqual([[4, 'invalid_json'], [8, 'invalid_utf8'], [13, 'too_large']]);
+
+    expect(dlq[0]).toMatchObject({ file: input, key: 'spiffe://example.org/agent/other' });
+    expect(Buffer.from(dlq[0]!.raw!, 'utf8')).toEqual(lines[3]);
+    expect(dlq[1]!.raw).toBeUndefined();
+    expect(Buffer.from(dlq[1]!.raw_base64!, 'base64')).toEqual(lines[7]);
+    expect(dlq[2]!.raw).toBeUndefined();
+    expect(dlq[2]!.raw_base64).toBeUndefined();
+    expect(dlq[2]!.length).toBe(lines[12]!.length);
+    expect(dlq[2]!.sha256).toBe(createHash('sha256').update(lines[12]!).digest('hex'));
+    expect(Buffer.from(dlq[2]!.sample_base64!, 'base64')).toEqual(lines[12]!.subarray(0, 65_536));
+  });
+
+  it('never lets a line that is not UTF-8 into signed evidence: it is invalid_utf8, and the trip waits for a valid decision', () => {
+    const dir = tempDir('dlq-utf8-');
+    const cfg = signedConfigFile(dir);
+    // nine denies, a tenth whose decision_id is not UTF-8, then a valid tenth
+    const input = join(dir, 'in.ndjson');
+    writeFileSync(input, Buffer.concat([
+      Buffer.from(ndjson(repeat(A, 'deny', 9, 0))), invalidUtf8(Buffer.from([0x78, 0xc0, 0xaf])), Buffer.from('\n'), Buffer.from(ndjson(repeat(A, 'deny', 1, 10))),
+    ]));
+    const replay = runCli(['replay', '--config', cfg, input]);
+    expect(replay.stderr).toBe(`${input}:10: invalid_utf8: the line is not valid UTF-8\n`);
+    const replayed = parseLines<KillEventLine>(replay.stdout);
+    expect(replayed.map((k) => k.evidence.source)).toEqual([{ file: input, line_from: 1, line_to: 11 }]);
+
+    const r = runCli(['run', '--config', cfg, input]);
+    expect(r.status).toBe(0);
+    const kills = readFileSync(join(dir, 'data/kills.ndjson'), 'utf8');
+    const addenda = readFileSync(join(dir, 'data/addenda.ndjson'), 'utf8');
+    expect(parseLines<KillEventLine>(kills).map((k) => k.evidence.source)).toEqual([{ file: input, line_from: 1, line_to: 11 }]);
+    for (const doc of [kills, addenda, replay.stdout]) expect(doc).not.toMatch(/\\ufffd|\uFFFD/i);
+    const dlq = parseLines<DlqLine>(readFileSync(join(dir, 'data/dlq.ndjson'), 'utf8'));
+    expect(dlq).toEqual([{ file: input, line: 10, reason: 'invalid_utf8', message: 'the line is not valid UTF-8', raw_base64: byteLines(input)[9]!.toString('base64') }]);
   });
 });

@@ -11,6 +11,7 @@ import type { KillEvent, ShadowEvent, TraceAddendum } from '../../core/documents
 import { KillSwitchError } from '../../core/errors.js';
 import type { TripSink } from '../../ports/trip-sink.js';
 import { formatErrors, validator } from '../../schemas.js';
+import { dlqLine, type DlqInput } from './dlq-line.js';
 
 export interface LedgerPaths {
   readonly dir: string;
@@ -118,10 +119,10 @@ export class LedgerFileSink implements TripSink {
     return Promise.resolve();
   }
 
-  /** A bad input line, kept with its reason so nothing is lost. Not fsynced per line: it is a copy of input. */
-  writeDlq(entry: object): void {
+  /** A bad input line, kept with its reason and its bytes (dlq-line.ts). Not fsynced per line: it is a copy of input. */
+  writeDlq(bad: DlqInput): void {
     this.dlqFd ??= openSync(this.paths.dlq, 'a', 0o640);
-    writeSync(this.dlqFd, JSON.stringify(entry) + '\n');
+    writeSync(this.dlqFd, dlqLine(bad));
   }
 
   close(): Promise<void> {
