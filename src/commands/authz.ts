@@ -47,6 +47,9 @@ export async function runAuthz(config: Config, trusted: ReadonlyMap<string, Trus
       });
     }
     log.info({ listen: a.listen, source: source.description, identity_header: a.identity_header, failure_mode: a.failure_mode, trusted_keys: trusted.size }, 'authz listening');
+    // whatever log.level says: where it answers is what its operator needs first
+    process.stdout.write(`killswitch authz listening on http://${a.listen} (ledger: ${source.description}; failure_mode ${a.failure_mode})` +
+      `${a.metrics_listen === undefined ? '' : `, /metrics on http://${a.metrics_listen}`}\n`);
     if (a.failure_mode === 'open') log.warn({ failure_mode: 'open' }, 'authz lets through identities that are not valid SPIFFE IDs (counted in killswitch_guard_identity_invalid_total) and, while the ledger is not ready, every identity not known to be blocked');
     const signal = await stopped;
     log.info({ signal }, 'authz stopping');

@@ -127,15 +127,16 @@ function portProblems(raw: unknown, out: string[]): void {
     const v = (raw as Record<string, unknown> | null)?.[key];
     return v !== null && typeof v === 'object' ? v as Record<string, unknown> : {};
   };
-  const check = (path: string, v: unknown): void => {
+  // a listen address may ask for any free port (0); a broker is at a real one
+  const check = (path: string, v: unknown, lowest: number): void => {
     const m = typeof v === 'string' ? /:([0-9]{1,5})$/.exec(v) : null;
-    if (m !== null && !(Number(m[1]) >= 1 && Number(m[1]) <= 65535)) out.push(`${path}: port ${m[1]} is not between 1 and 65535`);
+    if (m !== null && !(Number(m[1]) >= lowest && Number(m[1]) <= 65535)) out.push(`${path}: port ${m[1]} is not between ${lowest} and 65535`);
   };
   const brokers = section('kafka').brokers;
-  if (Array.isArray(brokers)) brokers.forEach((b, i) => check(`/kafka/brokers/${i}`, b));
-  check('/http/listen', section('http').listen);
-  check('/authz/listen', section('authz').listen);
-  check('/authz/metrics_listen', section('authz').metrics_listen);
+  if (Array.isArray(brokers)) brokers.forEach((b, i) => check(`/kafka/brokers/${i}`, b, 1));
+  check('/http/listen', section('http').listen, 0);
+  check('/authz/listen', section('authz').listen, 0);
+  check('/authz/metrics_listen', section('authz').metrics_listen, 0);
 }
 
 function configError(file: string, lines: readonly string[]): KillSwitchError {

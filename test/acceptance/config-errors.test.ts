@@ -50,7 +50,7 @@ describe('killswitch run --check-config', () => {
     const r = check('http: { listen: "127.0.0.1:99999" }\nkafka: { brokers: ["localhost"], topics: { decisions: "bad topic!" } }\n');
     expect(r.status).toBe(2);
     expect(r.stderr.trim().split('\n').sort()).toEqual([
-      '/http/listen: port 99999 is not between 1 and 65535',
+      '/http/listen: port 99999 is not between 0 and 65535',
       '/kafka/brokers/0: must be host:port (or [IPv6-address]:port), e.g. 127.0.0.1:9092',
       '/kafka/topics/decisions: must be a Kafka topic name: 1 to 249 letters, digits, ".", "_" or "-"',
     ].sort());

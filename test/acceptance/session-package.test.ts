@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT, runCli, tempDir, writeIn } from '../helpers/cli.js';
+import { ROOT, runCli, startLogged, tempDir, writeIn } from '../helpers/cli.js';
 
 function importByName(specifier: string): string[] {
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(specifier)}); console.log(JSON.stringify(Object.keys(m).sort()));`], { cwd: ROOT, encoding: 'utf8' });
@@ -36,6 +36,29 @@ describe('killswitch authz start-up errors', () => {
     expect(r.stderr).toBe('killswitch: authz obeys only signed kill events: set signing.jwks_file (the keys trusted to sign them)\n');
   });
 
+  it('says where it listens whatever log.level is', async () => {
+    const dir = tempDir();
+    expect(runCli(['keys', 'generate', '--out', join(dir, 'keys')]).status).toBe(0);
+    const port = await new Promise<number>((resolve) => {
+      const s = createServer();
+      s.listen(0, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const cfg = writeIn(dir, 'quiet.json', JSON.stringify({
+      data_dir: join(dir, 'data'), signing: { jwks_file: join(dir, 'keys', 'jwks.json') }, authz: { listen: `127.0.0.1:${port}` }, log: { level: 'error' },
+    }));
+    const az = startLogged(['authz', '--config', cfg]);
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!az.log().includes('listening on') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(az.log()).toContain(`killswitch authz listening on http://127.0.0.1:${port}`);
+    } finally {
+      expect(await az.stop()).toBe(0);
+    }
+  });
+
   it('on an address already in use: one line naming the key, exit 2', async () => {
     const dir = tempDir();
     expect(runCli(['keys', 'generate', '--out', join(dir, 'keys')]).status).toBe(0);
@@ -57,6 +80,6 @@ describe('killswitch authz start-up errors', () => {
   it('with a stray argument: usage error, exit 2', () => {
     const r = runCli(['authz', '--config', 'x.json', 'extra']);
     expect(r.status).toBe(2);
-    expect(r.stderr).toBe('killswitch: authz: unexpected argument "extra"\n');
+    expect(r.stderr).toBe('killswitch: authz: unexpected argument "extra" (see: killswitch authz --help)\n');
   });
 });
