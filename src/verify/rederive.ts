@@ -24,7 +24,18 @@ export interface RederiveFailure {
   readonly agent_id: string;
 }
 
+/** Lines of the decisions file that are not decisions: the live run skipped them too, but a dump that is all of them (a registry-framed topic dumped as it is) re-derives nothing. */
+export interface SkippedDecisions {
+  readonly count: number;
+  /** how many of them start with Schema Registry framing (byte 0x00 and a schema id) */
+  readonly framed: number;
+  readonly by_reason: Record<string, number>;
+  /** the first few, by line number */
+  readonly first: readonly { readonly line: number; readonly reason: string; readonly message: string }[];
+}
+
 export interface RederiveResult {
+  readonly skipped: SkippedDecisions;
   readonly checked: number;
   readonly matched: number;
   /** later epochs: they follow an operator unblock whose place in the decision stream is not recorded */
@@ -45,7 +56,7 @@ export function defaultKillSwitchSettings(): KillSwitchSettings {
 
 const settingsKey = (s: KillSwitchSettings): string => JSON.stringify([s.window_seconds, s.deny_rate_threshold, s.min_calls]);
 
-async function firstTrips(decisionsFile: string, s: KillSwitchSettings): Promise<Map<string, Trip>> {
+async function firstTrips(decisionsFile: string, s: KillSwitchSettings): Promise<{ trips: Map<string, Trip>; skipped: SkippedDecisions }> {
   const windowMs = s.window_seconds * 1000;
   const evaluator = new Evaluator({
     enabled: true,
@@ -61,20 +72,35 @@ async function firstTrips(decisionsFile: string, s: KillSwitchSettings): Promise
   const decoder = new DecisionDecoder(evaluator.config.classifier);
   const clock = evaluator.openStream(decisionsFile, { file: decisionsFile });
   const trips = new Map<string, Trip>();
+  const skipped = { count: 0, framed: 0, by_reason: {} as Record<string, number>, first: [] as { line: number; reason: string; message: string }[] };
+  const skip = (line: number, reason: string, message: string, framed = false): void => {
+    skipped.count++;
+    if (framed) skipped.framed++;
+    skipped.by_reason[reason] = (skipped.by_reason[reason] ?? 0) + 1;
+    if (skipped.first.length < 5) skipped.first.push({ line, reason, message });
+  };
   await readNdjson(decisionsFile, {
     line: (bytes, key, lineNo) => {
       const r = decoder.decodeBytes(bytes, key ?? null);
-      if (!r.ok) return undefined;
+      if (!r.ok) {
+        const framed = bytes.length >= 5 && bytes[0] === 0;
+        skip(lineNo, r.reason, framed ? 'a Schema Registry framed value (byte 0x00 and a schema id): unframe the dump first (docs/regulators.md)' : r.message, framed);
+        return undefined;
+      }
       // the same refusal as a live run's (docs/spec.md#22-event-time-lateness-and-future-decisions): a
       // file carries no arrival, so the reader's clock stands in for it
-      if (futureTimestampError(r.decision.timeMs, Date.now(), DEFAULT_MAX_FUTURE_SKEW_MS) !== null) return undefined;
+      const future = futureTimestampError(r.decision.timeMs, Date.now(), DEFAULT_MAX_FUTURE_SKEW_MS);
+      if (future !== null) {
+        skip(lineNo, 'future_timestamp', future);
+        return undefined;
+      }
       const trip = evaluator.accept(clock, r.decision, lineNo);
       if (trip !== null && !trips.has(trip.agentId)) trips.set(trip.agentId, trip);
       return undefined;
     },
-    tooLong: () => undefined,
+    tooLong: (lineNo) => skip(lineNo, 'too_large', 'longer than the line limit'),
   });
-  return trips;
+  return { trips, skipped };
 }
 
 function compare(recorded: Evidence, derived: Evidence): string[] {
@@ -104,8 +130,11 @@ export async function rederive(decisionsFile: string, docs: readonly { index: nu
   let checked = 0;
   let matched = 0;
   let notRederivable = 0;
+  let skipped: SkippedDecisions | undefined;
   for (const { settings, docs: group } of groups.values()) {
-    const trips = await firstTrips(decisionsFile, settings);
+    const read = await firstTrips(decisionsFile, settings);
+    const trips = read.trips;
+    skipped ??= read.skipped;
     const firstOf = new Map<string, (typeof group)[number]>();
     for (const d of group) {
       const prior = firstOf.get(d.addendum.agent_id);
@@ -133,5 +162,5 @@ export async function rederive(decisionsFile: string, docs: readonly { index: nu
       message: `the decisions trip ${agent} at decision ${trip.evidence.tripping_decision_id} (${trip.evidence.window_end}), but no addendum records a block of it`,
     });
   }
-  return { checked, matched, not_rederivable: notRederivable, failures };
+  return { skipped: skipped!, checked, matched, not_rederivable: notRederivable, failures };
 }

@@ -117,7 +117,7 @@ export async function verifyAddenda(file: string, trusted: ReadonlyMap<string, T
     valid_addenda: count - bad.size,
     streams: chains.streams,
     failures,
-    ...(rederived === undefined ? {} : { rederived: { checked: rederived.checked, matched: rederived.matched, not_rederivable: rederived.not_rederivable } }),
+    ...(rederived === undefined ? {} : { rederived: { checked: rederived.checked, matched: rederived.matched, not_rederivable: rederived.not_rederivable, skipped: rederived.skipped } }),
     cannot_detect: CANNOT_DETECT,
   };
 }

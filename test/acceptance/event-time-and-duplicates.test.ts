@@ -4,7 +4,7 @@
  * decision stamped far in the future must not switch enforcement off for everyone else on its stream,
  * and a decision delivered many times counts once.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { configFile, decision, type KillEventLine, ndjson, parseLines, repeat, runCli, signedConfigFile, tempDir, writeIn } from '../helpers/cli.js';
@@ -86,5 +86,22 @@ describe('killswitch verify --decisions re-derives under the same rules', () => 
     expect(v.status, v.stdout).toBe(0);
     expect((JSON.parse(v.stdout) as { valid: boolean }).valid).toBe(true);
     expect(parseLines<KillEventLine>(readFileSync(join(runDir, 'data', 'kills.ndjson'), 'utf8')).map((k) => [k.agent_id, k.evidence.calls])).toEqual([[B, 10]]);
+  });
+
+  it('says when lines of the decisions file are not decisions, and names a dump of registry-framed values', () => {
+    const runDir = tempDir('verify-framed-');
+    const lines = repeat(B, 'deny', 10, 0);
+    const input = writeIn(runDir, 'input.ndjson', ndjson(lines));
+    expect(runCli(['run', '--config', signedConfigFile(runDir), input]).status).toBe(0);
+    // the same decisions as a kcat dump of a topic written through a registry serializer: 0x00, id, JSON
+    const framed = Buffer.concat(lines.map((l) => Buffer.concat([Buffer.from([0, 0, 0, 0, 7]), Buffer.from(`${l}\n`)])));
+    const dump = join(runDir, 'framed.ndjson');
+    writeFileSync(dump, framed);
+    const v = runCli(['verify', '--jwks', join(runDir, 'keys', 'jwks.json'), '--decisions', dump, join(runDir, 'data', 'addenda.ndjson')]);
+    expect(v.status).toBe(1);
+    expect(v.stderr).toContain(`10 line(s) of ${dump} are not decisions and were skipped, 10 of them Schema Registry framed values: unframe the dump first`);
+    const report = JSON.parse(v.stdout) as { rederived: { skipped: { count: number; framed: number } }; failures: { code: string }[] };
+    expect(report.rederived.skipped).toMatchObject({ count: 10, framed: 10 });
+    expect(report.failures.map((f) => f.code)).toEqual(['rederive_no_trip']);
   });
 });
