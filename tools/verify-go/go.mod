@@ -1,0 +1,3 @@
+module killswitch-verify-go
+
+go 1.22
