@@ -58,7 +58,7 @@ type Refusal = { readonly reason: BadRecordReason; readonly message: string };
 type SchemaReader =
   | { readonly kind: 'json'; readonly validate: ValidateFunction }
   | { readonly kind: 'avro'; readonly type: AvroType }
-  | ({ readonly kind: 'refused' } & Refusal);
+  | ({ readonly kind: 'refused'; /** from the registry's answer, not the schema: asked again after answerTtlMs */ readonly answered?: true } & Refusal);
 
 /** What the registry answered for an id or a reference, when it was not the schema. */
 class RegistryAnswer extends Error {
@@ -151,8 +151,8 @@ export class KafkaValueDecoder {
     if (p === undefined) {
       p = this.load(id)
         .then((s) => {
-          // refusals that came from the registry's answer are asked again later; the rest are for good
-          if (s.kind === 'refused' && (s.reason === 'registry_error' || s.reason === 'unknown_schema')) this.schemas.set(id, s, { ttl: this.answerTtlMs });
+          // refusals that came from the registry's answer are asked again later; what a schema says is for good
+          if (s.kind === 'refused' && s.answered === true) this.schemas.set(id, s, { ttl: this.answerTtlMs });
           else this.schemas.set(id, s);
           return s;
         })
@@ -170,11 +170,11 @@ export class KafkaValueDecoder {
       info = await this.ask(() => registry.getBySubjectAndId(this.subject, id), `schema id ${id}`);
     } catch (err) {
       if (!(err instanceof RegistryAnswer)) throw err;
-      if (err.status === 404) return { kind: 'refused', reason: 'unknown_schema', message: 'not found in the schema registry' };
-      return { kind: 'refused', reason: 'registry_error', message: `the schema registry answered ${err.message}` };
+      if (err.status === 404) return { kind: 'refused', reason: 'unknown_schema', message: 'not found in the schema registry', answered: true };
+      return { kind: 'refused', reason: 'registry_error', message: `the schema registry answered ${err.message}`, answered: true };
     }
-    if (typeof info?.schema !== 'string') return { kind: 'refused', reason: 'registry_error', message: 'the schema registry answered without a schema' };
-    if (info.ruleSet !== undefined && hasRules(info)) {
+    if (typeof info?.schema !== 'string') return { kind: 'refused', reason: 'registry_error', message: 'the schema registry answered without a schema', answered: true };
+    if (hasRules(info)) {
       return { kind: 'refused', reason: 'schema_unsupported', message: 'it carries data-contract rules (ruleSet), which this processor does not run' };
     }
     // Confluent's convention: no schemaType is Avro
@@ -188,8 +188,8 @@ export class KafkaValueDecoder {
       referenced = await this.references(info);
     } catch (err) {
       if (!(err instanceof RegistryAnswer)) throw err;
-      if (err.status === 404) return { kind: 'refused', reason: 'schema_unsupported', message: `a reference cannot be resolved: ${err.message}` };
-      return { kind: 'refused', reason: 'registry_error', message: `the schema registry answered ${err.message}` };
+      if (err.status === 404) return { kind: 'refused', reason: 'schema_unsupported', message: `a reference cannot be resolved: ${err.message}`, answered: true };
+      return { kind: 'refused', reason: 'registry_error', message: `the schema registry answered ${err.message}`, answered: true };
     }
     return type === 'JSON' ? jsonReader(info.schema, referenced) : this.avroReader(info);
   }
@@ -226,7 +226,7 @@ export class KafkaValueDecoder {
       const [type] = await this.ask(() => deserializer.toType(info), 'an Avro schema');
       return { kind: 'avro', type: type as unknown as AvroType };
     } catch (err) {
-      if (err instanceof RegistryAnswer) return { kind: 'refused', reason: 'registry_error', message: `the schema registry answered ${err.message}` };
+      if (err instanceof RegistryAnswer) return { kind: 'refused', reason: 'registry_error', message: `the schema registry answered ${err.message}`, answered: true };
       if (err instanceof KillSwitchError) throw err;
       return { kind: 'refused', reason: 'schema_unsupported', message: `not an Avro schema avsc can read: ${short(err)}` };
     }
@@ -274,7 +274,9 @@ function isNetworkError(err: unknown): boolean {
 }
 
 function hasRules(info: SchemaInfo): boolean {
-  const r = info.ruleSet!;
+  // a registry may send null for what it does not have
+  const r = info.ruleSet as SchemaInfo['ruleSet'] | null;
+  if (r === undefined || r === null) return false;
   return (r.migrationRules?.length ?? 0) + (r.domainRules?.length ?? 0) + (r.encodingRules?.length ?? 0) > 0;
 }
 

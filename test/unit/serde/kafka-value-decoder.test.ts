@@ -7,7 +7,8 @@
  * test/integration/kafka-registry.test.ts.
  */
 import { readFileSync } from 'node:fs';
-import { AvroDeserializer, type Client, RestError, type SchemaInfo, type SchemaMetadata, SerdeType } from '@confluentinc/schemaregistry';
+import { createServer } from 'node:net';
+import { AvroDeserializer, type Client, RestError, type SchemaInfo, type SchemaMetadata, SchemaRegistryClient, SerdeType } from '@confluentinc/schemaregistry';
 import { describe, expect, it } from 'vitest';
 import { createClassifier } from '../../../src/core/decision-class.js';
 import { KillSwitchError } from '../../../src/core/errors.js';
@@ -159,6 +160,16 @@ describe('KafkaValueDecoder: what the registry answers', () => {
     expect(registry.calls).toEqual(['id 9', 'id 9']);
   });
 
+  it('the real registry client, nothing listening on its port: KAFKA_FAILED', async () => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    await new Promise((resolve) => server.close(resolve));
+    const client = new SchemaRegistryClient({ baseURLs: [`http://127.0.0.1:${port}`], maxRetries: 0 });
+    const kafka = new KafkaValueDecoder(decisions, client, 'decisions-value');
+    await expect(kafka.decode(value, null)).rejects.toMatchObject({ code: 'KAFKA_FAILED', message: expect.stringContaining('unreachable') as unknown });
+  });
+
   it('no answer in time throws KAFKA_FAILED', async () => {
     const kafka = new KafkaValueDecoder(decisions, fakeRegistry({ 9: 'hang' }), 'decisions-value', { registryTimeoutMs: 50 });
     await expect(kafka.decode(value, null)).rejects.toMatchObject({ code: 'KAFKA_FAILED', message: expect.stringContaining('did not answer') as unknown });
@@ -191,6 +202,22 @@ describe('KafkaValueDecoder: what the registry answers', () => {
     for (const id of [1, 2, 4, 5, 6]) expect(refusal(await kafka.decode(frame(id, json(decision())), null)), `schema ${id}`).toEqual({ reason: 'schema_unsupported' });
     expect(refusal(await kafka.decode(frame(3, json(decision())), null))).toBe('ok');
     expect(refusal(await kafka.decode(frame(3, json(decision({ decision_id: 'x' }))), null))).toEqual({ reason: 'schema_invalid' });
+  });
+
+  it('a reference the registry answers 404 for is asked again once the answer expires; a null ruleSet is no rule', async () => {
+    const withRef = json({ type: 'object', properties: { decision_id: { $ref: 'id.json' } } });
+    const registry = fakeRegistry({
+      1: { schema: withRef, schemaType: 'JSON', references: [{ name: 'id.json', subject: 'late', version: 1 }] },
+      2: { schema: '{"type":"object"}', schemaType: 'JSON', ruleSet: null } as unknown as SchemaInfo,
+    });
+    const kafka = new KafkaValueDecoder(decisions, registry, 'decisions-value', { answerTtlMs: 50 });
+    expect(refusal(await kafka.decode(frame(1, json(decision())), null))).toEqual({ reason: 'schema_unsupported' });
+    expect(refusal(await kafka.decode(frame(1, json(decision())), null))).toEqual({ reason: 'schema_unsupported' });
+    expect(registry.calls).toEqual(['id 1', 'late/1']);
+    await new Promise((r) => setTimeout(r, 80));
+    await kafka.decode(frame(1, json(decision())), null);
+    expect(registry.calls).toEqual(['id 1', 'late/1', 'id 1', 'late/1']);
+    expect(refusal(await kafka.decode(frame(2, json(decision())), null))).toBe('ok');
   });
 
   it('a framed JSON value is strict like a plain one: invalid UTF-8 and duplicate keys are refused', async () => {
