@@ -110,7 +110,8 @@ describe('killswitch run (Kafka mode)', () => {
       const A = 'spiffe://example.org/agent/dlq';
       const framedUnknown = Buffer.concat([Buffer.from([0, 0x7f, 0xff, 0xff, 0xf0]), Buffer.from(decision(A, 'deny', 1))]);
       const bad: { value: Buffer | string; key?: string; reason: string }[] = [
-        { value: Buffer.from([0xff, 0xfe, 0x00, 0x13, 0x37]), reason: 'invalid_json' },
+        // not UTF-8 (docs/spec.md#1-decision-events, "Encoding")
+        { value: Buffer.from([0xff, 0xfe, 0x00, 0x13, 0x37]), reason: 'invalid_utf8' },
         { value: decision(A, 'deny', 1).slice(0, 30), reason: 'invalid_json' },
         { value: JSON.stringify({ decision_id: 'x', agent_id: A, decision: 'deny' }), reason: 'schema_invalid' },
         { value: decision('spiffe://EXAMPLE.org/a', 'deny', 1), reason: 'invalid_spiffe_id' },
