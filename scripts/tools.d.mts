@@ -12,6 +12,7 @@ export declare const VERSIONS: Readonly<{
   composeGo: string;
   hadolint: string;
   kustomize: string;
+  opa: string;
 }>;
 
 /** The unpacked module in Go's module cache (`go mod download -json`). */
@@ -20,6 +21,8 @@ export declare function goModuleDir(module: string, version: string): Promise<st
 export declare function ensureKubeconform(): Promise<string>;
 /** Path of promtool (`go install`, cached in .cache/tools/go). */
 export declare function ensurePromtool(): Promise<string>;
+/** Path of opa (`go install` with CGO_ENABLED=0, cached in .cache/tools/go). */
+export declare function ensureOpa(): Promise<string>;
 /** Path of kustomize (`go install`, cached in .cache/tools/go). */
 export declare function ensureKustomize(): Promise<string>;
 /** Path of scripts/pss-check built (`pss-check LEVEL FILE...`: Pod Security Standards of k8s.io/pod-security-admission). */

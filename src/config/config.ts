@@ -25,7 +25,27 @@ export interface KillSwitchConfig {
 export interface HttpToken {
   readonly name: string;
   readonly sha256: string;
-  readonly roles: readonly ('viewer' | 'operator' | 'ingest')[];
+  readonly roles: readonly ('viewer' | 'operator' | 'ingest' | 'opa')[];
+}
+
+/** A value of OPA's `result` that `opa.result` lists. */
+export type OpaResultValue = string | number | boolean;
+
+/** `opa`: how OPA decision-log events become decisions (docs/opa.md); presets are applied by src/adapters/opa/opa-mapping.ts. */
+export interface OpaConfig {
+  readonly preset: 'opa-envoy' | 'boolean-allow';
+  readonly paths?: readonly string[];
+  readonly identity?: string;
+  readonly session_id?: string;
+  readonly tool_name?: string;
+  readonly result?: {
+    readonly field?: string;
+    readonly allow?: readonly OpaResultValue[];
+    readonly deny?: readonly OpaResultValue[];
+    readonly advisory_deny?: readonly OpaResultValue[];
+  };
+  readonly dedup_size: number;
+  readonly max_decompressed_bytes: number;
 }
 
 export interface OverrideConfig {
@@ -77,6 +97,7 @@ export interface Config {
     readonly max_staleness_seconds: number;
     readonly metrics_listen?: string;
   };
+  readonly opa?: OpaConfig;
 }
 
 /**
@@ -137,6 +158,20 @@ function portProblems(raw: unknown, out: string[]): void {
   check('/http/listen', section('http').listen, 0);
   check('/authz/listen', section('authz').listen, 0);
   check('/authz/metrics_listen', section('authz').metrics_listen, 0);
+}
+
+/** `opa.result`: one value cannot mean two decisions (docs/opa.md, "Mapping"). */
+function opaProblems(opa: OpaConfig | undefined, out: string[]): void {
+  const r = opa?.result;
+  if (r === undefined) return;
+  const seen = new Map<OpaResultValue, string>();
+  for (const key of ['allow', 'deny', 'advisory_deny'] as const) {
+    for (const v of r[key] ?? []) {
+      const first = seen.get(v);
+      if (first !== undefined) out.push(`/opa/result/${key}: ${JSON.stringify(v)} is also in /opa/result/${first}; a result value maps to one decision`);
+      else seen.set(v, key);
+    }
+  }
 }
 
 function configError(file: string, lines: readonly string[]): KillSwitchError {
@@ -207,6 +242,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       else seen.set(name, key);
     }
   }
+  opaProblems((raw as Config).opa, problems);
   portProblems(raw, problems);
   if (problems.length > 0) throw configError(file, problems);
   return deepFreeze(raw as Config);

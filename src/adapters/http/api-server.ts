@@ -17,6 +17,8 @@ import { parseJsonStrict, StrictJsonError, type StrictJsonReason } from '../../c
 import type { Logger } from '../../ports/logger.js';
 import type { IngestRecord, IngestResult, OperatorService } from '../../service/operator-service.js';
 import type { LedgerFeed } from '../../service/ledger-feed.js';
+import { resolveMapping } from '../opa/opa-mapping.js';
+import { gunzipBounded, OpaBodyError, OpaReceiver } from '../opa/opa-receiver.js';
 import type { Authenticator} from './auth.js';
 import { DualControl, hasRole, RateLimiter, type Principal, type Role } from './auth.js';
 
@@ -32,6 +34,8 @@ export interface ApiOptions {
   readonly rateLimit: { readonly perMinute: number; readonly burst: number };
   /** seconds between SSE keep-alive comments */
   readonly heartbeatSeconds?: number;
+  /** POST /v1/opa/logs; absent: a receiver with the default mapping (preset opa-envoy) */
+  readonly opa?: OpaReceiver;
   readonly now?: () => number;
 }
 
@@ -228,12 +232,39 @@ async function ingest(service: OperatorService, body: IngestBody): Promise<Inges
   return { accepted: r.accepted, invalid: r.invalid + body.rejected.length, trips: r.trips, errors: errors.slice(0, MAX_REPORTED_ERRORS) };
 }
 
+/**
+ * An OPA decision-log upload (docs/opa.md): a JSON array of events, gzip-compressed
+ * (`Content-Encoding: gzip`, what OPA sends) or plain. The compressed body is bounded by
+ * http.max_body_bytes, the decompressed one by opa.max_decompressed_bytes; the JSON is a strict
+ * document (docs/spec.md#6-strict-documents), refused whole when it is not.
+ */
+async function opaBatch(req: IncomingMessage, max: number, maxDecompressed: number): Promise<unknown[]> {
+  if (mediaType(req) !== 'application/json') throw new HttpError('UNSUPPORTED_MEDIA_TYPE', 'send decision logs as application/json (OPA does)');
+  const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+  if (encoding !== 'gzip' && encoding !== 'identity') throw new HttpError('UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${encoding}: only gzip or none`);
+  let body = await readBody(req, max);
+  if (encoding === 'gzip') {
+    try {
+      body = await gunzipBounded(body, maxDecompressed);
+    } catch (err) {
+      if (!(err instanceof OpaBodyError)) throw err;
+      throw err.kind === 'too_large' ? new HttpError('PAYLOAD_TOO_LARGE', err.message) : new HttpError('REQUEST_INVALID', err.message);
+    }
+  } else if (body.length > maxDecompressed) {
+    throw new HttpError('PAYLOAD_TOO_LARGE', `the batch is larger than opa.max_decompressed_bytes (${maxDecompressed})`);
+  }
+  const doc = parseBody(utf8Text(body));
+  if (!Array.isArray(doc)) throw new HttpError('REQUEST_INVALID', 'an OPA decision-log batch is a JSON array of events');
+  return doc as unknown[];
+}
+
 export function createApiServer(o: ApiOptions): Server {
   const now = o.now ?? Date.now;
   const limiter = new RateLimiter(o.rateLimit.perMinute, o.rateLimit.burst, now);
   const dual = new DualControl(o.dualControl.windowSeconds * 1000, now);
   const heartbeatMs = (o.heartbeatSeconds ?? 10) * 1000;
   let sseClients = 0;
+  const opa = o.opa ?? new OpaReceiver({ service: o.service, mapping: resolveMapping(undefined), registry: o.registry, log: o.log });
 
   const principalFor = (req: IncomingMessage, role: Role): Principal => {
     const p = o.auth.authenticate(req.headers.authorization);
@@ -373,6 +404,13 @@ export function createApiServer(o: ApiOptions): Server {
         if (body.records.length + body.rejected.length === 0) throw new HttpError('REQUEST_INVALID', 'no decisions in the body');
         if (body.rejected.length > 0) o.log.warn({ lines: body.rejected.length }, 'ingest: NDJSON lines that are not valid UTF-8 were refused (not evaluated, not kept in the DLQ)');
         return send(res, 202, await ingest(o.service, body));
+      }
+      case '/v1/opa/logs': {
+        only('POST');
+        principalFor(req, 'opa');
+        const batch = await opaBatch(req, o.maxBodyBytes, opa.maxDecompressedBytes);
+        // 200 only now: the batch is durable (docs/opa.md); anything thrown above makes OPA send it again
+        return send(res, 200, await opa.accept(batch));
       }
       default:
         throw new HttpError('NOT_FOUND', `no endpoint ${rawPath}`);

@@ -1,12 +1,13 @@
 /**
  * Bearer tokens for the operator API (docs/spec.md#10-configuration): the config holds only each token's
  * SHA-256, compared in constant time against every configured token (no early exit, so timing says
- * nothing about which token nearly matched). `operator` includes `viewer`; `ingest` is separate.
+ * nothing about which token nearly matched). `operator` includes `viewer`; `ingest` and `opa` (OPA's
+ * decision-log uploads, POST /v1/opa/logs) are separate.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { HttpToken } from '../../config/config.js';
 
-export type Role = 'viewer' | 'operator' | 'ingest';
+export type Role = 'viewer' | 'operator' | 'ingest' | 'opa';
 
 export interface Principal {
   readonly name: string;

@@ -1,0 +1,127 @@
+/**
+ * One Open Policy Agent decision-log event -> one decision event (docs/spec.md#1-decision-events), as
+ * the `opa` configuration section says (docs/opa.md, "Mapping"). Pure: no I/O, no clock.
+ *
+ * The decision keeps OPA's `decision_id` as its `decision_id`, so evidence and addenda name the id a
+ * regulator finds in OPA's own logs; OPA's `timestamp` (RFC 3339 with nanoseconds) is its `occurred_at`
+ * as it is (docs/spec.md#22-event-time-lateness-and-future-decisions truncates to the millisecond).
+ */
+import type { OpaConfig, OpaResultValue } from '../../config/config.js';
+import { spiffeIdError } from '../../core/spiffe-id.js';
+import { parseRfc3339 } from '../../core/time.js';
+
+/** Why an event gave no decision; the `outcome` label of `killswitch_opa_events_total` besides `mapped`, `duplicate`, `ignored_path`. */
+export const UNMAPPED_REASONS = ['no_decision_id', 'no_identity', 'invalid_spiffe_id', 'unmappable_result', 'bad_timestamp', 'not_an_object'] as const;
+export type UnmappedReason = (typeof UNMAPPED_REASONS)[number];
+
+export interface OpaMapping {
+  readonly paths: ReadonlySet<string> | null;
+  readonly identity: readonly string[];
+  readonly sessionId: readonly string[] | null;
+  readonly toolName: readonly string[] | null;
+  readonly resultField: string | null;
+  /** result value -> decision */
+  readonly results: ReadonlyMap<OpaResultValue, 'allow' | 'deny' | 'advisory_deny'>;
+}
+
+interface Preset {
+  readonly identity: string;
+  readonly toolName: string | null;
+  readonly resultField: string | null;
+}
+
+/** docs/opa.md, "Presets". Both read `true` as allow and `false` as deny unless `opa.result` says otherwise. */
+export const PRESETS: Readonly<Record<OpaConfig['preset'], Preset>> = {
+  // OPA-Envoy's ext_authz input; its allow rule is a boolean or an object with `allowed`
+  'opa-envoy': { identity: '/input/attributes/source/principal', toolName: '/input/attributes/request/http/path', resultField: 'allowed' },
+  'boolean-allow': { identity: '/input/agent_id', toolName: null, resultField: null },
+};
+
+/** RFC 6901: `/a/b~1c` -> ['a', 'b/c']; '' is the whole document. The schema has checked the form. */
+export function parsePointer(pointer: string): string[] {
+  if (pointer === '') return [];
+  return pointer.slice(1).split('/').map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'));
+}
+
+function at(doc: unknown, path: readonly string[]): unknown {
+  let v = doc;
+  for (const token of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    if (Array.isArray(v)) {
+      if (!/^(0|[1-9][0-9]*)$/.test(token)) return undefined;
+      v = v[Number(token)];
+    } else {
+      if (!Object.prototype.hasOwnProperty.call(v, token)) return undefined;
+      v = (v as Record<string, unknown>)[token];
+    }
+  }
+  return v;
+}
+
+/** The `opa` section with its preset applied. */
+export function resolveMapping(cfg: OpaConfig | undefined): OpaMapping {
+  const preset = PRESETS[cfg?.preset ?? 'opa-envoy'];
+  const results = new Map<OpaResultValue, 'allow' | 'deny' | 'advisory_deny'>();
+  for (const v of cfg?.result?.allow ?? [true]) results.set(v, 'allow');
+  for (const v of cfg?.result?.deny ?? [false]) results.set(v, 'deny');
+  for (const v of cfg?.result?.advisory_deny ?? []) results.set(v, 'advisory_deny');
+  const toolName = cfg?.tool_name ?? preset.toolName;
+  return {
+    paths: cfg?.paths === undefined ? null : new Set(cfg.paths),
+    identity: parsePointer(cfg?.identity ?? preset.identity),
+    sessionId: cfg?.session_id === undefined ? null : parsePointer(cfg.session_id),
+    toolName: toolName === null ? null : parsePointer(toolName),
+    resultField: cfg?.result?.field ?? preset.resultField,
+    results,
+  };
+}
+
+export type MapOutcome =
+  | { readonly kind: 'mapped'; readonly decisionId: string; readonly decision: Record<string, string> }
+  | { readonly kind: 'ignored_path'; readonly decisionId: string | null }
+  | { readonly kind: 'unmapped'; readonly decisionId: string | null; readonly reason: UnmappedReason; readonly message: string };
+
+const MAX_QUOTED = 200;
+const quote = (v: unknown): string => {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > MAX_QUOTED ? `${s.slice(0, MAX_QUOTED)}...` : s;
+};
+
+/** What one decision-log event gives. */
+export function mapEvent(m: OpaMapping, event: unknown): MapOutcome {
+  if (event === null || typeof event !== 'object' || Array.isArray(event)) {
+    return { kind: 'unmapped', decisionId: null, reason: 'not_an_object', message: 'the event is not a JSON object' };
+  }
+  const e = event as Record<string, unknown>;
+  const id = e.decision_id;
+  const decisionId = typeof id === 'string' && id !== '' ? id : null;
+  const unmapped = (reason: UnmappedReason, message: string): MapOutcome => ({ kind: 'unmapped', decisionId, reason, message });
+  if (m.paths !== null && !(typeof e.path === 'string' && m.paths.has(e.path))) return { kind: 'ignored_path', decisionId };
+  if (decisionId === null) return unmapped('no_decision_id', 'decision_id: missing or not a non-empty string (is decision logging on in OPA?)');
+  const who = at(e, m.identity);
+  if (who === undefined || who === null || who === '') return unmapped('no_identity', `no identity at ${pointerText(m.identity)}`);
+  if (typeof who !== 'string') return unmapped('invalid_spiffe_id', `${pointerText(m.identity)}: not a string`);
+  const idErr = spiffeIdError(who);
+  if (idErr !== null) return unmapped('invalid_spiffe_id', `${pointerText(m.identity)}: not a SPIFFE ID: ${idErr}`);
+  let value = e.result;
+  if (m.resultField !== null && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    value = Object.prototype.hasOwnProperty.call(value, m.resultField) ? (value as Record<string, unknown>)[m.resultField] : undefined;
+  }
+  const decision = typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? m.results.get(value) : undefined;
+  if (decision === undefined) {
+    return unmapped('unmappable_result', value === undefined ? 'no result (undefined decision, or an evaluation error)' : `result ${quote(value)} is in none of opa.result.allow, deny, advisory_deny`);
+  }
+  const ts = e.timestamp;
+  if (typeof ts !== 'string' || Number.isNaN(parseRfc3339(ts))) return unmapped('bad_timestamp', `timestamp ${quote(ts)} is not an RFC 3339 date-time`);
+  const out: Record<string, string> = { decision_id: decisionId, agent_id: who, decision, occurred_at: ts };
+  if (typeof e.path === 'string') out.policy_rule = e.path;
+  const session = m.sessionId === null ? undefined : at(e, m.sessionId);
+  if (typeof session === 'string') out.session_id = session;
+  const tool = m.toolName === null ? undefined : at(e, m.toolName);
+  if (typeof tool === 'string') out.tool_name = tool;
+  return { kind: 'mapped', decisionId, decision: out };
+}
+
+function pointerText(path: readonly string[]): string {
+  return path.length === 0 ? 'the event' : path.join('.');
+}
