@@ -8,7 +8,7 @@ export function gc(): void {
   g();
 }
 
-/** The default kill_switch config (CONTRACTS.md section 2) with the switch enabled. */
+/** The default kill_switch config (docs/spec.md#2-the-trip-rule) with the switch enabled. */
 export function tripConfig(overrides: Partial<TripRuleConfig> & { classifier?: DecisionClassifier } = {}): TripRuleConfig {
   const windowMs = 300_000;
   return {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `killswitch` command (CONTRACTS.md section 7): argument parsing, config loading, signals, exit
+ * The `killswitch` command (docs/spec.md#9-command-line): argument parsing, config loading, signals, exit
  * codes. Usage and config errors: a one-line message per problem on stderr, exit 2, never a stack trace.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -105,7 +105,7 @@ async function main(argv: string[]): Promise<number> {
       }, 'replay');
       const config = loadConfig(requireString(values, 'config', 'replay'));
       const key = values.key;
-      // Without --key the documents are unsigned (CONTRACTS.md section 7), whatever the config says.
+      // Without --key the documents are unsigned (docs/spec.md#9-command-line), whatever the config says.
       const signer = typeof key === 'string' ? signingSetup(config, { requireKey: false, keyFileOverride: key }).signer : undefined;
       const addenda = values.addenda;
       return replay({ config, inputs: positionals, addendaFile: typeof addenda === 'string' ? addenda : undefined, signer });

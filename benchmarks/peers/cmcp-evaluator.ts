@@ -2,7 +2,7 @@
  * A port of the cMCP kill switch's evaluator, for the in-process comparison (benchmarks/peers): per
  * identity a deque of (timestamp, decision) for every call; on each call the entries older than the
  * window are dropped from the front and the window is counted again, entry by entry. The trip rule is
- * the one CONTRACTS.md section 2 took from it: calls >= min_calls and denies / calls >= threshold, both
+ * the one docs/spec.md#2-the-trip-rule took from it: calls >= min_calls and denies / calls >= threshold, both
  * inclusive; an entry exactly at now - window still counts; a trip latches the identity until an
  * unblock, which empties its deque.
  *

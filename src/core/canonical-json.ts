@@ -1,5 +1,5 @@
 /**
- * Canonical JSON (CONTRACTS.md section 5): equal to Python's
+ * Canonical JSON (docs/spec.md#5-canonical-json-and-signatures): equal to Python's
  * `json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)` for every document we emit.
  *
  * Numbers: JavaScript and Python print the same shortest round-trip digits except where they switch to

@@ -1,4 +1,4 @@
-/** Decision outcomes (CONTRACTS.md section 1) and how the trip rule counts them (section 2). */
+/** Decision outcomes (docs/spec.md#1-decision-events) and how the trip rule counts them (section 2). */
 
 export const DECISIONS = ['allow', 'deny', 'advisory_deny', 'step_up', 'defer', 'redact', 'fault', 'n/a'] as const;
 export type DecisionValue = (typeof DECISIONS)[number];

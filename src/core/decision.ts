@@ -1,4 +1,4 @@
-/** A policy decision (CONTRACTS.md section 1) after decoding: what the evaluator needs, pre-parsed. */
+/** A policy decision (docs/spec.md#1-decision-events) after decoding: what the evaluator needs, pre-parsed. */
 import type { DecisionClass, DecisionClassifier } from './decision-class.js';
 import { parseRfc3339 } from './time.js';
 

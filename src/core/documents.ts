@@ -1,5 +1,5 @@
 /**
- * Kill events (CONTRACTS.md section 3) and TRACE claim addenda (section 4): types and builders.
+ * Kill events (docs/spec.md#3-kill-events) and TRACE claim addenda (section 4): types and builders.
  * Builders return unsigned documents; signing adds `issuer` and `signature` outside the core.
  */
 import { canonicalDigest } from './hash.js';

@@ -1,5 +1,5 @@
 /**
- * The trip rule (CONTRACTS.md section 2), pure: decisions in, trips out. Time is event time only.
+ * The trip rule (docs/spec.md#2-the-trip-rule), pure: decisions in, trips out. Time is event time only.
  *
  * Per stream (an input partition or an input file) stream time S is the largest `occurred_at` seen; a
  * decision older than S - lateness is late and dropped. An accepted decision of identity X is counted in

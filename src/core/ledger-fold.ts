@@ -1,5 +1,5 @@
 /**
- * The ledger fold: kill events -> who is blocked, at which epoch (CONTRACTS.md section 3).
+ * The ledger fold: kill events -> who is blocked, at which epoch (docs/spec.md#3-kill-events).
  *
  * The state of an identity is the greatest (epoch, action) seen, with unblock > block at equal epochs:
  * an unblock lifts exactly the block of its epoch, a stale unblock never lifts a newer block, and a

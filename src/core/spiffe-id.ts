@@ -1,5 +1,5 @@
 /**
- * SPIFFE ID parsing per the SPIFFE ID standard (CONTRACTS.md section 1).
+ * SPIFFE ID parsing per the SPIFFE ID standard (docs/spec.md#1-decision-events).
  *
  * Validation is a single pass over char codes: this runs once per distinct identity on the decode path,
  * and its messages are what an operator reads in the DLQ reason, so each rule has its own message.

@@ -3,7 +3,7 @@
  * key sets and request bodies. `JSON.parse` keeps the last of two equal keys while other parsers keep
  * the first (or refuse), so a signature over the parsed value would vouch for a text that another
  * verifier reads differently; and it recurses, so deep nesting overflows the stack. `parseJsonStrict`
- * refuses both before `JSON.parse` sees the text (docs/spec.md, "Strict documents").
+ * refuses both before `JSON.parse` sees the text (docs/spec.md#6-strict-documents).
  *
  * The check is one iterative pass over the text (no recursion, no allocation but one set of keys per
  * open object); the value itself still comes from `JSON.parse`, so numbers and strings mean exactly

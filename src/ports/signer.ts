@@ -1,6 +1,6 @@
 import type { Issuer } from '../core/documents.js';
 
-/** Signs a document (CONTRACTS.md section 5): adds `issuer`, then `signature` over the rest. */
+/** Signs a document (docs/spec.md#5-canonical-json-and-signatures): adds `issuer`, then `signature` over the rest. */
 export interface Signer {
   readonly kid: string;
   /** `withJwk`: addenda carry the public key as a JWK, kill events only the kid */

@@ -1,5 +1,5 @@
 /**
- * The cMCP trip-rule behaviours (CONTRACTS.md section 2), checked through `killswitch replay` as a
+ * The cMCP trip-rule behaviours (docs/spec.md#2-the-trip-rule), checked through `killswitch replay` as a
  * user runs it: decisions in as NDJSON, kill events read back from stdout.
  */
 import { readFileSync } from 'node:fs';

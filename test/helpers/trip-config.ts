@@ -1,7 +1,7 @@
 import { createClassifier } from '../../src/core/decision-class.js';
 import type { TripRuleConfig } from '../../src/core/evaluator.js';
 
-/** A TripRuleConfig from the contract's snake_case keys (defaults per CONTRACTS.md section 2, enabled). */
+/** A TripRuleConfig from the contract's snake_case keys (defaults per docs/spec.md#2-the-trip-rule, enabled). */
 export function tripConfig(o: {
   window_seconds?: number; window_ms?: number; deny_rate_threshold?: number; min_calls?: number; resolution_ms?: number;
   allowed_lateness_ms?: number; enabled?: boolean; max_tracked_identities?: number;

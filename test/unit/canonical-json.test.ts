@@ -10,7 +10,7 @@ import {
 } from '../../src/core/canonical-json.js';
 import { canonicalDigest, sha256Hex } from '../../src/core/hash.js';
 
-// CONTRACTS.md section 5: canonical JSON equals Python's
+// docs/spec.md#5-canonical-json-and-signatures: canonical JSON equals Python's
 // json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).
 
 const PYTHON_SCRIPT = `

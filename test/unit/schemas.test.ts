@@ -295,7 +295,7 @@ describe('config.schema.json', () => {
     expect(cfg.authz).toEqual({ listen: '127.0.0.1:8181', identity_header: 'x-spiffe-id', failure_mode: 'closed', max_staleness_seconds: 30 });
   });
 
-  it('accepts the CONTRACTS.md section 8 example', () => {
+  it('accepts the docs/spec.md#10-configuration example', () => {
     const cfg = {
       kill_switch: { enabled: true, window_seconds: 60, deny_rate_threshold: 1, min_calls: 1, resolution_ms: 1,
         allowed_lateness_seconds: 0 },

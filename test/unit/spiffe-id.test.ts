@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { SPIFFE_ID_MAX_BYTES, isSpiffeId, parseSpiffeId, spiffeIdError } from '../../src/core/spiffe-id.js';
 
-// CONTRACTS.md section 1 and the SPIFFE ID standard (SPIFFE-ID.md); the invalid forms mirror the tables
+// docs/spec.md#1-decision-events and the SPIFFE ID standard (SPIFFE-ID.md); the invalid forms mirror the tables
 // of go-spiffe's `spiffeid` package. Each invalid case pins the exact reason, because that text is what an
 // operator reads in the DLQ.
 

@@ -1,4 +1,4 @@
-/** Signs and verifies documents (CONTRACTS.md section 5): Ed25519 over the canonical JSON without `signature`. */
+/** Signs and verifies documents (docs/spec.md#5-canonical-json-and-signatures): Ed25519 over the canonical JSON without `signature`. */
 import { sign, verify } from 'node:crypto';
 import { canonicalJson } from '../../core/canonical-json.js';
 import type { Issuer } from '../../core/documents.js';

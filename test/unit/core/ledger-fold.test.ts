@@ -1,5 +1,5 @@
 /**
- * The ledger fold (CONTRACTS.md section 3): epochs order kill events, so every reader that sees the
+ * The ledger fold (docs/spec.md#3-kill-events): epochs order kill events, so every reader that sees the
  * same set of events agrees on who is blocked, whatever order the events arrived in.
  */
 import fc from 'fast-check';
