@@ -50,6 +50,11 @@ export interface KafkaValueDecoderOptions {
   readonly registryTimeoutMs?: number;
 }
 
+/** Statuses @confluentinc/schemaregistry's client retries itself (its retry-helper's isRetriable). */
+const CLIENT_RETRIED: ReadonlySet<number> = new Set([408, 429, 500, 502, 503, 504]);
+/** Waits before asking again about an error status the client does not retry: three tries in all. */
+const QUICK_RETRIES_MS = [100, 300];
+
 /** At most this many schemas named by references, all levels together, for one schema. */
 const MAX_REFERENCES = 100;
 
@@ -167,7 +172,7 @@ export class KafkaValueDecoder {
     const registry = this.registry;
     let info: SchemaInfo;
     try {
-      info = await this.ask(() => registry.getBySubjectAndId(this.subject, id), `schema id ${id}`);
+      info = await this.askPersistently(() => registry.getBySubjectAndId(this.subject, id), `schema id ${id}`);
     } catch (err) {
       if (!(err instanceof RegistryAnswer)) throw err;
       if (err.status === 404) return { kind: 'refused', reason: 'unknown_schema', message: 'not found in the schema registry', answered: true };
@@ -207,7 +212,7 @@ export class KafkaValueDecoder {
         if (out.has(ref.name)) continue;
         if (out.size >= MAX_REFERENCES) throw new RegistryAnswer(404, `more than ${MAX_REFERENCES} references`);
         const what = `reference ${JSON.stringify(ref.name).slice(0, 200)} (subject ${JSON.stringify(ref.subject).slice(0, 200)}, version ${ref.version})`;
-        const meta = await this.ask(() => registry.getSchemaMetadata(ref.subject, ref.version, true), what);
+        const meta = await this.askPersistently(() => registry.getSchemaMetadata(ref.subject, ref.version, true), what);
         if (typeof meta?.schema !== 'string') throw new RegistryAnswer(404, `${what}: answered without a schema`);
         out.set(ref.name, meta.schema);
         await walk(meta.references);
@@ -229,6 +234,24 @@ export class KafkaValueDecoder {
       if (err instanceof RegistryAnswer) return { kind: 'refused', reason: 'registry_error', message: `the schema registry answered ${err.message}`, answered: true };
       if (err instanceof KillSwitchError) throw err;
       return { kind: 'refused', reason: 'schema_unsupported', message: `not an Avro schema avsc can read: ${short(err)}` };
+    }
+  }
+
+  /**
+   * ask, and an error status other than 404 asked again after 100 and 300 ms, unless the registry client
+   * retries that status itself (5xx, 408, 429, with its maxRetries, 3 by default): so what becomes
+   * registry_error is an answer that persisted over a few quick tries, never one slow request's luck.
+   */
+  private async askPersistently<T>(request: () => Promise<T>, what: string): Promise<T> {
+    const clientRetries = (this.registry?.config().maxRetries ?? 3) > 0;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.ask(request, what);
+      } catch (err) {
+        const wait = QUICK_RETRIES_MS[attempt];
+        if (!(err instanceof RegistryAnswer) || err.status === 404 || (clientRetries && CLIENT_RETRIED.has(err.status)) || wait === undefined) throw err;
+        await new Promise((r) => setTimeout(r, wait));
+      }
     }
   }
 

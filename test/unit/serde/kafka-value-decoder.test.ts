@@ -20,12 +20,16 @@ const AVSC = readFileSync(new URL('../../../schemas/policy-decision.avsc', impor
 const A = 'spiffe://example.org/agent/a';
 
 type Answer = SchemaInfo | Error | 'hang';
+/** one answer for every call, or one per call in turn (the last one repeated) */
+type Answers = Answer | readonly Answer[];
 
 /** A registry client that answers from tables and counts what it was asked. */
-function fakeRegistry(ids: Record<number, Answer>, versions: Record<string, Answer> = {}): Client & { calls: string[] } {
+function fakeRegistry(ids: Record<number, Answers>, versions: Record<string, Answers> = {}, config: { maxRetries?: number } = {}): Client & { calls: string[] } {
   const calls: string[] = [];
-  const answer = <T>(a: Answer | undefined, what: string): Promise<T> => {
+  const answer = <T>(answers: Answers | undefined, what: string): Promise<T> => {
+    const before = calls.filter((c) => c === what).length;
     calls.push(what);
+    const a = Array.isArray(answers) ? (answers[before] ?? answers[answers.length - 1]) as Answer : answers as Answer | undefined;
     if (a === undefined) return Promise.reject(new RestError('not found', 404, 40403));
     if (a === 'hang') return new Promise<T>(() => undefined);
     if (a instanceof Error) return Promise.reject(a);
@@ -33,7 +37,7 @@ function fakeRegistry(ids: Record<number, Answer>, versions: Record<string, Answ
   };
   const client = {
     calls,
-    config: () => ({ baseURLs: ['http://127.0.0.1:1'] }),
+    config: () => ({ baseURLs: ['http://127.0.0.1:1'], ...config }),
     getBySubjectAndId: (_subject: string, id: number) => answer<SchemaInfo>(ids[id], `id ${id}`),
     getSchemaMetadata: (subject: string, version: number) => answer<SchemaMetadata>(versions[`${subject}/${version}`], `${subject}/${version}`),
   };
@@ -150,6 +154,22 @@ describe('KafkaValueDecoder: what the registry answers', () => {
     expect(new Set(results.map((r) => JSON.stringify(refusal(r))))).toEqual(new Set([JSON.stringify({ reason: 'registry_error' })]));
     expect(results[0]).toMatchObject({ message: expect.stringContaining('500') as unknown });
     expect(registry.calls).toEqual(['id 9']);
+  });
+
+  it('an error status the client does not retry is asked three times in all, 100 and 300 ms apart, before it is registry_error', async () => {
+    const forbidden = new RestError('forbidden', 403, 40301);
+    const registry = fakeRegistry({ 9: forbidden, 10: [forbidden, { schema: '{"type":"object"}', schemaType: 'JSON' }] });
+    const kafka = new KafkaValueDecoder(decisions, registry, 'decisions-value');
+    const started = performance.now();
+    expect(refusal(await kafka.decode(value, null))).toEqual({ reason: 'registry_error' });
+    expect(performance.now() - started).toBeGreaterThanOrEqual(390);
+    expect(registry.calls).toEqual(['id 9', 'id 9', 'id 9']);
+    // an answer that does not persist is no refusal
+    expect(refusal(await kafka.decode(frame(10, json(decision())), null))).toBe('ok');
+    // a client configured not to retry: a 500 gets the quick tries too
+    const noRetries = fakeRegistry({ 9: new RestError('boom', 500, 50001) }, {}, { maxRetries: 0 });
+    expect(refusal(await new KafkaValueDecoder(decisions, noRetries, 'decisions-value').decode(value, null))).toEqual({ reason: 'registry_error' });
+    expect(noRetries.calls).toHaveLength(3);
   });
 
   it('no answer at all throws KAFKA_FAILED and is not cached: the next record asks again', async () => {
