@@ -158,8 +158,10 @@ async function productRun(): Promise<Run> {
   // 1. the service with the operator API reads both inputs; then an operator unblocks the scraper and blocks another identity
   const service = startLogged(['run', '--config', config(true), 'a.ndjson', './b.ndjson'], { cwd: dir });
   try {
-    await eventually(() => Promise.resolve(count()), (n) => n >= 4, 60_000);
-    await eventually(() => Promise.resolve(service.log()), (o) => o.includes('serving the operator API'), 30_000);
+    const exited = (): boolean => service.child.exitCode !== null || service.child.signalCode !== null;
+    await eventually(() => Promise.resolve(count()), (n) => n >= 4 || exited(), 60_000);
+    await eventually(() => Promise.resolve(service.log()), (o) => o.includes('serving the operator API') || exited(), 30_000);
+    expect(exited(), 'killswitch run stopped early').toBe(false);
     const ops = { env: { KILLSWITCH_TOKEN: token }, cwd: dir };
     const url = `http://127.0.0.1:${port}`;
     const un = runCli(['unblock', SCRAPER, '--reason', 'false positive \u2014 INC-\u00e942', '--by', 'zo\u00eb@example.org', '--url', url], ops);
@@ -167,9 +169,12 @@ async function productRun(): Promise<Run> {
     const bl = runCli(['block', CLEAN, '--reason', 'manual \u{1F6AB} "test"', '--by', 'oncall', '--url', url], ops);
     expect(bl.status, bl.stderr).toBe(0);
     await eventually(() => Promise.resolve(count()), (n) => n >= 6, 30_000);
-  } finally {
-    expect(await service.stop()).toBe(0);
+  } catch (e) {
+    await service.stop();
+    throw new Error(`${String(e)}\n--- killswitch run:\n${service.log()}`, { cause: e });
   }
+  const stopped = await service.stop();
+  expect(stopped, service.log()).toBe(0);
   // 2. a restart without the API resumes a.ndjson: the unblocked scraper trips again (epoch 2), the chain continues
   const more: string[] = [];
   for (let i = 0; i < 6; i++) more.push(dec(SCRAPER, 'deny', 120 + i, 'sess-\u00fc-2'));
