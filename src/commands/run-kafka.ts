@@ -22,6 +22,9 @@ export async function runKafka(config: Config, signer: Signer | undefined, trust
   // Loaded only when configured: the registry client's SDK takes about 0.6 s to load.
   const registry = sr === undefined ? undefined : new (await import('@confluentinc/schemaregistry')).SchemaRegistryClient({
     baseURLs: [sr.url],
+    // A 5xx for one schema id becomes registry_error (DLQ) after these retries: a few hundred ms, not the
+    // client's default of several seconds per poison record; an unreachable registry still stops us.
+    maxRetries: 2, retriesWaitMs: 100, retriesMaxWaitMs: 300, createAxiosDefaults: { timeout: 10_000 },
     ...(sr.basic_auth === undefined ? {} : { basicAuthCredentials: { credentialsSource: 'USER_INFO', userInfo: `${sr.basic_auth.username}:${sr.basic_auth.password}` } }),
   });
   const decisionDecoder = new DecisionDecoder(trip.classifier);
