@@ -22,6 +22,11 @@ const GOOD = 'spiffe://example.org/ns/prod/sa/search-agent';
 const MIXED = 'spiffe://example.org/ns/prod/sa/mixed-agent';
 
 let opaBin: string;
+/** processes to stop when the file is done, whatever failed */
+const running: LoggedCli[] = [];
+afterAll(async () => {
+  for (const p of running) await p.stop();
+}, 60_000);
 
 beforeAll(async () => {
   // the first build takes minutes on 2 busy cores; later runs find it in .cache/tools. A missing Go fails here, loudly.
@@ -57,6 +62,7 @@ async function exampleSetup(prefix: string): Promise<Setup> {
 /** `killswitch run` with the shipped example config, once it serves. */
 async function startKillSwitch(s: Setup): Promise<LoggedCli> {
   const ks = startLogged(['run', '--config', join(EXAMPLES, 'killswitch.yaml')], { env: s.env });
+  running.push(ks);
   await eventually(() => Promise.resolve(ks.log()), (l) => l.includes('serving the operator API') || ks.child.exitCode !== null, 30_000);
   if (ks.child.exitCode !== null) throw new Error(ks.log());
   return ks;
@@ -81,17 +87,13 @@ function metric(text: string, outcome: string): number {
 describe('a real OPA uploading its decision logs to the kill switch (examples/opa as shipped)', () => {
   let opa: ChildProcess | undefined;
   let opaLog = '';
-  const running: LoggedCli[] = [];
-
-  afterAll(async () => {
+  afterAll(() => {
     opa?.kill('SIGTERM');
-    for (const p of running) await p.stop();
-  }, 60_000);
+  });
 
   it('trips the identity OPA keeps denying, which killswitch authz then refuses, leaves the others alone, and loses or double-counts no batch across a stop of the kill switch', async () => {
     const s = await exampleSetup('opa-real-');
     let ks = await startKillSwitch(s);
-    running.push(ks);
     const opaPort = await freePort();
     opa = spawn(opaBin, ['run', '--server', '--addr', `127.0.0.1:${opaPort}`, '--config-file', join(EXAMPLES, 'opa-config.yaml'), join(EXAMPLES, 'policy.rego')], {
       env: { ...process.env, KILLSWITCH_URL: s.url, KILLSWITCH_OPA_TOKEN_FILE: join(s.env.KILLSWITCH_TOKENS_DIR!, 'opa.token') }, stdio: ['ignore', 'pipe', 'pipe'],
@@ -138,7 +140,6 @@ describe('a real OPA uploading its decision logs to the kill switch (examples/op
 
     // Restarted on the same data_dir and port: OPA's retries get through
     ks = await startKillSwitch(s);
-    running.push(ks);
     await eventually(() => Promise.resolve(ks.log()), (l) => l.includes(`BLOCKED ${BAD}`), 30_000);
     await eventually(() => windowOf(s, GOOD), (g) => g.calls === 12, 30_000);
     await eventually(() => request(`${s.url}/metrics`), (r) => metric(r.body, 'ignored_path') === 1 && metric(r.body, 'invalid_spiffe_id') === 1, 30_000);
@@ -205,15 +206,9 @@ const gz = (events: unknown): Buffer => gzipSync(JSON.stringify(events));
 const refusal = (r: Reply): [number, string] => [r.status, (JSON.parse(r.body) as { error: string }).error];
 
 describe('the OPA receiver (POST /v1/opa/logs), fed OPA-shaped batches', () => {
-  const running: LoggedCli[] = [];
-  afterAll(async () => {
-    for (const p of running) await p.stop();
-  }, 60_000);
-
   it('a batch OPA sends again, before or after a restart, is not counted twice; the answer is 200 only once the batch is in ingest.ndjson', async () => {
     const s = await exampleSetup('opa-retry-');
-    let ks = await startKillSwitch(s);
-    running.push(ks);
+    const ks = await startKillSwitch(s);
     const id = 'spiffe://example.org/ns/prod/sa/retried';
     // 12 allows and 6 denies of one identity (allow, allow, deny, ...): below the example's 0.5
     const t0 = Date.now() - 60_000;
@@ -228,8 +223,7 @@ describe('the OPA receiver (POST /v1/opa/logs), fed OPA-shaped batches', () => {
 
     // a crash between the fsync and the answer looks like this to OPA: it sends the batch to the restarted instance
     expect(await ks.stop()).toBe(0);
-    ks = await startKillSwitch(s);
-    running.push(ks);
+    await startKillSwitch(s);
     const afterRestart = await postOpa(s.url, s.opaToken, gz(batch));
     expect(JSON.parse(afterRestart.body)).toMatchObject({ accepted: 0, duplicates: 18 });
     expect(await windowOf(s, id)).toMatchObject({ state: 'active', calls: 18, denies: 6 });
@@ -239,8 +233,7 @@ describe('the OPA receiver (POST /v1/opa/logs), fed OPA-shaped batches', () => {
 
   it('refuses what OPA would never send: no token, a token without the opa role, a zip bomb, a body over http.max_body_bytes, broken gzip, a repeated key, an object instead of an array', async () => {
     const s = await exampleSetup('opa-limits-');
-    const ks = await startKillSwitch(s);
-    running.push(ks);
+    await startKillSwitch(s);
     const one = [opaEvent(GOOD, true)];
     expect((await postOpa(s.url, 'not-a-token', gz(one))).status).toBe(401);
     const forbidden = await postOpa(s.url, s.opsToken, gz(one));
