@@ -1,14 +1,23 @@
 /**
- * `killswitch run` in embedded mode: decisions from NDJSON files / stdin, kill events and addenda
- * appended (fsynced) to ledger files under data_dir, bad lines to data_dir/dlq.ndjson. At start the
- * ledger is read back: blocked identities stay blocked and addendum chains continue.
+ * `killswitch run` in embedded mode: decisions from NDJSON files / stdin (and HTTP ingest), kill events
+ * and addenda written through the journal to ledger files under data_dir, bad lines to
+ * data_dir/dlq.ndjson (docs/spec.md#12-embedded-mode-files).
+ *
+ * A start takes up where the last run stopped, whatever stopped it: the data_dir lock is a socket the
+ * kernel releases with its owner; the ledger files are repaired from the journal (journal.ts); blocks
+ * stay in force and chains continue; each input file seen before is resumed after the last position
+ * recorded, its windows rebuilt by re-reading what a window still covers (FilePipeline.restore), and
+ * an input that changed since (input-identity.ts) is read from its start as a new input.
  */
 import { AddendumChains, type KillEvent } from '../core/documents.js';
 import { Evaluator, type Trip } from '../core/evaluator.js';
+import { Governor } from '../core/governor.js';
+import { LedgerFold } from '../core/ledger-fold.js';
 import type { Config } from '../config/config.js';
 import { lockDataDir } from '../adapters/file/data-dir-lock.js';
-import { ledgerPaths, LedgerFileSink, readLedger } from '../adapters/file/ledger-files.js';
-import { FilePipeline } from '../pipeline/file-pipeline.js';
+import { compareInput, inputPrefix } from '../adapters/file/input-identity.js';
+import { completeLines, ledgerPaths, LedgerFileSink, openLedger } from '../adapters/file/ledger-files.js';
+import { FilePipeline, type Input, type ResumePoint, resumePoint, streamName } from '../pipeline/file-pipeline.js';
 import { tripRuleConfig } from '../pipeline/trip-rule-config.js';
 import type { Logger } from '../ports/logger.js';
 import type { Signer } from '../ports/signer.js';
@@ -33,6 +42,9 @@ export interface RunOptions {
   readonly out: NodeJS.WriteStream;
 }
 
+/** a progress record at most this often (wall time) while lines are read; trips write their own */
+const PROGRESS_EVERY_MS = 1000;
+
 const pct = (x: number): string => `${Math.round(x * 1000) / 10}%`;
 const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
 
@@ -48,22 +60,31 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {
-    const evaluator = new Evaluator(tripRuleConfig(config));
+    const tripConfig = tripRuleConfig(config);
+    const fold = new LedgerFold();
+    // the governor's share counts identities with a window: the evaluator's, made just below
+    const windows = { tracked: (): number => 0 };
+    const governor = tripConfig.governor === undefined ? undefined : new Governor(tripConfig.governor, fold, () => windows.tracked(), tripConfig.windowMs);
+    const evaluator = new Evaluator(tripConfig, fold, governor);
+    windows.tracked = () => evaluator.trackedIdentities;
     const chains = new AddendumChains();
-    const ledger = readLedger(paths);
+    // A forged line in our own ledger must not block anyone, nor lift a block: refuse to start.
+    const ledger = openLedger(paths, options.trusted.size === 0 ? undefined : (doc, where) => {
+      const r = checkSignature(doc as Record<string, unknown>, options.trusted);
+      if (!r.ok) throw new KillSwitchError('LEDGER_CORRUPT', `${where} is not trusted (${r.code}: ${r.message})`);
+    });
     for (const file of ledger.repaired) log.warn({ file }, 'cut off a torn last line left by an interrupted write');
-    if (options.trusted.size > 0) {
-      // A forged line in our own ledger must not block anyone, nor lift a block: refuse to start.
-      const check = (docs: readonly object[], file: string, what: string): void => {
-        docs.forEach((doc, i) => {
-          const r = checkSignature(doc as Record<string, unknown>, options.trusted);
-          if (!r.ok) throw new KillSwitchError('LEDGER_CORRUPT', `${file}: ${what} #${i + 1} is not trusted (${r.code}: ${r.message})`);
-        });
-      };
-      check(ledger.killEvents, paths.kills, 'kill event');
-      check(ledger.addenda, paths.addenda, 'addendum');
+    if (ledger.regenerated.kills + ledger.regenerated.addenda > 0) {
+      log.warn({ kill_events: ledger.regenerated.kills, addenda: ledger.regenerated.addenda }, 'wrote the kill events and addenda the journal committed but the ledger files lacked (a crash between the writes)');
     }
-    for (const ev of ledger.killEvents) evaluator.applyLedger(ev);
+    if (ledger.unpaired > 0) {
+      log.warn({ kill_events: ledger.unpaired }, 'kill events without an addendum, left by an earlier version that had no journal: they cannot be rebuilt');
+    }
+    for (const ev of ledger.killEvents) {
+      evaluator.applyLedger(ev);
+      // the minute's admitted blocks carry over, as a run without the restart would have counted them
+      if (ev.action === 'block' && ev.trigger === 'deny_rate' && ev.evidence !== undefined) governor?.noteExternal(Date.parse(ev.evidence.window_end));
+    }
     for (const a of ledger.addenda) chains.restoreTip(a);
 
     const ks = config.kill_switch;
@@ -75,11 +96,44 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
       out.write(`  still blocked: ${s.agentId} (epoch ${s.epoch}, since ${s.entry.at ?? '?'})\n`);
     }
 
-    const sink = new LedgerFileSink(paths);
+    // with the API, decisions may come over HTTP only: stdin is read when asked for, not by default
+    const inputs = options.inputs.length > 0 ? options.inputs : config.http === undefined ? ['-'] : [];
+    const journal = ledger.journal;
+    const resumeOf = new Map<string, ResumePoint>();
+    for (const path of new Set([...inputs.filter((p) => p !== '-'), paths.ingest])) {
+      const name = streamName(path);
+      const recorded = journal.inputs.get(name);
+      if (recorded === undefined) continue;
+      const now = compareInput(path, recorded);
+      if (now === undefined) continue; // unreadable now: reading it says so
+      if (now.same) {
+        resumeOf.set(name, resumePoint(recorded));
+      } else {
+        journal.forget(name);
+        out.write(`${name} is not the input read before (${now.why}): reading it from its start as a new input\n`);
+      }
+    }
+    if (ledger.fresh && !resumeOf.has(paths.ingest)) {
+      // a data_dir an earlier version wrote: its posted decisions were evaluated as they came, and it
+      // started every run with empty windows; so does this first start (no window, no old trip again)
+      const { bytes, lines } = completeLines(paths.ingest);
+      if (bytes > 0) {
+        const adopted = { offset: bytes, line: lines, restore_offset: bytes, restore_line: lines, restore_time: null, ...inputPrefix(paths.ingest, bytes) };
+        journal.adopt(paths.ingest, adopted);
+        resumeOf.set(paths.ingest, resumePoint(adopted));
+      }
+    }
+    // a bad line kept before the crash is kept once: only inputs resumed read those lines again
+    for (const name of [...ledger.dlqSeen.keys()]) if (!resumeOf.has(name)) ledger.dlqSeen.delete(name);
+    journal.compact();
+
+    const pipelineRef: { p?: FilePipeline } = {};
+    const sink = new LedgerFileSink({ paths, ledger, positions: () => pipelineRef.p?.positions() ?? {} });
     const feed = new LedgerFeed();
     for (const ev of ledger.killEvents) feed.append(ev);
     const metrics = createMetrics();
     metrics.blocked.set(evaluator.ledger.blocked);
+    let lastProgress = Date.now();
     const pipeline = new FilePipeline(evaluator, chains, sink, options.signer, {
       onBadLine: (bad) => {
         log.warn({ file: bad.file, line: bad.line, reason: bad.reason, detail: bad.message }, 'invalid decision skipped');
@@ -87,6 +141,7 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
         metrics.dlq.inc({ reason: bad.reason });
       },
       onTrip: (trip, killEvent) => {
+        lastProgress = Date.now();
         feed.append(killEvent);
         metrics.trips.inc();
         out.write(describeTrip(trip, killEvent, paths.kills));
@@ -103,27 +158,57 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
         out.write(`\nHELD ${shadow.agent_id}: would be blocked (${denied}), but the governor holds it (${shadow.reason}); shadow event -> ${paths.shadow}\n`);
         log.warn({ agent_id: shadow.agent_id, reason: shadow.reason, event_id: shadow.event_id }, 'governor engaged: trip held, not blocked');
       },
+      onProgress: () => {
+        const now = Date.now();
+        if (now - lastProgress < PROGRESS_EVERY_MS) return;
+        lastProgress = now;
+        sink.checkpoint();
+      },
     });
+    pipelineRef.p = pipeline;
     feed.subscribe(() => metrics.blocked.set(evaluator.ledger.blocked));
     const service = new EmbeddedService({ dataDir: config.data_dir, evaluator, chains, sink, signer: options.signer, pipeline, feed, log });
     let ready = false;
-    const api = config.http === undefined ? undefined : await startApi(config, service, feed, metrics.registry, () => ready, log);
+    let api: Awaited<ReturnType<typeof startApi>> | undefined;
     const progress = startProgress(process.stderr, () => pipeline.counts);
-    // with the API, decisions may come over HTTP only: stdin is read when asked for, not by default
-    const inputs = options.inputs.length > 0 ? options.inputs : api === undefined ? ['-'] : [];
+    let finished = false;
     try {
-      for (const input of inputs) {
+      // Windows first, for every input seen before; then what each input holds past its position.
+      const opened = new Map<string, Input>();
+      for (const path of inputs) {
+        const name = streamName(path);
+        const resume = resumeOf.get(name);
+        if (resume === undefined || opened.has(name) || stop.signal.aborted) continue;
+        const input = pipeline.openInput(path, resume);
+        opened.set(name, input);
+        const reread = resume.line > resume.restoreLine ? ` (lines ${resume.restoreLine + 1}-${resume.line} read again to rebuild the windows)` : '';
+        out.write(`resuming ${name} after line ${resume.line}${reread}\n`);
+        await pipeline.restore(input, resume, journal.clearsFor(name), stop.signal);
+      }
+      if (!stop.signal.aborted) await service.resume(resumeOf.get(paths.ingest), journal.clearsFor(paths.ingest), stop.signal);
+      const restored = { late: evaluator.stats.late, anonymous: evaluator.stats.anonymous };
+      api = config.http === undefined || stop.signal.aborted ? undefined : await startApi(config, service, feed, metrics.registry, () => ready, log);
+      for (const path of inputs) {
         if (stop.signal.aborted) break;
-        out.write(`reading ${input === '-' ? 'stdin' : input}\n`);
-        await pipeline.processFile(input, stop.signal);
+        out.write(`reading ${path === '-' ? 'stdin' : path}\n`);
+        if (path === '-') {
+          await pipeline.processFile(path, stop.signal);
+          continue;
+        }
+        const name = streamName(path);
+        const input = opened.get(name) ?? pipeline.openInput(path);
+        opened.set(name, input);
+        await pipeline.read(input, stop.signal);
+        pipeline.closeInput(input);
+        if (!stop.signal.aborted) sink.checkpoint();
       }
       ready = true;
-      const summary = (): void => {
+      const summary = (served: boolean): void => {
         const c = pipeline.counts;
         const st = evaluator.stats;
-        out.write(`\n${stop.signal.aborted ? 'stopped' : 'done'}: ${plural(c.decisions, 'decision')} from ${plural(inputs.length, 'input')}${api === undefined ? '' : ' and the API'}: ` +
+        out.write(`\n${stop.signal.aborted ? 'stopped' : 'done'}: ${plural(c.decisions, 'decision')} from ${plural(inputs.length, 'input')}${served ? ' and the API' : ''}: ` +
           `${plural(c.trips, 'new block')}${c.held > 0 ? `, ${plural(c.held, 'trip')} held by the governor or shadow rules (${paths.shadow})` : ''}, ${plural(c.invalid, 'invalid line')} skipped${c.invalid > 0 ? ` (kept in ${paths.dlq})` : ''}, ` +
-          `${st.late} late, ${st.anonymous} anonymous\n`);
+          `${st.late - restored.late} late, ${st.anonymous - restored.anonymous} anonymous\n`);
         if (evaluator.liveEvictions > 0) {
           log.warn({ evicted: evaluator.liveEvictions, last: evaluator.lastLiveEvicted }, 'tracked-identity cap reached: live windows evicted (raise limits.max_tracked_identities)');
           out.write(`warning: ${evaluator.liveEvictions} identities with live windows were evicted at limits.max_tracked_identities\n`);
@@ -133,19 +218,24 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
         for (const s of blocked) out.write(`  ${s.agentId}  epoch ${s.epoch}, ${s.entry.trigger ?? 'deny_rate'}, since ${s.entry.at ?? '?'}\n`);
         out.write(`kill events: ${paths.kills}\naddenda:     ${paths.addenda}\n`);
       };
-      if (api === undefined || stop.signal.aborted) {
-        summary();
-      } else {
+      if (api !== undefined && !stop.signal.aborted) {
         out.write(`\nserving the operator API on http://${config.http!.listen} (SIGTERM or Ctrl-C stops); the input files are read\n`);
         await new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
-        summary();
       }
+      const served = api !== undefined;
+      if (api !== undefined) await closeServer(api);
+      api = undefined;
+      await service.mutex.run(() => sink.checkpoint());
+      finished = true;
+      summary(served);
     } finally {
       progress.stop();
       if (api !== undefined) await closeServer(api);
       await service.mutex.run(() => undefined);
       service.close();
-      await sink.close();
+      // after a failure the positions are not recorded: the restart reads those lines again
+      if (finished) await sink.close();
+      else sink.abandon();
     }
     return 0;
   } finally {

@@ -5,17 +5,19 @@
  *
  * Posted decisions are appended to `data_dir/ingest.ndjson` before they are evaluated, and their line
  * numbers there are their positions: a trip's evidence points at lines a regulator can re-derive it from.
+ * The file is an input like the others (docs/spec.md#12-embedded-mode-files): a restart rebuilds its
+ * windows and evaluates what was appended but not yet evaluated when the process stopped.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddendumChains, KillEvent } from '../core/documents.js';
 import { operatorDocuments } from '../pipeline/trip-documents.js';
-import type { Evaluator, StreamClock } from '../core/evaluator.js';
+import type { Evaluator } from '../core/evaluator.js';
 import { identityView, windowView, type IdentityView, type IngestRecord, type IngestResult, type OperatorAction, type OperatorService } from './operator-service.js';
 import { KillSwitchError } from '../core/errors.js';
 import { ledgerKey } from '../core/ledger-fold.js';
 import type { LedgerFileSink } from '../adapters/file/ledger-files.js';
-import type { FilePipeline } from '../pipeline/file-pipeline.js';
+import type { FilePipeline, Input, ResumePoint } from '../pipeline/file-pipeline.js';
 import type { Logger } from '../ports/logger.js';
 import type { Signer } from '../ports/signer.js';
 import type { BlocksPage, LedgerFeed } from './ledger-feed.js';
@@ -39,45 +41,62 @@ export interface EmbeddedServiceOptions {
 export class EmbeddedService implements OperatorService {
   readonly mutex = new Mutex();
   readonly ingestFile: string;
-  private readonly ingestClock: StreamClock;
+  private input: Input | undefined;
   private ingestFd: number | undefined;
-  private ingestLines: number;
   private readonly now: () => number;
 
   constructor(private readonly o: EmbeddedServiceOptions) {
-    this.ingestFile = join(o.dataDir, 'ingest.ndjson');
     // the stream is named by its file, as every file stream is, so `verify --decisions` finds the lines
-    this.ingestClock = o.evaluator.openStream(this.ingestFile, { file: this.ingestFile });
-    const existing = existsSync(this.ingestFile) ? readFileSync(this.ingestFile) : Buffer.alloc(0);
-    this.ingestLines = countLines(existing);
-    if (existing.length > 0 && existing[existing.length - 1] !== 10) {
+    this.ingestFile = join(o.dataDir, 'ingest.ndjson');
+    this.now = o.now ?? Date.now;
+  }
+
+  /**
+   * Open the ingest stream where the last run left it: with `resume`, its windows are rebuilt from the
+   * lines a window still covers (journal.ts's `clears` applied), then the lines appended after the
+   * last recorded position are evaluated. Call once, before the first ingest.
+   */
+  async resume(resume: ResumePoint | undefined, clears: readonly { offset: number; agentId: string }[], signal?: AbortSignal): Promise<void> {
+    const exists = existsSync(this.ingestFile);
+    if (exists && !endsWithNewline(this.ingestFile)) {
       // a torn last line (a crash mid-append) stays a line of its own; the next append starts a new one
       this.ingestFd = openSync(this.ingestFile, 'a', 0o640);
       writeSync(this.ingestFd, '\n');
+      fsyncSync(this.ingestFd);
     }
-    this.now = o.now ?? Date.now;
+    const input = this.o.pipeline.openInput(this.ingestFile, resume);
+    if (resume !== undefined) await this.o.pipeline.restore(input, resume, clears, signal);
+    if (exists) await this.o.pipeline.read(input, signal);
+    this.input = input;
   }
 
   /** Evaluate posted decisions in order; each is first appended to ingest.ndjson (fsynced once per request). */
   ingest(records: readonly IngestRecord[]): Promise<IngestResult> {
     return this.mutex.run(async () => {
+      const input = this.input;
+      if (input === undefined) throw new Error('EmbeddedService.resume() must run before ingest()');
       this.ingestFd ??= openSync(this.ingestFile, 'a', 0o640);
-      const first = this.ingestLines + 1;
-      writeSync(this.ingestFd, records.map((r) => `${r.text.replace(/[\r\n]+/g, ' ')}\n`).join(''));
+      const lines = records.map((r) => `${r.text.replace(/[\r\n]+/g, ' ')}\n`);
+      writeSync(this.ingestFd, lines.join(''));
       fsyncSync(this.ingestFd);
-      this.ingestLines += records.length;
       const before = this.o.pipeline.counts.trips;
       const errors: { index: number; reason: string; message: string }[] = [];
       let invalid = 0;
-      for (let i = 0; i < records.length; i++) {
-        const r = this.o.pipeline.processLine(this.ingestClock, records[i]!.text, undefined, first + i);
+      let start = input.offset;
+      let lineNo = input.line;
+      for (let i = 0; i < lines.length; i++) {
+        const line = lines[i]!;
+        const end = start + Buffer.byteLength(line);
+        // what is evaluated is the line as kept in the file, so a restart or `verify --decisions` reads the same
+        const r = this.o.pipeline.processLine(input, line.slice(0, -1), ++lineNo, start, end);
+        start = end;
         if (r instanceof Promise) await r;
         else if (r !== undefined) {
           invalid++;
           if (errors.length < MAX_REPORTED_ERRORS) errors.push({ index: i, reason: (r).reason, message: (r).message });
         }
       }
-      this.o.pipeline.noteTime(this.ingestClock);
+      this.o.pipeline.noteTime(input.clock);
       return { accepted: records.length - invalid, invalid, trips: this.o.pipeline.counts.trips - before, errors };
     });
   }
@@ -92,7 +111,7 @@ export class EmbeddedService implements OperatorService {
     });
   }
 
-  /** An unblock: lifts the block of the current epoch and empties the identity's window (CONTRACTS.md section 2). */
+  /** An unblock: lifts the block of the current epoch and empties the identity's window (docs/spec.md#2-trip-rule). */
   unblock(a: OperatorAction): Promise<KillEvent> {
     return this.mutex.run(() => {
       const key = ledgerKey({ agent_id: a.agentId, ...(a.scope === undefined ? {} : { scope: a.scope }) });
@@ -137,9 +156,16 @@ export class EmbeddedService implements OperatorService {
   }
 }
 
-function countLines(buf: Buffer): number {
-  let n = 0;
-  for (let i = buf.indexOf(10); i !== -1; i = buf.indexOf(10, i + 1)) n++;
-  if (buf.length > 0 && buf[buf.length - 1] !== 10) n++;
-  return n;
+/** Empty, or its last byte is a LF. */
+function endsWithNewline(file: string): boolean {
+  const fd = openSync(file, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    if (size === 0) return true;
+    const last = Buffer.alloc(1);
+    readSync(fd, last, 0, 1, size - 1);
+    return last[0] === 0x0a;
+  } finally {
+    closeSync(fd);
+  }
 }
