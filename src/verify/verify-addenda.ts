@@ -5,7 +5,9 @@
  * Each line is parsed strictly (docs/spec.md#6-strict-documents): a duplicate key would let the
  * signature vouch for one value while another reader takes the other.
  */
+import { isUtf8 } from 'node:buffer';
 import { readFileSync } from 'node:fs';
+import { CanonicalJsonError } from '../core/canonical-json.js';
 import type { TraceAddendum } from '../core/documents.js';
 import { KillSwitchError } from '../core/errors.js';
 import { parseJsonStrict, StrictJsonError } from '../core/strict-json.js';
@@ -45,29 +47,43 @@ export const CANNOT_DETECT = [
 ];
 
 export async function verifyAddenda(file: string, trusted: ReadonlyMap<string, TrustedKey>, decisionsFile?: string): Promise<VerifyReport> {
-  let text: string;
+  let bytes: Buffer;
   let fileMissing = false;
   try {
-    text = readFileSync(file, 'utf8');
+    bytes = readFileSync(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     // With the decisions in hand, no addenda is an answer (every trip in them is missing), not a usage error.
     if (code !== 'ENOENT' || decisionsFile === undefined) {
       throw new KillSwitchError('INPUT_UNREADABLE', `${file}: cannot read addenda (${code ?? 'error'})`);
     }
-    text = '';
+    bytes = Buffer.alloc(0);
     fileMissing = true;
   }
   const validate = validator('addendum');
   const failures: VerifyFailure[] = [];
   const bad = new Set<number>();
   const docs: { index: number; addendum: TraceAddendum }[] = [];
-  const lines = text.split('\n');
+  // Lines as bytes first: a byte that is not UTF-8 must not become U+FFFD and then verify
+  const lines: Buffer[] = [];
+  for (let start = 0; start <= bytes.length;) {
+    const nl = bytes.indexOf(0x0a, start);
+    const end = nl === -1 ? bytes.length : nl;
+    lines.push(bytes.subarray(start, end));
+    start = end + 1;
+  }
   let count = 0;
   const where = new Map<number, { agent_id?: string; stream?: string; sequence_number?: number }>();
-  lines.forEach((raw, i) => {
-    if (raw.trim().length === 0) return;
+  lines.forEach((rawBytes, i) => {
     const line = i + 1;
+    if (!isUtf8(rawBytes)) {
+      count++;
+      failures.push({ line, code: 'invalid_utf8', message: 'the line is not valid UTF-8' });
+      bad.add(line);
+      return;
+    }
+    const raw = rawBytes.toString('utf8');
+    if (raw.trim().length === 0) return;
     count++;
     let doc: unknown;
     try {
@@ -87,7 +103,16 @@ export async function verifyAddenda(file: string, trusted: ReadonlyMap<string, T
     }
     const a = doc as TraceAddendum;
     where.set(line, { agent_id: a.agent_id, stream: a.chain.stream, sequence_number: a.chain.sequence_number });
-    const sig = checkSignature(doc as Record<string, unknown>, trusted);
+    let sig: ReturnType<typeof checkSignature>;
+    try {
+      sig = checkSignature(doc as Record<string, unknown>, trusted);
+    } catch (err) {
+      // a value with no canonical form (a number JSON can carry but this project never writes) has no signed bytes
+      if (!(err instanceof CanonicalJsonError)) throw err;
+      failures.push({ line, code: 'schema_invalid', message: `no canonical form: ${err.message}` });
+      bad.add(line);
+      return;
+    }
     if (!sig.ok) {
       failures.push({ line, code: sig.code, message: sig.message, ...where.get(line) });
       bad.add(line);

@@ -269,6 +269,26 @@ describe('killswitch verify', () => {
     }
   });
 
+  it('rejects a line with a byte that is not UTF-8 (it must not verify as U+FFFD), and a number with no canonical form, each with a report and no stack trace', () => {
+    const doc = JSON.parse(addendaLines[0]!) as Doc & { session_ids: string[] };
+    // a signed document whose text holds the escape of U+FFFD; the forger writes a raw 0xFF in its place
+    const signed = canonicalJson(resign({ ...doc, session_ids: ['sess-\ufffd'] }));
+    expect(signed).toContain('\\ufffd');
+    const [before, after] = signed.split('\\ufffd') as [string, string];
+    const file = join(dir, 'not-utf8.ndjson');
+    writeFileSync(file, Buffer.concat([Buffer.from(`${before}`), Buffer.from([0xff]), Buffer.from(`${after}\n${addendaLines.slice(1).join('\n')}\n`)]));
+    const utf8 = verify(file);
+    expect(utf8.status).toBe(1);
+    expect(utf8.report.failures.filter((f) => f.line === 1)).toEqual([expect.objectContaining({ code: 'invalid_utf8' })]);
+    // deny_rate 0.00001 is JSON, but has no canonical form: no signed bytes, so not valid (and no crash)
+    const evidence = (doc as unknown as { evidence: Record<string, unknown> }).evidence;
+    const noCanonical = JSON.stringify({ ...doc, evidence: { ...evidence, deny_rate: 0.00001 } });
+    const r = verify(writeAddenda([noCanonical, ...addendaLines.slice(1)]));
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.status).toBe(1);
+    expect(r.report.failures.filter((f) => f.line === 1)).toEqual([expect.objectContaining({ code: 'schema_invalid', message: expect.stringContaining('no canonical form') as string })]);
+  });
+
   it('rejects an addendum nested deeper than a strict document allows as too_deep', () => {
     const doc = JSON.parse(addendaLines[0]!) as Doc;
     const deep = canonicalJson(resign({ ...doc, session_ids: [JSON.parse('['.repeat(100) + ']'.repeat(100)) as unknown] }));
