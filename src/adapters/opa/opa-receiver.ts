@@ -28,7 +28,7 @@ import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../../ports/logger.js';
 import type { IngestRecord, OperatorService } from '../../service/operator-service.js';
 import { Mutex } from '../../service/mutex.js';
-import { mapEvent, type OpaMapping, type UnmappedReason } from './opa-mapping.js';
+import { mapEvent, UNMAPPED_REASONS, type OpaMapping, type UnmappedReason } from './opa-mapping.js';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -91,7 +91,8 @@ export interface OpaReceiverOptions {
   readonly seed?: Iterable<string>;
 }
 
-type Outcome = 'mapped' | 'duplicate' | 'ignored_path' | UnmappedReason;
+const OUTCOMES = ['mapped', 'duplicate', 'ignored_path', ...UNMAPPED_REASONS] as const;
+type Outcome = (typeof OUTCOMES)[number];
 
 export class OpaReceiver {
   readonly maxDecompressedBytes: number;
@@ -106,6 +107,8 @@ export class OpaReceiver {
     // one registry may serve more than one API server (tests): the counter is shared, not registered twice
     this.events = (o.registry.getSingleMetric(METRIC) as Counter<'outcome'> | undefined)
       ?? new Counter({ name: METRIC, help: 'OPA decision-log events received, by outcome (mapped, duplicate, ignored_path, or why no decision was made)', labelNames: ['outcome'] as const, registers: [o.registry] });
+    // every outcome from the start, at 0: an alert on the rate of an unmapped outcome needs the series to exist
+    for (const outcome of OUTCOMES) this.events.inc({ outcome }, 0);
   }
 
   /** decision ids remembered */
