@@ -136,7 +136,7 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
     let lastProgress = Date.now();
     const pipeline = new FilePipeline(evaluator, chains, sink, options.signer, {
       onBadLine: (bad) => {
-        log.warn({ file: bad.file, line: bad.line, reason: bad.reason, detail: bad.message }, 'invalid decision skipped');
+        log.warn({ file: bad.file, ...(bad.index === undefined ? { line: bad.line } : { index: bad.index }), reason: bad.reason, detail: bad.message }, 'invalid decision skipped');
         sink.writeDlq(bad);
         metrics.dlq.inc({ reason: bad.reason });
       },

@@ -17,7 +17,7 @@ import { DEFAULT_MAX_FUTURE_SKEW_MS, type Evaluator, type StreamClock, type Trip
 import { futureTimestampError } from '../core/time.js';
 import type { Signer } from '../ports/signer.js';
 import type { TripSink } from '../ports/trip-sink.js';
-import { type BadRecordReason, DecisionDecoder, keyText } from '../adapters/serde/decision-decoder.js';
+import { type BadRecordReason, DecisionDecoder, type DecodeResult, keyText } from '../adapters/serde/decision-decoder.js';
 import { type LineHandler, type LinePosition, readNdjson, type TooLongLine } from '../adapters/file/ndjson-reader.js';
 import { inputPrefix, type InputPrefix, PREFIX_BYTES } from '../adapters/file/input-identity.js';
 import type { JournalInput } from '../adapters/file/journal.js';
@@ -33,7 +33,12 @@ export interface BadLine {
   readonly key?: string;
   /** an over-long line: its length, first bytes and hash */
   readonly tooLong?: TooLongLine;
+  /** a posted decision refused before it was written to ingest.ndjson: its 0-based index in the request (`line` is 0) */
+  readonly index?: number;
 }
+
+/** Where posted decisions that never reach ingest.ndjson are said to come from (docs/spec.md#8-bad-records-and-the-dlq). */
+export const POSTED_SOURCE = 'http:/v1/decisions';
 
 export interface PipelineHooks {
   onBadLine(bad: BadLine): void;
@@ -218,22 +223,34 @@ export class FilePipeline {
   }
 
   /**
-   * One line of an input opened by the caller, e.g. a decision posted over HTTP and kept in a file of
-   * its own: `text` is the line as written there, from byte `start` to `end` (its LF included).
-   * Returns the bad line, or a promise when it tripped.
+   * A posted decision, decoded and judged against `arrivalMs`, the time its request was received
+   * (docs/spec.md#22-event-time-lateness-and-future-decisions). One that is `future_timestamp` is
+   * refused before it is written anywhere (refusePosted); the others go to processLine.
    */
-  processLine(input: Input, text: string, lineNo: number, start: number, end: number): Promise<void> | BadLine | undefined {
+  decodePosted(text: string, arrivalMs: number): DecodeResult {
+    const r = this.decoder.decodeText(text);
+    if (!r.ok) return r;
+    const future = futureTimestampError(r.decision.timeMs, arrivalMs, this.maxFutureSkewMs);
+    return future === null ? r : { ok: false, reason: 'future_timestamp', message: future };
+  }
+
+  /** A posted decision refused by decodePosted: a bad record of the request, never a line of ingest.ndjson. */
+  refusePosted(index: number, text: string, r: { reason: BadRecordReason; message: string }): BadLine {
+    const b: BadLine = { file: POSTED_SOURCE, line: 0, index, reason: r.reason, message: r.message, raw: Buffer.from(text) };
+    this.bad(b);
+    return b;
+  }
+
+  /**
+   * One line of an input opened by the caller, e.g. a decision posted over HTTP and kept in a file of
+   * its own: `text` is the line as written there, from byte `start` to `end` (its LF included), and
+   * `decoded` what decodePosted made of it. Returns the bad line, or a promise when it tripped.
+   */
+  processLine(input: Input, text: string, decoded: DecodeResult, lineNo: number, start: number, end: number): Promise<void> | BadLine | undefined {
     input.offset = end;
     input.line = lineNo;
     input.moved = true;
-    const r = this.decoder.decodeText(text);
-    let result: Promise<void> | BadLine | undefined;
-    if (!r.ok) {
-      result = this.badRecord(input.clock, r, lineNo, Buffer.from(text), undefined);
-    } else {
-      const future = futureTimestampError(r.decision.timeMs, this.now(), this.maxFutureSkewMs);
-      result = future === null ? this.evaluate(input, r.decision, lineNo, start) : this.badRecord(input.clock, { reason: 'future_timestamp', message: future }, lineNo, Buffer.from(text), undefined);
-    }
+    const result = decoded.ok ? this.evaluate(input, decoded.decision, lineNo, start) : this.badRecord(input.clock, decoded, lineNo, Buffer.from(text), undefined);
     this.progress();
     return result;
   }

@@ -17,7 +17,8 @@ import { identityView, windowView, type IdentityView, type IngestRecord, type In
 import { KillSwitchError } from '../core/errors.js';
 import { ledgerKey } from '../core/ledger-fold.js';
 import type { LedgerFileSink } from '../adapters/file/ledger-files.js';
-import type { FilePipeline, Input, ResumePoint } from '../pipeline/file-pipeline.js';
+import type { BadLine, FilePipeline, Input, ResumePoint } from '../pipeline/file-pipeline.js';
+import type { DecodeResult } from '../adapters/serde/decision-decoder.js';
 import type { Logger } from '../ports/logger.js';
 import type { Signer } from '../ports/signer.js';
 import type { BlocksPage, LedgerFeed } from './ledger-feed.js';
@@ -70,26 +71,41 @@ export class EmbeddedService implements OperatorService {
     this.input = input;
   }
 
-  /** Evaluate posted decisions in order; each is first appended to ingest.ndjson (fsynced once per request). */
+  /**
+   * Evaluate posted decisions in order; each is first appended to ingest.ndjson (fsynced once per
+   * request), except those refused as future_timestamp against the time the request was received:
+   * a later read of the file (a restart, `verify --decisions`) must not meet them.
+   */
   ingest(records: readonly IngestRecord[]): Promise<IngestResult> {
+    const arrival = this.now();
     return this.mutex.run(async () => {
       const input = this.input;
       if (input === undefined) throw new Error('EmbeddedService.resume() must run before ingest()');
-      this.ingestFd ??= openSync(this.ingestFile, 'a', 0o640);
-      const lines = records.map((r) => `${r.text.replace(/[\r\n]+/g, ' ')}\n`);
-      writeSync(this.ingestFd, lines.join(''));
-      fsyncSync(this.ingestFd);
-      const before = this.o.pipeline.counts.trips;
+      const { pipeline } = this.o;
+      const texts = records.map((r) => r.text.replace(/[\r\n]+/g, ' '));
+      // what is evaluated is the line as kept in the file, so a restart or `verify --decisions` reads the same
+      const decoded = texts.map((t) => pipeline.decodePosted(t, arrival));
+      const kept = texts.filter((_, i) => !isFuture(decoded[i]!));
+      if (kept.length > 0) {
+        this.ingestFd ??= openSync(this.ingestFile, 'a', 0o640);
+        writeSync(this.ingestFd, kept.map((t) => `${t}\n`).join(''));
+        fsyncSync(this.ingestFd);
+      }
+      const before = pipeline.counts.trips;
       const errors: { index: number; reason: string; message: string }[] = [];
       let invalid = 0;
       let start = input.offset;
       let lineNo = input.line;
-      for (let i = 0; i < lines.length; i++) {
-        const line = lines[i]!;
-        const end = start + Buffer.byteLength(line);
-        // what is evaluated is the line as kept in the file, so a restart or `verify --decisions` reads the same
-        const r = this.o.pipeline.processLine(input, line.slice(0, -1), ++lineNo, start, end);
-        start = end;
+      for (let i = 0; i < texts.length; i++) {
+        const d = decoded[i]!;
+        let r: Promise<void> | BadLine | undefined;
+        if (isFuture(d)) {
+          r = pipeline.refusePosted(i, texts[i]!, d);
+        } else {
+          const end = start + Buffer.byteLength(texts[i]!) + 1;
+          r = pipeline.processLine(input, texts[i]!, d, ++lineNo, start, end);
+          start = end;
+        }
         if (r instanceof Promise) await r;
         else if (r !== undefined) {
           invalid++;
@@ -168,4 +184,8 @@ function endsWithNewline(file: string): boolean {
   } finally {
     closeSync(fd);
   }
+}
+
+function isFuture(d: DecodeResult): d is Extract<DecodeResult, { ok: false }> {
+  return !d.ok && d.reason === 'future_timestamp';
 }

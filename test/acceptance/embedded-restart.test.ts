@@ -132,4 +132,21 @@ describe('embedded mode: a restart resumes, never re-trips', () => {
     expect(third).not.toContain('BLOCKED');
     expect(kills(dir)).toHaveLength(1);
   }, 120_000);
+
+  it('a posted decision stamped too far ahead of its arrival is refused before ingest.ndjson, so no restart ever reads it', async () => {
+    const dir = tempDir('ingest-future-');
+    const { cfg, url, token } = await serviceConfig(dir);
+    const future = JSON.stringify({ decision_id: 'from-the-future', agent_id: A, decision: 'deny', occurred_at: new Date(Date.now() + 86_400_000).toISOString() });
+    const lines = [decision(A, 'deny', 0), future, decision(A, 'deny', 1)];
+    await serve(['run', '--config', cfg], async () => {
+      const r = await request(`${url}/v1/decisions`, {
+        method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-ndjson' }, body: ndjson(lines),
+      });
+      expect(r.status).toBe(202);
+      expect(JSON.parse(r.body)).toMatchObject({ accepted: 2, invalid: 1, errors: [{ index: 1, reason: 'future_timestamp' }] });
+    });
+    expect(readFileSync(join(dir, 'data/ingest.ndjson'), 'utf8')).toBe(ndjson([lines[0]!, lines[2]!]));
+    const dlq = parseLines<Record<string, unknown>>(readFileSync(join(dir, 'data/dlq.ndjson'), 'utf8'));
+    expect(dlq).toEqual([{ file: 'http:/v1/decisions', index: 1, reason: 'future_timestamp', message: expect.any(String) as string, raw: future }]);
+  }, 60_000);
 });

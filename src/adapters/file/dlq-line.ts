@@ -3,7 +3,9 @@
  * (docs/spec.md#8-bad-records-and-the-dlq). The copy keeps the line's exact bytes, so what was refused
  * can be looked at, fixed and sent again byte for byte:
  *
- * `{"file", "line", "reason", "message", ...}`, and then
+ * `{"file", "line", "reason", "message", ...}` (a posted decision refused before it was written to
+ * ingest.ndjson has `"file": "http:/v1/decisions"` and, instead of `line`, `index`: its place in the
+ * request), and then
  * - `"key"`: the `KEY<TAB>` prefix, when the line had one (and is valid UTF-8);
  * - `"raw"`: the whole line as text (its `KEY<TAB>` prefix and a CR before its LF included), when it
  *   is valid UTF-8 and within the line limit;
@@ -19,6 +21,8 @@ import type { TooLongLine } from './ndjson-reader.js';
 export interface DlqInput {
   readonly file: string;
   readonly line: number;
+  /** set for a posted decision never written to ingest.ndjson: its 0-based index in the request (then `line` is not written) */
+  readonly index?: number;
   readonly reason: string;
   readonly message: string;
   /** the `KEY<TAB>` prefix's key, when the line had one */
@@ -29,7 +33,7 @@ export interface DlqInput {
 }
 
 export function dlqLine(b: DlqInput): string {
-  const head = { file: b.file, line: b.line, reason: b.reason, message: b.message };
+  const head = { file: b.file, ...(b.index === undefined ? { line: b.line } : { index: b.index }), reason: b.reason, message: b.message };
   let entry: object;
   if (b.tooLong !== undefined) {
     entry = { ...head, sample_base64: b.tooLong.sample.toString('base64'), length: b.tooLong.length, sha256: b.tooLong.sha256 };

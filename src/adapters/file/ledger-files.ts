@@ -304,7 +304,7 @@ export class LedgerFileSink implements TripSink {
    * copy of input; it is fsynced before the next journal record, which records its length.
    */
   writeDlq(bad: DlqInput): void {
-    if (bad.line <= (this.dlqSeen.get(bad.file) ?? 0)) return; // kept before the restart
+    if (bad.index === undefined && bad.line <= (this.dlqSeen.get(bad.file) ?? 0)) return; // kept before the restart
     const line = dlqLine(bad);
     this.guard(() => {
       this.dlqFd ??= openSync(this.paths.dlq, 'a', 0o640);
