@@ -220,14 +220,20 @@ describe('the OPA receiver (POST /v1/opa/logs), fed OPA-shaped batches', () => {
     const again = await postOpa(s.url, s.opaToken, gz(batch));
     expect(JSON.parse(again.body)).toMatchObject({ events: 18, accepted: 0, duplicates: 18, trips: 0 });
     expect(await windowOf(s, id)).toMatchObject({ calls: 18, denies: 6 });
+    // OPA timed out waiting and sent it again while the first attempt was still being written: one of the two takes it
+    const late = Array.from({ length: 30 }, (_, i) => opaEvent(id, true, { at: t0 + 100 + i }));
+    const both = (await Promise.all([postOpa(s.url, s.opaToken, gz(late)), postOpa(s.url, s.opaToken, gz(late))])).map((r) => JSON.parse(r.body) as { accepted: number; duplicates: number });
+    expect(both.map((b) => [b.accepted, b.duplicates]).sort()).toEqual([[0, 30], [30, 0]]);
+    expect(await windowOf(s, id)).toMatchObject({ calls: 48, denies: 6 });
 
     // a crash between the fsync and the answer looks like this to OPA: it sends the batch to the restarted instance
     expect(await ks.stop()).toBe(0);
     await startKillSwitch(s);
     const afterRestart = await postOpa(s.url, s.opaToken, gz(batch));
     expect(JSON.parse(afterRestart.body)).toMatchObject({ accepted: 0, duplicates: 18 });
-    expect(await windowOf(s, id)).toMatchObject({ state: 'active', calls: 18, denies: 6 });
-    expect(ingested(s)).toHaveLength(18);
+    expect(JSON.parse((await postOpa(s.url, s.opaToken, gz(late))).body)).toMatchObject({ accepted: 0, duplicates: 30 });
+    expect(await windowOf(s, id)).toMatchObject({ state: 'active', calls: 48, denies: 6 });
+    expect(ingested(s)).toHaveLength(48);
     expect(kills(s)).toEqual([]);
   }, 120_000);
 
