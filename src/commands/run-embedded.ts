@@ -26,6 +26,7 @@ import type { TrustedKey } from '../adapters/signing/keys.js';
 import { KillSwitchError } from '../core/errors.js';
 import { startProgress } from './progress.js';
 import { createMetrics } from '../adapters/metrics/metrics.js';
+import { EmbeddedMetrics } from './embedded-metrics.js';
 import { EmbeddedService } from '../service/embedded-service.js';
 import { LedgerFeed } from '../service/ledger-feed.js';
 import { closeServer, startApi } from './api.js';
@@ -132,7 +133,7 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
     const feed = new LedgerFeed();
     for (const ev of ledger.killEvents) feed.append(ev);
     const metrics = createMetrics();
-    metrics.blocked.set(evaluator.ledger.blocked);
+    const counts = new EmbeddedMetrics(metrics, evaluator);
     let lastProgress = Date.now();
     const pipeline = new FilePipeline(evaluator, chains, sink, options.signer, {
       onBadLine: (bad) => {
@@ -144,6 +145,7 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
         lastProgress = Date.now();
         feed.append(killEvent);
         metrics.trips.inc();
+        counts.sync();
         out.write(describeTrip(trip, killEvent, paths.kills));
         log.info({ agent_id: trip.agentId, epoch: trip.epoch, event_id: killEvent.event_id }, 'identity blocked');
       },
@@ -166,7 +168,10 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
       },
     });
     pipelineRef.p = pipeline;
-    feed.subscribe(() => metrics.blocked.set(evaluator.ledger.blocked));
+    feed.subscribe((e) => {
+      metrics.blocked.set(evaluator.ledger.blocked);
+      if (e.event.action === 'unblock') metrics.unblocks.inc();
+    });
     const service = new EmbeddedService({ dataDir: config.data_dir, evaluator, chains, sink, signer: options.signer, pipeline, feed, log });
     let ready = false;
     let api: Awaited<ReturnType<typeof startApi>> | undefined;
@@ -187,6 +192,7 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
       }
       if (!stop.signal.aborted) await service.resume(resumeOf.get(paths.ingest), journal.clearsFor(paths.ingest), stop.signal);
       const restored = { late: evaluator.stats.late, anonymous: evaluator.stats.anonymous };
+      counts.baseline(); // what the restore re-read was counted before the restart
       api = config.http === undefined || stop.signal.aborted ? undefined : await startApi(config, service, feed, metrics.registry, () => ready, log);
       for (const path of inputs) {
         if (stop.signal.aborted) break;
@@ -200,6 +206,7 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
         opened.set(name, input);
         await pipeline.read(input, stop.signal);
         pipeline.closeInput(input);
+        counts.sync();
         if (!stop.signal.aborted) sink.checkpoint();
       }
       ready = true;
@@ -230,6 +237,7 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
       summary(served);
     } finally {
       progress.stop();
+      counts.stop();
       if (api !== undefined) await closeServer(api);
       await service.mutex.run(() => undefined);
       service.close();

@@ -30,6 +30,18 @@ describe('npm start: the long-running embedded service', () => {
       const blocks = runCli(['blocks', '--url', `http://127.0.0.1:${port}`], { env: { KILLSWITCH_TOKEN: token } });
       expect(blocks.stdout).toContain('  spiffe://example.org/ns/prod/sa/scraper-agent  epoch 1, deny_rate');
       expect((await request(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+      // /metrics carries the series the dashboard, the alerts and the health check read in both modes
+      const unblock = runCli(['unblock', 'spiffe://example.org/ns/prod/sa/scraper-agent', '--reason', 'test', '--by', 'ci', '--url', `http://127.0.0.1:${port}`], { env: { KILLSWITCH_TOKEN: token } });
+      expect(unblock.status, unblock.stderr).toBe(0);
+      const sample = (text: string, series: string): number => Number(new RegExp(`^${series.replace(/[{}"]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+      const metrics = await eventually(async () => (await request(`http://127.0.0.1:${port}/metrics`)).body,
+        (text) => sample(text, 'killswitch_unblocks_total') === 1, 10_000);
+      expect(sample(metrics, 'killswitch_trips_total')).toBe(1);
+      expect(sample(metrics, 'killswitch_decisions_total{class="deny"}')).toBeGreaterThan(0);
+      expect(sample(metrics, 'killswitch_decisions_total{class="call"}')).toBeGreaterThan(0);
+      expect(sample(metrics, 'killswitch_tracked_identities')).toBeGreaterThan(0);
+      expect(sample(metrics, 'killswitch_blocked_identities')).toBe(0);
+      expect(metrics).toMatch(/^killswitch_process_cpu_seconds_total /m);
     } finally {
       child.kill('SIGTERM');
     }
