@@ -9,6 +9,7 @@
  * recorded, its windows rebuilt by re-reading what a window still covers (FilePipeline.restore), and
  * an input that changed since (input-identity.ts) is read from its start as a new input.
  */
+import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { AddendumChains, type KillEvent } from '../core/documents.js';
 import { Evaluator, type Trip } from '../core/evaluator.js';
 import { Governor } from '../core/governor.js';
@@ -49,8 +50,30 @@ const PROGRESS_EVERY_MS = 1000;
 const pct = (x: number): string => `${Math.round(x * 1000) / 10}%`;
 const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
 
+/**
+ * Every INPUT is a readable file before any is read: a missing second input found after the first was
+ * processed (and blocks were written) would leave a half-done run to explain. One line per problem.
+ */
+function checkInputs(inputs: readonly string[]): void {
+  const problems: string[] = [];
+  for (const path of inputs) {
+    if (path === '-') continue;
+    try {
+      if (!statSync(path).isFile()) {
+        problems.push(`killswitch: ${path}: cannot read input (not a file)`);
+        continue;
+      }
+      accessSync(path, fsConstants.R_OK);
+    } catch (err) {
+      problems.push(`killswitch: ${path}: cannot read input (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+  if (problems.length > 0) throw new KillSwitchError('INPUT_UNREADABLE', problems[0]!.replace(/^killswitch: /, ''), { details: problems });
+}
+
 export async function runEmbedded(options: RunOptions): Promise<number> {
   const { config, log, out } = options;
+  checkInputs(options.inputs);
   const paths = ledgerPaths(config.data_dir);
   const lock = await lockDataDir(paths.dir);
   const stop = new AbortController();

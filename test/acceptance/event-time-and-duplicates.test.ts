@@ -4,7 +4,7 @@
  * decision stamped far in the future must not switch enforcement off for everyone else on its stream,
  * and a decision delivered many times counts once.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { configFile, decision, type KillEventLine, ndjson, parseLines, repeat, runCli, signedConfigFile, tempDir, writeIn } from '../helpers/cli.js';
@@ -103,5 +103,16 @@ describe('killswitch verify --decisions re-derives under the same rules', () => 
     const report = JSON.parse(v.stdout) as { rederived: { skipped: { count: number; framed: number } }; failures: { code: string }[] };
     expect(report.rederived.skipped).toMatchObject({ count: 10, framed: 10 });
     expect(report.failures.map((f) => f.code)).toEqual(['rederive_no_trip']);
+  });
+});
+
+describe('killswitch run with an input that cannot be read', () => {
+  it('checks every input before reading any: nothing is processed or blocked, one line per bad input, exit 2', () => {
+    const runDir = tempDir('inputs-first-');
+    const good = writeIn(runDir, 'good.ndjson', ndjson(repeat(B, 'deny', 10, 0)));
+    const r = runCli(['run', '--config', signedConfigFile(runDir), good, join(runDir, 'missing.ndjson'), runDir]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe(`killswitch: ${join(runDir, 'missing.ndjson')}: cannot read input (ENOENT)\nkillswitch: ${runDir}: cannot read input (not a file)\n`);
+    expect(existsSync(join(runDir, 'data', 'kills.ndjson')) ? readFileSync(join(runDir, 'data', 'kills.ndjson'), 'utf8') : '').toBe('');
   });
 });
