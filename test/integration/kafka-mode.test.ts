@@ -10,6 +10,7 @@ import { canonicalJson } from '../../src/core/canonical-json.js';
 import { Ed25519Signer, checkSignature } from '../../src/adapters/signing/ed25519-signer.js';
 import { generateSigningKey, loadJwks, loadSigningKey } from '../../src/adapters/signing/keys.js';
 import { buildKillEvent } from '../../src/core/documents.js';
+import { ownerPartition } from '../../src/adapters/kafka/repartition.js';
 import { validator } from '../../src/schemas.js';
 import { decision, parseLines, runCli, tempDir, writeIn } from '../helpers/cli.js';
 import { committedTotalOn, createTopic, drainedOn, freshTopics, kafkaClient, kafkaConfig, produce, readTopic, startProcessor, type ReadRecord, type TestTopics } from '../helpers/kafka.js';
@@ -54,10 +55,16 @@ describe('killswitch run (Kafka mode)', () => {
         const doc = parse(a);
         expect(validator('addendum')(doc)).toBe(true);
         expect(checkSignature(doc, trusted)).toMatchObject({ ok: true });
-        // the addendum sits in the addenda partition of its input partition, chained per partition
-        const source = (doc.evidence as { source: { partition: number } }).source;
-        expect(a.partition).toBe(source.partition);
-        expect(doc.chain).toEqual({ stream: `${topics.decisions}/${a.partition}`, sequence_number: 1, prev_hash: 'genesis' });
+        // the addendum sits in the addenda partition of its identity's owner partition (murmur2 of the
+        // agent_id, where kafkajs's default partitioner put A and kcat's CRC32 may not have put B), chained per partition
+        expect(a.partition).toBe(ownerPartition(a.key!, 3));
+        expect(doc.chain).toMatchObject({ stream: `${topics.decisions}/${a.partition}` });
+      }
+      // A and B may share an owner: each partition's chain starts at genesis and counts up
+      for (const p of new Set(addenda.map((a) => a.partition))) {
+        const chain = addenda.filter((a) => a.partition === p).map((a) => parse(a).chain as { sequence_number: number; prev_hash: string });
+        expect(chain.map((c) => c.sequence_number)).toEqual(chain.map((_, i) => i + 1));
+        expect(chain[0]!.prev_hash).toBe('genesis');
       }
       expect(parse(addenda.find((a) => a.key === B)!).session_ids).toEqual(['kcat-session']);
       // metrics count what happened, and no SPIFFE ID appears in any label
@@ -401,6 +408,28 @@ function decisionsWithTrips(n: number, identities: number, bad: number): { key: 
   return out;
 }
 
+/**
+ * Kill the processor while it works: each round starts it, waits for the first committed progress, then
+ * SIGKILLs it at a random moment soon after. Rounds stop once everything is committed. Returns the
+ * records committed after each round.
+ */
+async function killAtRandomMoments(cfg: string, topics: TestTopics, total: number): Promise<number[]> {
+  const group = `g-${topics.decisions}`;
+  const progress: number[] = [];
+  for (let round = 0; round < 4; round++) {
+    const before = await committedTotal(topics, group);
+    if (before >= total) break;
+    const proc = await startProcessor(cfg);
+    const deadline = Date.now() + 45_000;
+    while ((await committedTotal(topics, group)) === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    if (Date.now() >= deadline) process.stderr.write(`round ${round}: no progress in 45 s; processor log:\n${proc.log().slice(-8000)}\n`);
+    await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 100)));
+    await proc.stop('SIGKILL');
+    progress.push(await committedTotal(topics, group));
+  }
+  return progress;
+}
+
 describe('exactly once, on the real broker', () => {
   it('SIGKILLed at random moments and restarted, it writes exactly the kill events replay gives: nothing missing, nothing twice', async () => {
     const dir = tempDir('kafka-crash-');
@@ -414,20 +443,7 @@ describe('exactly once, on the real broker', () => {
     const expected = await replayOfTopic(dir, topics, writeIn(dir, 'replay.json', JSON.stringify(REPLAY_CONFIG)));
     expect(expected.length).toBeGreaterThanOrEqual(200);
 
-    // Kill it while it works: each round waits for the first committed progress, then SIGKILLs at a
-    // random moment soon after. Rounds stop once everything is committed.
-    const progress: number[] = [];
-    for (let round = 0; round < 4; round++) {
-      const before = await committedTotal(topics, `g-${topics.decisions}`);
-      if (before >= decisions.length) break;
-      const proc = await startProcessor(cfg);
-      const deadline = Date.now() + 45_000;
-      while ((await committedTotal(topics, `g-${topics.decisions}`)) === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      if (Date.now() >= deadline) process.stderr.write(`round ${round}: no progress in 45 s; processor log:\n${proc.log().slice(-8000)}\n`);
-      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 100)));
-      await proc.stop('SIGKILL');
-      progress.push(await committedTotal(topics, `g-${topics.decisions}`));
-    }
+    const progress = await killAtRandomMoments(cfg, topics, decisions.length);
     // it was killed mid-stream, with work committed before the kill and work left after it
     expect(progress[0]!).toBeGreaterThan(0);
     expect(progress[0]!).toBeLessThan(decisions.length);
@@ -475,5 +491,120 @@ describe('exactly once, on the real broker', () => {
     expect(expected.length).toBeGreaterThanOrEqual(100);
     const written = (await readTopic(brokers, topics.kills, { until: (r) => r.length >= expected.length })).map(parse);
     expect(written.map(comparable).map(String).sort()).toEqual(expected);
+  }, 300_000);
+});
+
+/**
+ * Half the records misrouted, as a producer with another partitioner (CRC32, FNV-1a, round robin)
+ * beside a murmur2 one would leave them: each identity's decisions alternate between its owner partition
+ * (murmur2 of the agent_id) and the next partition. `bad` identities deny all of their 12 calls, split
+ * 6 and 6: only evaluated in one window do they trip (at their 10th call, 10 of 10, whatever order the
+ * owner reads the two halves in). The others deny a quarter of 40 calls, spread out, and never trip.
+ * Everything lies within one window (5 ms apart), so the counts at a trip do not depend on the order.
+ */
+function misroutedDecisions(identities: number, bad: number, partitions: number): { key: string; value: string; timestamp: string; partition: number }[] {
+  const out: { key: string; value: string; timestamp: string; partition: number }[] = [];
+  const base = Date.now() - 3 * 3_600_000;
+  for (let j = 0; j < 40; j++) {
+    for (let who = 0; who < identities; who++) {
+      const isBad = who < bad;
+      if (isBad && j >= 12) continue;
+      const agent = `spiffe://example.org/misrouted/agent-${who}`;
+      const owner = ownerPartition(agent, partitions);
+      const at = base + out.length * 5;
+      out.push({
+        key: agent, value: decision(agent, isBad || j % 4 === 1 ? 'deny' : 'allow', 0, { occurred_at: new Date(at).toISOString() }), timestamp: String(at),
+        partition: j % 2 === 0 ? owner : (owner + 1) % partitions,
+      });
+    }
+  }
+  return out;
+}
+
+/** A trip as replay and Kafka mode must agree on whatever order the owner read an identity's two halves in. */
+function tripCounts(doc: Doc): string {
+  const e = doc.evidence as { calls: number; denies: number; advisory_denies: number };
+  return `${doc.agent_id} ${String(doc.action)} epoch=${doc.epoch} calls=${e.calls} denies=${e.denies} advisory=${e.advisory_denies}`;
+}
+
+async function replayCountsOfTopic(dir: string, topics: TestTopics): Promise<string[]> {
+  const records = await readTopic(brokers, topics.decisions, { timeoutMs: 5000 });
+  const inputs: string[] = [];
+  for (const p of [...new Set(records.map((r) => r.partition))].sort()) {
+    inputs.push(writeIn(dir, `partition-${p}.ndjson`, records.filter((r) => r.partition === p).map((r) => r.value!.toString('utf8')).join('\n') + '\n'));
+  }
+  const r = runCli(['replay', '--config', writeIn(dir, 'replay.json', JSON.stringify(REPLAY_CONFIG)), ...inputs]);
+  expect(r.status).toBe(0);
+  return parseLines<Doc>(r.stdout).map(tripCounts).sort();
+}
+
+/** Every addendum in its identity's owner partition, and each partition's chain 1..n without a gap or a repeat. */
+function expectOwnerChains(addenda: ReadRecord[], topics: TestTopics, partitions: number): void {
+  for (const a of addenda) {
+    expect(a.partition).toBe(ownerPartition(a.key!, partitions));
+    expect((parse(a).chain as { stream: string }).stream).toBe(`${topics.decisions}/${a.partition}`);
+  }
+  for (let p = 0; p < partitions; p++) {
+    const seqs = addenda.filter((a) => a.partition === p).map((a) => (parse(a).chain as { sequence_number: number }).sequence_number);
+    expect(seqs).toEqual(seqs.map((_, i) => i + 1));
+  }
+}
+
+describe('exactly once with half the records misrouted (forwarded to their owner partitions)', () => {
+  it('SIGKILLed at random moments and restarted with half the records misrouted: every trip replay gives, each once', async () => {
+    const dir = tempDir('kafka-crash-misrouted-');
+    const topics = freshTopics('crash-misrouted');
+    const cfg = kafkaConfig(dir, brokers, topics, { partitions: 3, extra: NO_GOVERNOR, kafka: { max_partition_fetch_bytes: 65_536 } });
+    const decisions = misroutedDecisions(800, 240, 3);
+    await createTopic(brokers, topics.decisions, 3);
+    await produce(brokers, topics.decisions, decisions);
+    const expected = await replayCountsOfTopic(dir, topics);
+    expect(expected).toHaveLength(240);
+    const group = `g-${topics.decisions}`;
+    const progress = await killAtRandomMoments(cfg, topics, decisions.length);
+    expect(progress[0]!).toBeGreaterThan(0);
+    expect(progress[0]!).toBeLessThan(decisions.length);
+    const proc = await startProcessor(cfg);
+    try {
+      await drained(topics, group, 120_000);
+    } catch (err) {
+      process.stderr.write(`processor log:\n${proc.log().slice(-6000)}\n`);
+      throw err;
+    } finally {
+      expect(await proc.stop()).toBe(0);
+    }
+    const written = (await readTopic(brokers, topics.kills, { until: (r) => r.length >= expected.length, timeoutMs: 20_000 })).map(parse);
+    expect(written.map(tripCounts).sort()).toEqual(expected);
+    const addenda = await readTopic(brokers, topics.addenda, { until: (r) => r.length >= expected.length });
+    expect(addenda).toHaveLength(expected.length);
+    expectOwnerChains(addenda, topics, 3);
+  }, 300_000);
+
+  it('scales out with half the records misrouted: three instances, one stopped mid-stream, every trip replay gives, each once', async () => {
+    const dir = tempDir('kafka-scale-misrouted-');
+    const topics = freshTopics('scale-misrouted');
+    const cfg = kafkaConfig(dir, brokers, topics, { partitions: 6, extra: NO_GOVERNOR });
+    const decisions = misroutedDecisions(600, 180, 6);
+    const procs = [await startProcessor(cfg), await startProcessor(cfg), await startProcessor(cfg)];
+    let ok = false;
+    try {
+      await produce(brokers, topics.decisions, decisions.slice(0, decisions.length / 2));
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(await procs[1]!.stop()).toBe(0);
+      await produce(brokers, topics.decisions, decisions.slice(decisions.length / 2));
+      await drained(topics, `g-${topics.decisions}`, 120_000);
+      ok = true;
+    } finally {
+      const codes = await Promise.all(procs.map((p) => p.stop()));
+      if (!ok) for (const p of procs) process.stderr.write(p.log().slice(-4000) + '\n----\n');
+      expect(codes).toEqual([0, 0, 0]);
+    }
+    const expected = await replayCountsOfTopic(dir, topics);
+    expect(expected).toHaveLength(180);
+    const written = (await readTopic(brokers, topics.kills, { until: (r) => r.length >= expected.length })).map(parse);
+    expect(written.map(tripCounts).sort()).toEqual(expected);
+    const addenda = await readTopic(brokers, topics.addenda, { until: (r) => r.length >= expected.length });
+    expect(addenda).toHaveLength(expected.length);
+    expectOwnerChains(addenda, topics, 6);
   }, 300_000);
 });

@@ -7,6 +7,7 @@
 import kafkajs, { type Admin } from 'kafkajs';
 import { retrying } from './retry.js';
 import { KillSwitchError } from '../../core/errors.js';
+import { repartitionTopic } from './repartition.js';
 
 export interface TopicNames {
   readonly decisions: string;
@@ -15,6 +16,8 @@ export interface TopicNames {
   readonly dlq: string;
   readonly shadow: string;
   readonly operator_addenda: string;
+  /** the internal repartition topic (docs/spec.md#11-kafka-mode); absent: `<decisions>.repartition` */
+  readonly repartition?: string | undefined;
 }
 
 export interface TopicSettings {
@@ -49,7 +52,8 @@ function misconfigured(message: string): KillSwitchError {
 
 /** Returns the number of decisions partitions. */
 export async function ensureTopics(admin: Admin, topics: TopicNames, settings: TopicSettings): Promise<number> {
-  const names = [topics.decisions, topics.kills, topics.addenda, topics.dlq, topics.shadow, topics.operator_addenda];
+  const repartition = repartitionTopic(topics);
+  const names = [topics.decisions, topics.kills, topics.addenda, topics.dlq, topics.shadow, topics.operator_addenda, repartition];
   const counts = await partitionCounts(admin, names);
   const decisionsPartitions = counts.get(topics.decisions) ?? settings.partitions;
   const create: { topic: string; numPartitions: number; replicationFactor: number; configEntries: { name: string; value: string }[] }[] = [];
@@ -65,6 +69,9 @@ export async function ensureTopics(admin: Admin, topics: TopicNames, settings: T
   want(topics.shadow, decisionsPartitions, { 'cleanup.policy': 'delete' });
   // one partition: the operator chain is one hash chain, written by one instance at a time (fenced)
   want(topics.operator_addenda, 1, { 'cleanup.policy': 'delete', 'retention.ms': '-1', 'retention.bytes': '-1' });
+  // Decisions read on a partition other than their identity's owner, forwarded there (never compacted:
+  // a compaction would keep one decision per identity)
+  want(repartition, decisionsPartitions, { 'cleanup.policy': 'delete' });
   if (create.length > 0) {
     try {
       await admin.createTopics({ topics: create, waitForLeaders: true });
@@ -77,6 +84,17 @@ export async function ensureTopics(admin: Admin, topics: TopicNames, settings: T
   if (addendaPartitions !== undefined && addendaPartitions !== decisionsPartitions) {
     throw misconfigured(`kafka topic ${topics.addenda} has ${addendaPartitions} partitions but ${topics.decisions} has ${decisionsPartitions}: ` +
       'each decisions partition needs its addenda partition (one hash chain per input partition)');
+  }
+  const repartitionPartitions = counts.get(repartition);
+  if (repartitionPartitions !== undefined && repartitionPartitions !== decisionsPartitions) {
+    throw misconfigured(`kafka topic ${repartition} has ${repartitionPartitions} partitions but ${topics.decisions} has ${decisionsPartitions}: ` +
+      'repartition partition p holds the decisions forwarded to the owner of decisions partition p');
+  }
+  if (counts.has(repartition)) {
+    const policy = await cleanupPolicy(admin, repartition);
+    if (policy.split(',').includes('compact')) {
+      throw misconfigured(`kafka topic ${repartition} has cleanup.policy=${policy}; it holds forwarded decisions and must never be compacted`);
+    }
   }
   if (counts.has(topics.kills)) {
     const policy = await cleanupPolicy(admin, topics.kills);
