@@ -184,8 +184,9 @@ export class FilePipeline {
   /** Read an input live from where it stands to its end. */
   async read(input: Input, signal?: AbortSignal): Promise<void> {
     const position: LinePosition = { start: 0, end: 0, raw: Buffer.alloc(0) };
-    const first = input.line;
     const moveTo = (lineNo: number): void => {
+      // counted as read now, not when the file is done: the progress line shows it
+      this.counts.lines += lineNo - input.line;
       input.offset = position.end;
       input.line = lineNo;
       input.moved = true;
@@ -218,7 +219,7 @@ export class FilePipeline {
     };
     const lines = await readNdjson(input.path, handler, { from: { offset: input.offset, line: input.line }, position, ...(signal === undefined ? {} : { signal }) });
     if (signal?.aborted !== true && (position.end !== input.offset || lines !== input.line)) moveTo(lines); // blank lines at the end
-    this.counts.lines += lines - first;
+    this.counts.lines += Math.max(0, lines - input.line); // blank lines at the end of a stopped read
     this.noteTime(input.clock);
   }
 

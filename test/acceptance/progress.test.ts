@@ -26,6 +26,9 @@ describe('killswitch replay: progress', () => {
     const updates = r.stdout.split(CLEAR).filter((s) => s.length > 0);
     expect(updates.length).toBeGreaterThan(0);
     for (const u of updates) expect(u).toMatch(/^[\d,]+ lines, [\d,]+\/s, 0 trips, 0 invalid$/);
+    // counted as they are read, not once the file is done: the updates climb through the file
+    const counted = updates.map((u) => Number(u.split(' ')[0]!.replaceAll(',', '')));
+    expect(counted.some((n) => n > 0 && n < lines.length)).toBe(true);
     expect(r.stdout.endsWith(CLEAR)).toBe(true);
   });
 });
