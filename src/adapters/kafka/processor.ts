@@ -715,7 +715,8 @@ export class KafkaProcessor {
       const job: DecodeBatch = { p, st, input, messages, upTo, first, consecutive, out, runs, isStale: () => isStale() || !isRunning(), now: started };
       const r = forwardedInput ? this.decodeForwarded(job) : this.decodeDecisions(job);
       if (r instanceof Promise) {
-        if (!(await r)) return;
+        // a seek or a stop may have come while it was decoding
+        if (!(await r) || isStale() || !isRunning()) return;
       } else if (!r) {
         return;
       }
@@ -814,7 +815,7 @@ export class KafkaProcessor {
    * not, as the evaluator judges), and it travels with the stream time it leaves, so its owner judges
    * it as this stream would. Returns false when the batch went stale while a schema was fetched.
    */
-  private decodeDecisions(b: DecodeBatch): boolean | Promise<boolean> {
+  private async decodeDecisions(b: DecodeBatch): Promise<boolean> {
     const { p, st, input, messages, upTo, first, consecutive, out, runs } = b;
     const decided = input.batch;
     const skewMs = this.o.tripConfig.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS;
@@ -822,67 +823,64 @@ export class KafkaProcessor {
     const { metrics } = this.o;
     const topic = this.o.topics.decisions;
     const owners = this.owners;
-    const group = this.o.groupId;
+    const liveFrom = input.liveFrom;
+    // counted here and handed over once: this loop runs once per record
+    const classes = out.classes;
+    let last = out.last;
     // The stream time as the evaluator will have it before each record: the forwarded ones carry it.
     let streamTime = st.clock.time;
     let restoring = 0;
-    const finish = (): boolean => {
-      if (restoring > 0) runs.push({ clock: st.clock, start: 0, end: restoring, restore: true });
-      if (decided.count > restoring) runs.push({ clock: st.clock, start: restoring, end: decided.count, restore: false });
-      return true;
-    };
-    const step = (i: number): boolean | Promise<boolean> => {
-      for (; i < upTo; i++) {
-        const m = messages[i]!;
-        const offset = consecutive ? first + i : Number(m.offset);
-        const restore = offset < input.liveFrom;
-        const into = decided.next();
-        const decoded = this.o.decoder.decodeInto(m.value, m.key, into);
-        if (decoded instanceof Promise) {
-          const at = i;
-          return decoded.then((r) => {
-            // Only while awaiting (a schema fetched from the registry) can a seek or a stop happen: the
-            // rest of the handler is synchronous up to the transaction, so checking here is checking before
-            // anything of the batch is evaluated.
-            if (b.isStale()) return false;
-            take(r, m, offset, restore);
-            return step(at + 1);
-          });
-        }
-        take(decoded, m, offset, restore);
+    for (let i = 0; i < upTo; i++) {
+      const m = messages[i]!;
+      const offset = consecutive ? first + i : Number(m.offset);
+      const restore = offset < liveFrom;
+      const into = decided.next();
+      const decoded = this.o.decoder.decodeInto(m.value, m.key, into);
+      let r: DecodeResult | ReusableDecision;
+      if (decoded instanceof Promise) {
+        r = await decoded;
+        // Only while awaiting (a schema fetched from the registry) can a seek or a stop happen: the
+        // rest of the handler is synchronous up to the transaction, so checking here is checking before
+        // anything of the batch is evaluated.
+        if (b.isStale()) return false;
+      } else {
+        r = decoded;
       }
-      return finish();
-    };
-    const take = (r: DecodeResult | ReusableDecision, m: KafkaMessage, offset: number, restore: boolean): void => {
-      if (!restore) out.last = offset;
+      if (!restore) last = offset;
       const d = r instanceof ReusableDecision ? r : r.ok ? r.decision : this.badRecord(r, restore, out, { m, topic, partition: p });
-      if (d === null) return;
+      if (d === null) continue;
+      const t = d.timeMs;
       // The record's timestamp is its arrival: part of the record, so a restore (and a replay of the
       // topic) refuses exactly the decisions refused live.
-      if (d.timeMs > Number(m.timestamp) + skewMs) {
+      if (t > Number(m.timestamp) + skewMs) {
         if (!restore) {
           metrics.dlq.inc({ reason: 'future_timestamp' });
-          out.dlq.push(this.dlqRecord(m, topic, p, 'future_timestamp', futureTimestampError(d.timeMs, Number(m.timestamp), skewMs)!));
+          out.dlq.push(this.dlqRecord(m, topic, p, 'future_timestamp', futureTimestampError(t, Number(m.timestamp), skewMs)!));
         }
-        return;
+        continue;
       }
-      const t = d.timeMs;
       // docs/spec.md#22-event-time-lateness-and-future-decisions: late decisions never move the stream time
       const late = t < streamTime - latenessMs;
       if (!late && t > streamTime) streamTime = t;
       const agentId = d.agentId;
-      if (agentId !== null && owners.ownerOf(agentId, d.identity) !== p) {
-        decided.add(timeOnly(t), offset);
-        if (restore) restoring++;
-        // a late one is dropped here as its owner would drop it (counted late by the evaluator)
-        else if (!late) out.forwarded.push(forwardedRecord({ message: m, agentId, owner: owners.ownerOf(agentId, d.identity), topic, partition: p, offset, streamTime, group }));
-        return;
+      if (agentId !== null) {
+        const owner = owners.ownerOf(agentId, d.identity);
+        if (owner !== p) {
+          decided.add(timeOnly(t), offset);
+          if (restore) restoring++;
+          // a late one is dropped here as its owner would drop it (counted late by the evaluator)
+          else if (!late) out.forwarded.push(forwardedRecord({ message: m, agentId, owner, topic, partition: p, offset, streamTime, group: this.o.groupId }));
+          continue;
+        }
       }
       decided.add(d, offset);
       if (restore) restoring++;
-      else out.classes[d.cls]!++;
-    };
-    return step(0);
+      else classes[d.cls]!++;
+    }
+    out.last = last;
+    if (restoring > 0) runs.push({ clock: st.clock, start: 0, end: restoring, restore: true });
+    if (decided.count > restoring) runs.push({ clock: st.clock, start: restoring, end: decided.count, restore: false });
+    return true;
   }
 
   /**
