@@ -3,29 +3,19 @@
  * (exit 2) for anything in the way, never a stack trace. Directories are made one level at a time:
  * Node's recursive mkdir never returns on some paths of /proc (it loops on the answers procfs gives).
  */
-import { mkdirSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { makeDirs } from '../adapters/file/make-dirs.js';
 import { KillSwitchError } from '../core/errors.js';
 
 /** Ensure `dir` is a directory we can create files in; `command` names the caller in messages. */
 export function ensureOutDir(dir: string, command: string): void {
-  const missing: string[] = [];
-  let at = resolve(dir);
-  for (;;) {
-    const kind = kindOf(at);
-    if (kind === 'directory') break;
-    if (kind === 'other') throw outError(command, dir, at === resolve(dir) ? `${dir} exists and is not a directory` : `${at} is not a directory`);
-    missing.push(at);
-    const up = dirname(at);
-    if (up === at) break;
-    at = up;
-  }
-  for (const d of missing.reverse()) {
-    try {
-      mkdirSync(d, { mode: 0o700 });
-    } catch (err) {
-      throw outError(command, dir, `cannot create ${d} (${describe(err)})`);
-    }
+  if (kindOf(resolve(dir)) === 'other') throw outError(command, dir, `${dir} exists and is not a directory`);
+  try {
+    makeDirs(dir, 0o700);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw outError(command, dir, e.code === 'ENOTDIR' ? e.message : `cannot create ${e.path ?? dir} (${describe(err)})`);
   }
 }
 

@@ -3,6 +3,7 @@
  * `schemas/config.schema.json` (defaults filled, unknown keys rejected), checked for rules a schema
  * cannot say, then frozen. Every problem becomes one `path: message` line.
  */
+import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { KillSwitchError } from '../core/errors.js';
@@ -150,8 +151,11 @@ function portProblems(raw: unknown, out: string[]): void {
   };
   // a listen address may ask for any free port (0); a broker is at a real one
   const check = (path: string, v: unknown, lowest: number): void => {
-    const m = typeof v === 'string' ? /:([0-9]{1,5})$/.exec(v) : null;
-    if (m !== null && !(Number(m[1]) >= lowest && Number(m[1]) <= 65535)) out.push(`${path}: port ${m[1]} is not between ${lowest} and 65535`);
+    const m = typeof v === 'string' ? /^(.*):([0-9]{1,5})$/.exec(v) : null;
+    if (m === null) return;
+    if (!(Number(m[2]) >= lowest && Number(m[2]) <= 65535)) out.push(`${path}: port ${m[2]} is not between ${lowest} and 65535`);
+    // a host of digits and dots is an IPv4 address or nothing (999.999.999.999 fails only at listen time)
+    if (/^[0-9.]+$/.test(m[1]!) && isIP(m[1]!) !== 4) out.push(`${path}: ${m[1]} is not an IPv4 address`);
   };
   const brokers = section('kafka').brokers;
   if (Array.isArray(brokers)) brokers.forEach((b, i) => check(`/kafka/brokers/${i}`, b, 1));

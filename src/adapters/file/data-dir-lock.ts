@@ -25,10 +25,11 @@
  * The owner writes its pid to whoever connects, so the refusal can name it; it is informative only.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, openSync, statSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { KillSwitchError } from '../../core/errors.js';
+import { makeDirs } from './make-dirs.js';
 
 export const LOCK_SOCKET_NAME = 'killswitch.lock';
 /** sun_path is 108 bytes with its terminating NUL */
@@ -44,7 +45,12 @@ export interface DataDirLock {
 type Probe = { live: true; pid: string | undefined } | { live: false };
 
 export async function lockDataDir(dir: string): Promise<DataDirLock> {
-  mkdirSync(dir, { recursive: true });
+  try {
+    makeDirs(dir);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new KillSwitchError('CONFIG_INVALID', `data_dir ${dir}: cannot create it (${e.code ?? 'error'}${e.code === 'ENOTDIR' ? `: ${e.message}` : ''})`);
+  }
   const socketPath = join(dir, LOCK_SOCKET_NAME);
   const servers: Server[] = [];
   let dirFd: number | undefined;

@@ -2,6 +2,7 @@
  * `killswitch replay` output: kill events as NDJSON on stdout in input order, addenda to a file when
  * `--addenda OUT` is given. Lines are canonical JSON, so the same input gives the same bytes.
  */
+import { KillSwitchError } from '../../core/errors.js';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { canonicalJson } from '../../core/canonical-json.js';
 import type { KillEvent, ShadowEvent, TraceAddendum } from '../../core/documents.js';
@@ -11,7 +12,11 @@ export class ReplaySink implements TripSink {
   private readonly addendaFd: number | undefined;
 
   constructor(addendaFile: string | undefined) {
-    this.addendaFd = addendaFile === undefined ? undefined : openSync(addendaFile, 'w', 0o644);
+    try {
+      this.addendaFd = addendaFile === undefined ? undefined : openSync(addendaFile, 'w', 0o644);
+    } catch (err) {
+      throw new KillSwitchError('USAGE', `replay: --addenda ${addendaFile}: cannot write it (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
   }
 
   write(killEvent: KillEvent, addendum: TraceAddendum): Promise<void> {
