@@ -108,7 +108,7 @@ export async function processorRate(brokers: string, dir: string, decisions: str
   try {
     // Started together, they join within the broker's initial rebalance delay and get their partitions in one go.
     instances.push(...(await Promise.all(Array.from({ length: n }, () => startInstance(processorConfig(dir, brokers, topics, group, PARTITIONS))))));
-    const cpu = async (): Promise<number> => sample(await Promise.all(instances.map((i) => i.metrics())), 'killswitch_process_process_cpu_seconds_total');
+    const cpu = async (): Promise<number> => sample(await Promise.all(instances.map((i) => i.metrics())), 'killswitch_process_cpu_seconds_total');
     let cpuAtFirst = 0;
     let machineAtFirst: ReturnType<typeof machineCpu>;
     const progress = await watchCommitted(admin, group, decisions, RECORDS, {
@@ -205,7 +205,7 @@ export async function tripLatency(brokers: string, dir: string): Promise<Latency
     let warmAt = 0;
     let instanceCpuAtWarm = 0;
     let benchCpuAtWarm: NodeJS.CpuUsage | undefined;
-    const instanceCpu = async (): Promise<number> => sample([await instance.metrics()], 'killswitch_process_process_cpu_seconds_total');
+    const instanceCpu = async (): Promise<number> => sample([await instance.metrics()], 'killswitch_process_cpu_seconds_total');
     for (;;) {
       const elapsed = performance.now() - t0;
       if (elapsed >= total) break;

@@ -10,7 +10,7 @@ import { loadConfig, type Config } from './config/config.js';
 import { KillSwitchError } from './core/errors.js';
 import { createLogger } from './adapters/log/logger.js';
 import { replay } from './commands/replay.js';
-import { runEmbedded } from './commands/run-embedded.js';
+import { checkInputs, runEmbedded } from './commands/run-embedded.js';
 import { runAuthz } from './commands/authz.js';
 import { generateToken } from './commands/tokens.js';
 import { operatorAction, operatorBlocks, operatorStatus, operatorToken } from './commands/operator.js';
@@ -91,7 +91,10 @@ async function main(argv: string[]): Promise<number> {
       if (values['schema-only'] === true && values['check-config'] !== true) throw usageError('run: --schema-only goes with --check-config', 'run');
       const config = loadConfig(configFile);
       if (values['check-config'] === true) {
-        if (values['schema-only'] !== true) preflight(config);
+        if (values['schema-only'] !== true) {
+          preflight(config);
+          if (config.kafka === undefined) checkInputs(positionals);
+        }
         process.stdout.write(`${configFile}: configuration is valid\n`);
         return 0;
       }

@@ -54,7 +54,7 @@ const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n =
  * Every INPUT is a readable file before any is read: a missing second input found after the first was
  * processed (and blocks were written) would leave a half-done run to explain. One line per problem.
  */
-function checkInputs(inputs: readonly string[]): void {
+export function checkInputs(inputs: readonly string[]): void {
   const problems: string[] = [];
   for (const path of inputs) {
     if (path === '-') continue;

@@ -75,9 +75,9 @@ export const COMMANDS: Readonly<Record<string, CommandHelp>> = {
     example: 'killswitch keys generate --out data/keys --if-missing',
   },
   'tokens generate': {
-    usage: 'killswitch tokens generate --out DIR --name NAME --roles viewer,operator,ingest [--if-missing]',
+    usage: 'killswitch tokens generate --out DIR --name NAME --roles viewer,operator,ingest,opa [--if-missing]',
     summary: 'A bearer token for the operator API as DIR/NAME.token (mode 0600) and its SHA-256 and roles in DIR/tokens.json (http.tokens_file).',
-    options: [['--out DIR', 'where the files go (created if missing)'], ['--name NAME', '1 to 64 letters, digits, ".", "_" or "-"'], ['--roles LIST', 'comma-separated: viewer, operator, ingest'], ['--if-missing', 'do nothing when the token already exists']],
+    options: [['--out DIR', 'where the files go (created if missing)'], ['--name NAME', '1 to 64 letters, digits, ".", "_" or "-"'], ['--roles LIST', 'comma-separated: viewer, operator, ingest, opa'], ['--if-missing', 'do nothing when the token already exists']],
     example: 'killswitch tokens generate --out data/tokens --name alice --roles viewer,operator',
   },
 };

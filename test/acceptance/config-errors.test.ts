@@ -46,6 +46,13 @@ describe('killswitch run --check-config', () => {
     }
   });
 
+  it('checks the INPUT files named beside it', () => {
+    const d = tempDir('config-inputs-');
+    const cfg = writeIn(d, 'c.yaml', `data_dir: ${d}/data\n`);
+    const r = runCli(['run', '--config', cfg, '--check-config', writeIn(d, 'good.ndjson', ''), `${d}/missing.ndjson`]);
+    expect([r.status, r.stderr]).toEqual([2, `killswitch: ${d}/missing.ndjson: cannot read input (ENOENT)\n`]);
+  });
+
   it('checks ports and says what a host:port or a topic name must look like, not the regular expression', () => {
     const r = check('http: { listen: "127.0.0.1:99999" }\nkafka: { brokers: ["localhost"], topics: { decisions: "bad topic!" } }\n');
     expect(r.status).toBe(2);
