@@ -1,7 +1,7 @@
 /**
  * What the Kafka benchmark needs around the processor: a broker (started as the tests start it, or
  * KAFKA_BROKERS), `killswitch run` instances as child processes with their /metrics, committed-offset
- * progress of a group, and a topic pre-filled with valid decisions (CONTRACTS.md section 1).
+ * progress of a group, and a topic pre-filled with valid decisions (docs/spec.md#1-decision-events).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';

@@ -103,7 +103,7 @@ export interface Config {
 
 /**
  * Canonical JSON and Python print fractions below 1e-4 differently, so a smaller threshold (and the
- * deny rates it admits) could not be signed reproducibly (CONTRACTS.md section 5).
+ * deny rates it admits) could not be signed reproducibly (docs/spec.md#5-canonical-json-and-signatures).
  */
 export const MIN_THRESHOLD = 0.0001;
 

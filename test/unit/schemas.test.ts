@@ -341,7 +341,7 @@ describe('config.schema.json', () => {
     ['schema_registry bad url', () => ({ schema_registry: { url: 'not a url' } }), '/schema_registry/url: must match format "uri"'],
     ['token without roles', () => ({ http: { tokens: [{ name: 'a', sha256: 'a'.repeat(64) }] } }), '/http/tokens/0/roles: is required'],
     ['token with unknown role', () => ({ http: { tokens: [{ name: 'a', sha256: 'a'.repeat(64), roles: ['admin'] }] } }),
-      '/http/tokens/0/roles/0: must be one of "viewer", "operator", "ingest"'],
+      '/http/tokens/0/roles/0: must be one of "viewer", "operator", "ingest", "opa"'],
     ['token sha256 uppercase', () => ({ http: { tokens: [{ name: 'a', sha256: 'A'.repeat(64), roles: ['viewer'] }] } }),
       '/http/tokens/0/sha256: must be 64 lowercase hex digits (a SHA-256)'],
     ['http listen without port', () => ({ http: { listen: '127.0.0.1' } }),

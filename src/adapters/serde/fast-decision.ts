@@ -1,5 +1,5 @@
 /**
- * The fast path for plain-JSON Kafka values: reads the common shape of a decision event (CONTRACTS.md
+ * The fast path for plain-JSON Kafka values: reads the common shape of a decision event (docs/spec.md
  * section 1) straight from the record's bytes, without decoding the value to a string, JSON.parse or
  * the schema validator, which were a third of the CPU of a decision in Kafka mode.
  *
