@@ -797,3 +797,25 @@ describe('deploy/systemd', () => {
     expect(await exited, log).toBe(0);
   }, 60_000);
 });
+
+describe('embedded mode exports what the dashboard and the alerts read', () => {
+  it('after the example, /metrics declares every series the alert rules and the dashboard use, but those only Kafka mode or a session guard has', async () => {
+    const dir = tempDir('deploy-embedded-metrics-');
+    const port = await freePort();
+    const env = { KILLSWITCH_DATA_DIR: join(dir, 'data'), KILLSWITCH_KEYS_DIR: join(dir, 'keys'), KILLSWITCH_TOKENS_DIR: join(dir, 'tokens'), KILLSWITCH_HTTP_LISTEN: `127.0.0.1:${port}` };
+    expect(runCli(['keys', 'generate', '--out', env.KILLSWITCH_KEYS_DIR]).status).toBe(0);
+    expect(runCli(['tokens', 'generate', '--out', env.KILLSWITCH_TOKENS_DIR, '--name', 'ops', '--roles', 'viewer']).status).toBe(0);
+    const ev = startKillswitch(['run', '--config', 'examples/service.yaml', 'examples/decisions.ndjson'], env);
+    try {
+      await until('the example read and the API served', () => Promise.resolve(ev.log().includes('serving the operator API') ? true : undefined), ev.log, 60_000);
+      const exported = declaredMetrics(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
+      // consumer lag, restores, batches, expiry and forwarding exist only with partitions; guards and authz export their own
+      const kafkaOrGuard = /^killswitch_(consumer_lag|repartition_consumer_lag|restore_duration|batch_duration|decisions_expired|forwarded|guard_|authz_)/;
+      const missing = [...alertExprs(), ...dashboardExprs()]
+        .flatMap((e) => [...promqlMetricNames(e.expr)].filter((n) => n !== 'up' && !kafkaOrGuard.test(n) && !exported.has(n)).map((n) => `${e.name}: ${n}`));
+      expect(missing).toEqual([]);
+    } finally {
+      expect(await ev.stop()).toBe(0);
+    }
+  }, 90_000);
+});
