@@ -113,6 +113,11 @@ export class LedgerFold {
     return n;
   }
 
+  /** Identities (not scopes) whose latest kill event is an unblock. */
+  *unblockedIdentities(): IterableIterator<IdentityState> {
+    for (const s of this.states.values()) if (!s.blocked && s.entry.action === 'unblock' && s.entry.scope === undefined) yield s;
+  }
+
   *blockedIdentities(): IterableIterator<IdentityState> {
     for (const s of this.states.values()) if (s.blocked) yield s;
   }

@@ -13,6 +13,7 @@ import { buildKillEvent } from '../../src/core/documents.js';
 import { ownerPartition } from '../../src/adapters/kafka/repartition.js';
 import { validator } from '../../src/schemas.js';
 import { decision, parseLines, runCli, tempDir, writeIn } from '../helpers/cli.js';
+import { apiToken, freePort, request } from '../helpers/http-request.js';
 import { committedTotalOn, createTopic, drainedOn, freshTopics, kafkaClient, kafkaConfig, produce, readTopic, startProcessor, type ReadRecord, type TestTopics } from '../helpers/kafka.js';
 
 const brokers = inject('kafkaBrokers');
@@ -328,6 +329,40 @@ describe('killswitch run (Kafka mode)', () => {
       expect(dlq[1]!.headers['killswitch.message']).toContain('duplicate key "agent_id"');
       const kills = (await readTopic(brokers, topics.kills, { until: (r) => r.length >= 1, timeoutMs: 5000 })).map(parse);
       expect(kills.map((k) => [k.agent_id, (k.evidence as { calls: number }).calls])).toEqual([[A, 10]]);
+    } finally {
+      await proc.stop();
+    }
+  });
+
+  it('a restart does not undo an unblock: the restored window does not trip the identity again from the decisions its unblock set aside', async () => {
+    const dir = tempDir('kafka-unblock-restart-');
+    const topics = freshTopics('unblock-restart');
+    const port = await freePort();
+    const operator = apiToken();
+    const cfg = kafkaConfig(dir, brokers, topics, {
+      partitions: 1, extra: { http: { listen: `127.0.0.1:${port}`, tokens: [{ name: 'alice', sha256: operator.sha256, roles: ['operator'] }] } },
+    });
+    const X = 'spiffe://example.org/agent/unblocked-then-restarted';
+    let proc = await startProcessor(cfg);
+    try {
+      await produce(brokers, topics.decisions, denies(X, 10, 0));
+      await readTopic(brokers, topics.kills, { until: (r) => r.length >= 1 });
+      const un = await request(`http://127.0.0.1:${port}/v1/blocks/unblock`, {
+        method: 'POST', headers: { authorization: `Bearer ${operator.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ agent_id: X, reason: 'false positive', authorized_by: 'alice' }),
+      });
+      expect(un.status, un.body).toBe(200);
+    } finally {
+      expect(await proc.stop()).toBe(0);
+    }
+    proc = await startProcessor(cfg);
+    try {
+      // one more call: 10 old denies and this allow would be 10 of 11, a trip at epoch 2
+      await produce(brokers, topics.decisions, [{ key: X, value: decision(X, 'allow', 20) }]);
+      await drained(topics, `g-${topics.decisions}`);
+      await new Promise((r) => setTimeout(r, 1000));
+      const events = (await readTopic(brokers, topics.kills, { timeoutMs: 3000 })).map(parse);
+      expect(events.map((e) => [e.action, e.epoch])).toEqual([['block', 1], ['unblock', 1]]);
     } finally {
       await proc.stop();
     }

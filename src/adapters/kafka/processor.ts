@@ -110,6 +110,8 @@ interface PartitionState {
   readonly assignedAt: number;
   /** both inputs restored */
   restored: boolean;
+  /** the windows of recently unblocked identities emptied after the restore, before the first live decision (forgetBeforeUnblocks) */
+  unblocksApplied: boolean;
   liveEvictionsSeen: number;
   /**
    * The partition's transactions (of both inputs), one after another: a batch's transaction is queued
@@ -604,7 +606,7 @@ export class KafkaProcessor {
       };
       const restored = input.restored && forwarded.restored;
       this.partitionsState.set(p, {
-        evaluator, clock, sources: new Map(), input, repartition: forwarded, producer: producers.get(p)!, assignedAt: at, restored, liveEvictionsSeen: 0, committing: Promise.resolve(),
+        evaluator, clock, sources: new Map(), input, repartition: forwarded, producer: producers.get(p)!, assignedAt: at, restored, unblocksApplied: restored, liveEvictionsSeen: 0, committing: Promise.resolve(),
       });
       // throws if the consumer stopped: the assignment chain fails the processor
       if (!input.restored) this.consumer!.seek({ topic: topics.decisions, partition: p, offset: String(restoreFrom) });
@@ -740,6 +742,7 @@ export class KafkaProcessor {
           counting = true;
           lateBefore = stats.late;
           duplicatesBefore = stats.duplicates;
+          if (!st.unblocksApplied) this.forgetBeforeUnblocks(st);
         }
         st.evaluator.acceptAll(run.clock, decided.decisions, decided.positions, run.restore ? null : onTrip, run.restore, run.start, run.end);
       }
@@ -798,6 +801,23 @@ export class KafkaProcessor {
     if (!st.restored && other.restored) {
       st.restored = true;
       this.o.metrics.restoreSeconds.observe((performance.now() - st.assignedAt) / 1000);
+    }
+  }
+
+  /**
+   * The restore re-read decisions of identities an operator unblocked since, and counted them again:
+   * the next call would trip the identity from the evidence its unblock set aside. Where in the stream
+   * the unblock fell is not recorded, so the window of every identity unblocked recently enough for such
+   * decisions to be in it is emptied, as the unblock emptied it (docs/spec.md#25-latching-and-unblocking):
+   * a trip may come later than without the restart, never from old evidence.
+   */
+  private forgetBeforeUnblocks(st: PartitionState): void {
+    st.unblocksApplied = true;
+    const ks = this.o.tripConfig;
+    const reach = st.clock.time - ks.windowMs - ks.latenessMs - Math.max(60_000, ks.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS);
+    for (const s of this.fold.unblockedIdentities()) {
+      const at = s.entry.at === undefined ? Infinity : Date.parse(s.entry.at);
+      if (!(at < reach) && st.evaluator.tracks(s.agentId)) st.evaluator.ledgerChanged(s.agentId, 'unblocked');
     }
   }
 
