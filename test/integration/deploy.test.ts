@@ -718,6 +718,10 @@ describe('the compose path, run on loopback against the test broker', () => {
     expect(await refused.json()).toMatchObject({ error: 'KILL_SWITCH_TRIPPED', agent_id: bad });
     expect((await session(good)).status).toBe(201);
     expect((await session()).status).toBe(201); // anonymous requests are never refused by the kill switch
+    // the tripped identity spelled otherwise is not a SPIFFE ID: 400 IDENTITY_INVALID, never let through
+    const respelled = await session(bad.replace('spiffe://example.org', 'spiffe://EXAMPLE.org'));
+    expect(respelled.status).toBe(400);
+    expect(await respelled.json()).toMatchObject({ error: 'IDENTITY_INVALID' });
     const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
     expect(metrics).toMatch(/^killswitch_trips_total 1$/m);
     // the operator CLI against the evaluator's API, with the token `keys` wrote (deploy/README.md, "Compose")
