@@ -132,7 +132,9 @@ describe('embedded mode: SIGKILL at any moment, then a restart', () => {
         // while reading and tripping: between a kill event and its addendum, in the middle of a line
         const deadline = Date.now() + 30_000;
         while (!out.includes('\nreading ') && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-        await new Promise((r) => setTimeout(r, rnd() * 250));
+        // within 100 ms: on a quiet machine the whole input is read in about 12 rounds of 250 ms, too few
+        // to be killed 20 times while reading
+        await new Promise((r) => setTimeout(r, rnd() * 100));
       }
       if (child.exitCode === null) {
         const reading = out.includes('\nreading ') && !out.includes('\ndone: ');
