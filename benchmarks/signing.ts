@@ -68,7 +68,8 @@ export function run(): void {
   const keyFile = join(dir, 'key.pem');
   writeFileSync(keyFile, key.privateKey.export({ format: 'pem', type: 'pkcs8' }));
   const config = join(dir, 'config.json');
-  writeFileSync(config, JSON.stringify({ kill_switch: { enabled: true } }));
+  // every trip signed: the governor (on by default) would hold most of this storm
+  writeFileSync(config, JSON.stringify({ kill_switch: { enabled: true }, governor: { enabled: false } }));
   execFileSync(process.execPath, [CLI, 'replay', '--config', config, '--key', keyFile, '--addenda', addendaFile, decisionsFile], { stdio: ['ignore', 'ignore', 'inherit'] });
   const verifyWith = (args: string[]): { secs: number; addenda: number; matched: number } => {
     let out = '';
