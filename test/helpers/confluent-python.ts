@@ -5,8 +5,8 @@
  * adds its own.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { ROOT } from './cli.js';
 
 export const PYTHON_VENV = join(ROOT, '.cache', 'python-venv');
@@ -19,11 +19,53 @@ function run(cmd: string, args: string[]): { ok: boolean; out: string } {
   return { ok: r.status === 0 && r.error === undefined, out };
 }
 
+/**
+ * Test files run in parallel processes, and two of them need this venv: on a clean machine one makes it
+ * while the other waits (a directory as the lock, atomic to create; one older than 10 minutes is left
+ * from a killed run and is taken over).
+ */
+function withVenvLock<T>(fn: () => T): T {
+  const lock = `${PYTHON_VENV}.lock`;
+  mkdirSync(dirname(lock), { recursive: true });
+  const deadline = Date.now() + 15 * 60_000;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const age = lockAge(lock);
+      if (age === undefined) continue; // released meanwhile
+      if (age > 10 * 60_000) rmSync(lock, { recursive: true, force: true });
+      else if (Date.now() > deadline) throw new Error(`waited 15 minutes for ${lock}`, { cause: err });
+      else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+function lockAge(lock: string): number | undefined {
+  try {
+    return Date.now() - statSync(lock).mtimeMs;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The venv's python, with confluent-kafka's Avro and JSON Schema serializers importable. */
 export function ensureConfluentPython(): string {
   const python = join(PYTHON_VENV, 'bin', 'python');
   const probe = ['-c', 'import confluent_kafka, fastavro, jsonschema; from confluent_kafka.schema_registry.avro import AvroSerializer; import importlib.metadata as m; assert m.version("confluent-kafka") == "2.16.1"'];
   if (existsSync(python) && run(python, probe).ok) return python;
+  return withVenvLock(() => installConfluentPython(python, probe));
+}
+
+function installConfluentPython(python: string, probe: string[]): string {
+  if (existsSync(python) && run(python, probe).ok) return python; // made by another test while this one waited
   if (!existsSync(python)) {
     const venv = run('python3', ['-m', 'venv', PYTHON_VENV]);
     if (!venv.ok) throw new Error(`\`python3 -m venv ${PYTHON_VENV}\` failed (needs python3 with venv):\n${venv.out}`);

@@ -6,10 +6,8 @@
  * same counts. Before repartitioning, an identity whose 12 denies were split over partitions never
  * tripped.
  */
+import { ensureConfluentPython } from '../helpers/confluent-python.js';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import kafkajs, { type ICustomPartitioner, type Message } from 'kafkajs';
 import { describe, expect, inject, it } from 'vitest';
 import { ownerPartition } from '../../src/adapters/kafka/repartition.js';
@@ -17,7 +15,6 @@ import { parseLines, runCli, tempDir, writeIn } from '../helpers/cli.js';
 import { createTopic, drainedOn, freshTopics, kafkaClient, kafkaConfig, produce, readTopic, startProcessor, type ReadRecord, type TestTopics } from '../helpers/kafka.js';
 
 const brokers = inject('kafkaBrokers');
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
 type Doc = Record<string, unknown> & { agent_id: string; epoch: number; evidence?: Record<string, unknown>; chain?: { stream: string; sequence_number: number } };
 const parse = (r: ReadRecord): Doc => JSON.parse(r.value!.toString('utf8')) as Doc;
@@ -130,52 +127,10 @@ async function murmur2Half(topics: TestTopics, records: readonly Rec[]): Promise
 }
 const otherHalf = (records: readonly Rec[]): Rec[] => records.filter((_, i) => i % 2 === 1);
 
-/** The version test/helpers/confluent-python.ts's registry tests pin too: the shared venv agrees on it. */
-const CONFLUENT_KAFKA = 'confluent-kafka==2.16.1';
 
-/**
- * A virtualenv with confluent-kafka, shared under .cache/python-venv. Another test may be making the
- * same venv at this moment: it is built in a directory of its own and renamed into place (its scripts'
- * first lines, which name the directory, rewritten first), and a venv already there without the
- * package gets it installed.
- */
+/** confluent-kafka for Python, in the venv the registry tests use too (made once, under a lock). */
 function pythonWithConfluentKafka(): string {
-  const cache = join(ROOT, '.cache');
-  const final = join(cache, 'python-venv');
-  const python = (dir: string): string => join(dir, 'bin', 'python');
-  const has = (dir: string): boolean => existsSync(python(dir)) && spawnSync(python(dir), ['-c', 'import confluent_kafka'], { stdio: 'ignore' }).status === 0;
-  const install = (dir: string): void => {
-    const r = spawnSync(python(dir), ['-m', 'pip', 'install', '--disable-pip-version-check', '--no-input', '--quiet', CONFLUENT_KAFKA], { encoding: 'utf8', timeout: 300_000 });
-    if (r.status !== 0 && !has(dir)) throw new Error(`pip install ${CONFLUENT_KAFKA} into ${dir} failed (needs python3 with venv and pip, and PyPI): ${r.stdout}${r.stderr}`);
-  };
-  if (has(final)) return python(final);
-  if (existsSync(python(final))) {
-    install(final);
-    return python(final);
-  }
-  mkdirSync(cache, { recursive: true });
-  const tmp = mkdtempSync(join(cache, 'python-venv.tmp-'));
-  try {
-    const venv = spawnSync('python3', ['-m', 'venv', tmp], { encoding: 'utf8', timeout: 120_000 });
-    if (venv.status !== 0) throw new Error(`python3 -m venv failed (needs python3 with venv): ${venv.stdout}${venv.stderr}`);
-    install(tmp);
-    for (const f of readdirSync(join(tmp, 'bin'))) {
-      const file = join(tmp, 'bin', f);
-      if (lstatSync(file).isSymbolicLink()) continue;
-      const text = readFileSync(file, 'utf8');
-      if (text.includes(tmp)) writeFileSync(file, text.split(tmp).join(final));
-    }
-    try {
-      renameSync(tmp, final);
-    } catch {
-      // made by someone else meanwhile: use theirs, with the package
-      if (!has(final)) install(final);
-    }
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
-  if (!has(final)) throw new Error(`${final} has no confluent_kafka after installing ${CONFLUENT_KAFKA}`);
-  return python(final);
+  return ensureConfluentPython();
 }
 
 const PRODUCE_PY = `
