@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-// Three layers (STYLE.md): unit tests of the pure core, integration tests against real parts, and
+// Three layers (README.md, "Development"): unit tests of the pure core, integration tests against real parts, and
 // acceptance tests that run the built CLI as a user would. `npm test` builds first, so acceptance
 // tests always exercise dist/.
 export default defineConfig({

@@ -1,4 +1,4 @@
-// Real infrastructure for tests and local use, without Docker (ARCHITECTURE.md, "Real parts in tests"):
+// Real infrastructure for tests and local use, without Docker (README.md, "Development": integration tests run against real parts):
 // a single-node KRaft Apache Kafka broker and an Apicurio Registry (Confluent-compatible API), both
 // fetched from Maven Central, cached under <repo>/.cache, and run as child processes on free
 // loopback ports. Plain Node ESM with no dependencies, so it runs without a build step:

@@ -1,5 +1,5 @@
 /**
- * Per-identity sliding windows (ARCHITECTURE.md, "Window store").
+ * Per-identity sliding windows (README.md, "Development"; the memory per identity is measured in benchmarks/README.md).
  *
  * Counts live in struct-of-arrays typed arrays indexed by slot: per slot the head bucket's counts in a
  * header, a ring of the `ringSize - 1` buckets of width g before it (calls, denies, advisory denies as
@@ -13,7 +13,7 @@
  * the stream time at which each identity's head bucket last moved. The list head is therefore the
  * idlest identity: a new identity first takes the slot of one idle longer than window + lateness (its
  * window is empty, nothing is lost); only at the hard cap with every identity live is a live one evicted,
- * which is counted. (ARCHITECTURE.md proposed lru-cache here; its get() moves the entry on every
+ * which is counted. (lru-cache was the first choice here; its get() moves the entry on every
  * decision and measured 0.87M decisions/s against the 10M/s target, so recency moves only when a
  * head bucket does; see benchmarks/README.md.)
  */

@@ -1,4 +1,4 @@
-// The test infrastructure itself is real (ARCHITECTURE.md, "Real parts in tests"): a KRaft broker that
+// The test infrastructure itself is real (README.md, "Development": integration tests run against real parts): a KRaft broker that
 // does transactions and read_committed, that kcat (librdkafka) talks to, and a Schema Registry that
 // answers the Confluent-compatible REST API. If this file fails, the Kafka tests' failures are about
 // the setup, not the processor.

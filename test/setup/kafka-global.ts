@@ -1,4 +1,4 @@
-// Vitest global setup for tests against the real parts (ARCHITECTURE.md, "Real parts in tests"): a
+// Vitest global setup for tests against the real parts (README.md, "Development": integration tests run against real parts): a
 // single-node KRaft Kafka broker and Apicurio Registry (Confluent-compatible API), unless
 // KAFKA_BROKERS / SCHEMA_REGISTRY_URL point at existing ones. Tests read them with
 // inject('kafkaBrokers') / inject('schemaRegistryUrl'); child processes find them in the environment.

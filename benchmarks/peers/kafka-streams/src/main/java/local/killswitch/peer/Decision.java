@@ -10,7 +10,7 @@ import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonToken;
 
 /**
- * The fields of a policy decision (CONTRACTS.md section 1) the trip rule needs, read with Jackson's
+ * The fields of a policy decision (docs/spec.md section 1) the trip rule needs, read with Jackson's
  * streaming parser. Unknown fields are skipped. `decode` returns null for a record that is not a valid
  * decision (the benchmark's input has none; `killswitch run` sends such records to its DLQ).
  */

@@ -21,7 +21,7 @@ import org.apache.kafka.streams.state.KeyValueBytesStoreSupplier;
 import org.apache.kafka.streams.state.Stores;
 
 /**
- * The deny-rate trip rule of CONTRACTS.md section 2 as a Kafka Streams application, for the side-by-side
+ * The deny-rate trip rule of docs/spec.md section 2 as a Kafka Streams application, for the side-by-side
  * benchmark in benchmarks/peers: reads the decisions topic, keeps a sliding window per SPIFFE identity in
  * a state store, and writes a signed kill record to the output topic when an identity trips. Exactly-once
  * (processing.guarantee=exactly_once_v2), one stream thread unless told otherwise.

@@ -1,7 +1,7 @@
 package local.killswitch.peer;
 
 /**
- * CONTRACTS.md section 2: window W with buckets of g ms, min_calls and threshold (both inclusive, plain
+ * docs/spec.md section 2: window W with buckets of g ms, min_calls and threshold (both inclusive, plain
  * IEEE division), allowed lateness, and `window_seconds` as recorded in kill records.
  */
 record TripRule(long windowMs, long resolutionMs, long latenessMs, int minCalls, double threshold, int windowSeconds) {
