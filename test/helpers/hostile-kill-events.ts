@@ -21,14 +21,15 @@ export function hostileCorpus(key: TestKey, stranger: TestKey): HostileRecord[] 
   const signed = (agentId: string): string => canonicalJson(key.signer.sign(killEvent({ agentId }), false));
   const good = signed(A);
   const bytes = (s: string): Buffer => Buffer.from(s, 'utf8');
-  const at = good.indexOf('"deny_rate_threshold"') + 1;
+  // inside the value of "reason": still JSON, still a kill event
+  const at = good.indexOf('"reason":"') + '"reason":"'.length;
   // the signature's first character changed: still 86 base64url characters (the schema's form), no longer the signature
   const sigAt = good.indexOf('"signature":"') + '"signature":"'.length;
   const flipped = `${good.slice(0, sigAt)}${good[sigAt] === 'A' ? 'B' : 'A'}${good.slice(sigAt + 1)}`;
   return [
     // a signed event padded with JSON whitespace: parses to the genuine event, but is one byte over the bound
     { name: 'over 64 KiB', value: bytes(good + ' '.repeat(MAX_KILL_EVENT_BYTES - good.length + 1)), reason: 'too_large' },
-    // read as text, 0xff becomes U+FFFD and the event would be judged by what it does not say
+    // read as text, 0xff becomes U+FFFD: a reader without keys would obey an event nobody wrote
     { name: 'not UTF-8', value: Buffer.concat([bytes(good.slice(0, at)), Buffer.from([0xff]), bytes(good.slice(at))]), reason: 'invalid_utf8' },
     { name: 'not JSON', value: bytes('{"type":"killswitch.kill-event/v1"'), reason: 'invalid_json' },
     // JSON.parse keeps the last "action", the signed block; a parser keeping the first reads an unblock
