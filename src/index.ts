@@ -16,6 +16,8 @@ export { loadConfig, parseConfig } from './config/config.js';
 export type { Config } from './config/config.js';
 export { checkSignature, Ed25519Signer } from './adapters/signing/ed25519-signer.js';
 export { loadJwks, loadSigningKey, parseJwks } from './adapters/signing/keys.js';
+export { KILL_EVENT_REJECT_REASONS, KillEventReader, MAX_KILL_EVENT_BYTES } from './adapters/serde/kill-event-reader.js';
+export type { KillEventReadResult, KillEventReaderOptions, KillEventRejectReason } from './adapters/serde/kill-event-reader.js';
 export type { TrustedKey } from './adapters/signing/keys.js';
 export { verifyAddenda } from './verify/verify-addenda.js';
 export type { VerifyFailure, VerifyReport } from './verify/verify-addenda.js';

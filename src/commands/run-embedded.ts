@@ -22,7 +22,6 @@ import { FilePipeline, type Input, type ResumePoint, resumePoint, streamName } f
 import { tripRuleConfig } from '../pipeline/trip-rule-config.js';
 import type { Logger } from '../ports/logger.js';
 import type { Signer } from '../ports/signer.js';
-import { checkSignature } from '../adapters/signing/ed25519-signer.js';
 import type { TrustedKey } from '../adapters/signing/keys.js';
 import { KillSwitchError } from '../core/errors.js';
 import { startProgress } from './progress.js';
@@ -92,11 +91,8 @@ export async function runEmbedded(options: RunOptions): Promise<number> {
     const evaluator = new Evaluator(tripConfig, fold, governor);
     windows.tracked = () => evaluator.trackedIdentities;
     const chains = new AddendumChains();
-    // A forged line in our own ledger must not block anyone, nor lift a block: refuse to start.
-    const ledger = openLedger(paths, options.trusted.size === 0 ? undefined : (doc, where) => {
-      const r = checkSignature(doc as Record<string, unknown>, options.trusted);
-      if (!r.ok) throw new KillSwitchError('LEDGER_CORRUPT', `${where} is not trusted (${r.code}: ${r.message})`);
-    });
+    // A forged line in our own ledger must not block anyone, nor lift a block: openLedger refuses to start.
+    const ledger = openLedger(paths, { trusted: options.trusted });
     for (const file of ledger.repaired) log.warn({ file }, 'cut off a torn last line left by an interrupted write');
     if (ledger.regenerated.kills + ledger.regenerated.addenda > 0) {
       log.warn({ kill_events: ledger.regenerated.kills, addenda: ledger.regenerated.addenda }, 'wrote the kill events and addenda the journal committed but the ledger files lacked (a crash between the writes)');

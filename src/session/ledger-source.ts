@@ -1,7 +1,7 @@
 /** Where a session guard reads the block ledger from. The guard checks what a source delivers; a source only moves bytes. */
 
 export interface LedgerSink {
-  /** one kill event as it is stored (the JSON text of one document) */
+  /** one kill event as it is stored (the JSON text of one document, or its bytes: a Buffer may be reused once the call returns) */
   record(value: string | Buffer): void;
   /** something on the ledger that the source itself could not pass on (e.g. a line too long to hold) */
   rejected(reason: 'too_large', message: string): void;

@@ -1,12 +1,13 @@
 /**
  * docs/spec.md is the normative text and schemas/ its machine-readable form: the field tables of the
  * spec and the properties of the schemas name the same fields, and the spec's bad-record reasons are
- * the decoder's (as readme-sync does for the README's tables).
+ * the decoder's, and its kill-event reasons the ledger reader's (as readme-sync does for the README's tables).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BAD_RECORD_REASONS } from '../../src/adapters/serde/decision-decoder.js';
+import { KILL_EVENT_REJECT_REASONS } from '../../src/adapters/serde/kill-event-reader.js';
 import { loadSchema } from '../../src/schemas.js';
 import { ROOT } from '../helpers/cli.js';
 
@@ -44,5 +45,9 @@ describe('docs/spec.md and schemas/ agree', () => {
 
   it('bad records: the reasons of section 8 are the decoder\'s', () => {
     expect(tableNames('## 8. Bad records and the DLQ').sort()).toEqual([...BAD_RECORD_REASONS].sort());
+  });
+
+  it('kill events read from the ledger: the reasons of section 3, in their order, are the reader\'s', () => {
+    expect(tableNames('### Reading kill events')).toEqual([...KILL_EVENT_REJECT_REASONS]);
   });
 });

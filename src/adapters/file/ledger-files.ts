@@ -18,6 +18,9 @@ import { KillSwitchError } from '../../core/errors.js';
 import { parseJsonStrict } from '../../core/strict-json.js';
 import type { TripSink } from '../../ports/trip-sink.js';
 import { formatErrors, validator } from '../../schemas.js';
+import { KillEventReader, SIGNATURE_REJECT_REASONS } from '../serde/kill-event-reader.js';
+import { checkSignature } from '../signing/ed25519-signer.js';
+import type { TrustedKey } from '../signing/keys.js';
 import { dlqLine, type DlqInput } from './dlq-line.js';
 import { cutTornTail, Journal, type JournalInput, type JournalState, lines, readJournal } from './journal.js';
 
@@ -67,30 +70,58 @@ export interface LedgerState {
 }
 
 interface LedgerFile {
-  readonly lines: string[];
+  /** the complete lines, without their LF (views into the file's bytes) */
+  readonly lines: Buffer[];
   readonly torn: boolean;
 }
 
 function readLines(file: string): LedgerFile {
   if (!existsSync(file)) return { lines: [], torn: false };
   const { text, torn } = cutTornTail(file);
-  const out: string[] = [];
-  for (const [, line] of lines(text)) out.push(line);
+  const out: Buffer[] = [];
+  for (let start = 0, nl = text.indexOf(0x0a); nl !== -1; start = nl + 1, nl = text.indexOf(0x0a, start)) out.push(text.subarray(start, nl));
   return { lines: out, torn };
 }
 
-/** Parse and check a ledger line, as its schema says. */
-function parseDocument<T>(file: string, lineNo: number, line: string, schema: 'killEvent' | 'addendum'): T {
-  let doc: unknown;
-  try {
-    doc = parseJsonStrict(line);
-  } catch (err) {
-    const reason = (err as { reason?: string }).reason;
-    throw new KillSwitchError('LEDGER_CORRUPT', `${file}:${lineNo}: ${reason === undefined || reason === 'invalid_json' ? 'not valid JSON' : `not a strict JSON document (${reason})`}`);
-  }
-  const validate = validator(schema);
-  if (!validate(doc)) throw new KillSwitchError('LEDGER_CORRUPT', `${file}:${lineNo}: ${formatErrors(validate.errors).join('; ')}`);
-  return doc as T;
+/** Reads one line of a ledger file as its document, or throws LEDGER_CORRUPT. `file` and `lineNo` name it in the message. */
+type LineReader<T> = (line: Buffer | string, file: string, lineNo: number) => T;
+
+const notTrusted = (file: string, what: string, lineNo: number, code: string, message: string): KillSwitchError =>
+  new KillSwitchError('LEDGER_CORRUPT', `${file}: ${what} #${lineNo} is not trusted (${code}: ${message})`);
+
+const SIGNATURE_REASONS: ReadonlySet<string> = new Set(SIGNATURE_REJECT_REASONS);
+
+/**
+ * Kill events: the checks of every ledger reader (kill-event-reader.ts). Our own file, so any line it
+ * refuses, a forged one included, stops the start rather than forget or invent a block.
+ */
+function killEventLines(reader: KillEventReader): LineReader<KillEvent> {
+  return (line, file, lineNo) => {
+    const r = reader.read(line);
+    if (r.ok) return r.event;
+    if (SIGNATURE_REASONS.has(r.reason)) throw notTrusted(file, 'kill event', lineNo, r.reason, r.message);
+    throw new KillSwitchError('LEDGER_CORRUPT', `${file}:${lineNo}: ${r.message}`);
+  };
+}
+
+/** Addenda: strict JSON, their schema, and their signature when trusted keys are configured (the kill events' policy). */
+function addendumLines(trusted: ReadonlyMap<string, TrustedKey>): LineReader<TraceAddendum> {
+  const validate = validator('addendum');
+  return (line, file, lineNo) => {
+    let doc: unknown;
+    try {
+      doc = parseJsonStrict(typeof line === 'string' ? line : line.toString('utf8'));
+    } catch (err) {
+      const reason = (err as { reason?: string }).reason;
+      throw new KillSwitchError('LEDGER_CORRUPT', `${file}:${lineNo}: ${reason === undefined || reason === 'invalid_json' ? 'not valid JSON' : `not a strict JSON document (${reason})`}`);
+    }
+    if (!validate(doc)) throw new KillSwitchError('LEDGER_CORRUPT', `${file}:${lineNo}: ${formatErrors(validate.errors).join('; ')}`);
+    if (trusted.size > 0) {
+      const r = checkSignature(doc as Record<string, unknown>, trusted);
+      if (!r.ok) throw notTrusted(file, 'addendum', lineNo, r.code, r.message);
+    }
+    return doc as TraceAddendum;
+  };
 }
 
 /**
@@ -99,12 +130,10 @@ function parseDocument<T>(file: string, lineNo: number, line: string, schema: 'k
  * Returns the documents of the file as it is then.
  */
 function reconcile<T extends object>(
-  file: string, have: readonly string[], base: number, committed: readonly T[], schema: 'killEvent' | 'addendum', check: DocumentCheck,
+  file: string, have: readonly Buffer[], base: number, committed: readonly T[], what: string, read: LineReader<T>,
 ): { docs: T[]; added: number } {
-  const what = schema === 'killEvent' ? 'kill event' : 'addendum';
-  const docs = have.map((line, i) => parseDocument<T>(file, i + 1, line, schema));
-  // a forged line is reported as such, before anything else is said about it
-  docs.forEach((doc, i) => check(doc, `${file}: ${what} #${i + 1}`));
+  // a forged or unreadable line is reported as such, before anything else is said about it
+  const docs = have.map((line, i) => read(line, file, i + 1));
   if (have.length < base) {
     throw new KillSwitchError('LEDGER_CORRUPT', `${file}: holds ${have.length} lines, the journal recorded ${base}: lines were removed`);
   }
@@ -112,15 +141,11 @@ function reconcile<T extends object>(
     throw new KillSwitchError('LEDGER_CORRUPT', `${file}:${base + committed.length + 1}: a ${what} the journal has no record of`);
   }
   for (let i = base; i < have.length; i++) {
-    if (have[i] !== canonicalJson(committed[i - base]!)) throw new KillSwitchError('LEDGER_CORRUPT', `${file}:${i + 1}: differs from the journal's record of this ${what}`);
+    if (have[i]!.toString('utf8') !== canonicalJson(committed[i - base]!)) throw new KillSwitchError('LEDGER_CORRUPT', `${file}:${i + 1}: differs from the journal's record of this ${what}`);
   }
   const missing = committed.slice(have.length - base).map((doc) => canonicalJson(doc));
   if (missing.length === 0) return { docs, added: 0 };
-  missing.forEach((line, i) => {
-    const doc = parseDocument<T>(`${file} (from the journal)`, have.length + i + 1, line, schema);
-    check(doc, `${file}: ${what} #${have.length + i + 1} (from the journal)`);
-    docs.push(doc);
-  });
+  missing.forEach((line, i) => docs.push(read(line, `${file} (from the journal)`, have.length + i + 1)));
   const fd = openSync(file, 'a', 0o640);
   try {
     writeSync(fd, missing.map((l) => `${l}\n`).join(''));
@@ -165,14 +190,20 @@ function tail(file: string, from: number): { lines: string[]; size: number; torn
   }
 }
 
-/** Throws (LEDGER_CORRUPT) when a document is not to be trusted; `where` names it for the message. */
-export type DocumentCheck = (doc: object, where: string) => void;
+export interface OpenLedgerOptions {
+  /**
+   * keys every kill event and addendum in the files must verify against; empty: signatures are not
+   * checked (a service run with `signing.allow_unsigned` and no JWKS), as for every ledger reader
+   */
+  readonly trusted: ReadonlyMap<string, TrustedKey>;
+}
 
 /**
- * Read the data_dir's files, repair what a crash left, and open the journal. `check` is asked about
- * every kill event and addendum the ledger files hold once repaired.
+ * Read the data_dir's files, repair what a crash left, and open the journal. Every kill event and
+ * addendum the ledger files hold once repaired is read strictly, against its schema and its signature:
+ * one that fails stops the start (LEDGER_CORRUPT).
  */
-export function openLedger(paths: LedgerPaths, check: DocumentCheck = () => undefined): LedgerState {
+export function openLedger(paths: LedgerPaths, o: OpenLedgerOptions): LedgerState {
   const repaired: string[] = [];
   let state: JournalState = readJournal(paths.journal);
   const fresh = state.fresh;
@@ -186,8 +217,8 @@ export function openLedger(paths: LedgerPaths, check: DocumentCheck = () => unde
     const size = (f: string): number => (existsSync(f) ? statSync(f).size : 0);
     state = { ...state, killsBase: kills.lines.length, addendaBase: addenda.lines.length, dlqBytes: size(paths.dlq), shadowBytes: size(paths.shadow) };
   }
-  const k = reconcile<KillEvent>(paths.kills, kills.lines, state.killsBase, state.pairs.map((p) => p.killEvent), 'killEvent', check);
-  const a = reconcile<TraceAddendum>(paths.addenda, addenda.lines, state.addendaBase, state.pairs.map((p) => p.addendum), 'addendum', check);
+  const k = reconcile(paths.kills, kills.lines, state.killsBase, state.pairs.map((p) => p.killEvent), 'kill event', killEventLines(new KillEventReader({ trusted: o.trusted })));
+  const a = reconcile(paths.addenda, addenda.lines, state.addendaBase, state.pairs.map((p) => p.addendum), 'addendum', addendumLines(o.trusted));
 
   const dlq = tail(paths.dlq, state.dlqBytes);
   if (dlq.torn) repaired.push(paths.dlq);

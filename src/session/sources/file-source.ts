@@ -95,7 +95,8 @@ export class FileLedgerSource implements LedgerSource {
       const line = this.partialBytes === 0 ? piece : Buffer.concat([...this.partial, piece]);
       this.partial = [];
       this.partialBytes = 0;
-      if (line.length > 0) sink.record(line.toString('utf8'));
+      // the bytes, not text: a line that is not UTF-8 is refused as such, never read with U+FFFD in it
+      if (line.length > 0) sink.record(line);
     }
     if (start < chunk.length && !this.skippingLongLine) {
       this.partial.push(Buffer.from(chunk.subarray(start)));
