@@ -114,7 +114,7 @@ function measure(name: string, s: Stream, withHandles: boolean, withSessions = t
     const decisions = batch(s, round, withHandles, withSessions); // dropped when this returns, before the heap is measured
     const t0 = process.hrtime.bigint();
     if (batched) {
-      evaluator.acceptAll(clock, decisions, POSITIONS, onTrip);
+      evaluator.acceptAll(clock, decisions, POSITIONS, { onTrip });
     } else {
       for (let i = 0; i < PER_ROUND; i++) {
         if (evaluator.accept(clock, decisions[i]!, i) !== null) trips++;

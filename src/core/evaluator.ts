@@ -138,6 +138,17 @@ export interface EvaluatorStats {
  */
 const MAX_TRACKED_SESSIONS = 4 * MAX_ADDENDUM_SESSIONS;
 
+/** How `Evaluator.acceptAll` takes a batch. */
+export interface AcceptAllOptions {
+  /** called for each trip, in order */
+  readonly onTrip?: (trip: Trip) => void;
+  /** re-reading decisions processed before, to rebuild windows: nothing trips (see `accept`) */
+  readonly restoring?: boolean;
+  /** the decisions from index `from` (0 by default) up to, not including, `to` (all by default) */
+  readonly from?: number;
+  readonly to?: number;
+}
+
 /** Decisions per group in `acceptAll`: enough reads in flight at once, few enough that what they load stays in cache. */
 const READ_AHEAD = 16;
 
@@ -353,16 +364,14 @@ export class Evaluator {
   }
 
   /**
-   * Accept `decisions` from `start` to `end` (all by default), the i-th read at `positions[i]`, in order,
-   * exactly as `accept` one by one would, calling `onTrip` for each trip. Works in groups: before
-   * accepting a group it reads ahead the window state the group's decisions will read (handle table,
-   * slot header, current session), so with many identities, whose windows are mostly not in cache, the
-   * group's memory reads overlap instead of taking turns (benchmarks/README.md, issue #2).
+   * Accept `decisions` (the i-th read at `positions[i]`) in order, exactly as `accept` one by one would,
+   * calling `options.onTrip` for each trip. Works in groups: before accepting a group it reads ahead the
+   * window state the group's decisions will read (handle table, slot header, current session), so with
+   * many identities, whose windows are mostly not in cache, the group's memory reads overlap instead of
+   * taking turns (benchmarks/README.md, issue #2).
    */
-  acceptAll(
-    clock: StreamClock, decisions: readonly Decision[], positions: ArrayLike<number>, onTrip: ((trip: Trip) => void) | null, restoring = false,
-    start = 0, end = decisions.length,
-  ): void {
+  acceptAll(clock: StreamClock, decisions: readonly Decision[], positions: ArrayLike<number>, options: AcceptAllOptions = {}): void {
+    const { onTrip, restoring = false, from: start = 0, to: end = decisions.length } = options;
     for (let from = start; from < end; from += READ_AHEAD) {
       const to = Math.min(end, from + READ_AHEAD);
       let seen = 0;
@@ -376,7 +385,7 @@ export class Evaluator {
       this.readAheadHits += seen;
       for (let i = from; i < to; i++) {
         const trip = this.accept(clock, decisions[i]!, positions[i]!, restoring);
-        if (trip !== null && onTrip !== null) onTrip(trip);
+        if (trip !== null && onTrip !== undefined) onTrip(trip);
       }
     }
   }

@@ -21,7 +21,7 @@ import { type BadRecordReason, DecisionDecoder, type DecodeResult, keyText } fro
 import { type LineHandler, type LinePosition, readNdjson, type TooLongLine } from '../adapters/file/ndjson-reader.js';
 import { inputPrefix, type InputPrefix, PREFIX_BYTES } from '../adapters/file/input-identity.js';
 import type { JournalInput } from '../adapters/file/journal.js';
-import { shadowDocument, tripDocuments } from './trip-documents.js';
+import { tripOutput } from './trip-documents.js';
 
 export interface BadLine {
   readonly file: string;
@@ -344,16 +344,15 @@ export class FilePipeline {
   }
 
   private async emit(trip: Trip): Promise<void> {
-    if (trip.held !== undefined) {
-      const shadow = shadowDocument({ ...trip, held: trip.held }, this.evaluator.config.settings, this.signer);
-      await this.sink.writeShadow(shadow);
+    const t = tripOutput(trip, this.evaluator.config.settings, this.chains, this.signer);
+    if (t.held) {
+      await this.sink.writeShadow(t.shadow);
       this.counts.held++;
-      this.hooks.onHeld?.(shadow);
+      this.hooks.onHeld?.(t.shadow);
       return;
     }
-    const { killEvent, addendum } = tripDocuments(trip, this.evaluator.config.settings, this.chains, this.signer);
-    await this.sink.write(killEvent, addendum);
+    await this.sink.write(t.killEvent, t.addendum);
     this.counts.trips++;
-    this.hooks.onTrip?.(trip, killEvent, addendum);
+    this.hooks.onTrip?.(trip, t.killEvent, t.addendum);
   }
 }

@@ -67,3 +67,14 @@ export function shadowDocument(trip: Trip & { held: ShadowEvent['reason'] }, set
   });
   return signer === undefined ? ev : signer.sign(ev, false);
 }
+
+/** What a trip writes: a kill event and its addendum, or, when the governor or a shadow rule held it, a shadow event. */
+export type TripOutput =
+  | { readonly held: false; readonly killEvent: KillEvent; readonly addendum: TraceAddendum }
+  | { readonly held: true; readonly shadow: ShadowEvent };
+
+/** The documents of a trip, in both modes (docs/spec.md: kill events, addenda, shadow events). */
+export function tripOutput(trip: Trip, settings: KillSwitchSettings, chains: AddendumChains, signer: Signer | undefined): TripOutput {
+  if (trip.held !== undefined) return { held: true, shadow: shadowDocument({ ...trip, held: trip.held }, settings, signer) };
+  return { held: false, ...tripDocuments(trip, settings, chains, signer) };
+}

@@ -4,7 +4,7 @@
  * registers a transactional id only at the first `transaction()`, so `connectFenced` does that at once.
  */
 import { describe, expect, inject, it } from 'vitest';
-import { connectFenced, isFenced } from '../../src/adapters/kafka/processor.js';
+import { connectFenced, isFenced } from '../../src/adapters/kafka/transactional-committer.js';
 import { createTopic, kafkaClient, readTopic } from '../helpers/kafka.js';
 import { randomUUID } from 'node:crypto';
 

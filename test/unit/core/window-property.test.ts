@@ -143,8 +143,8 @@ function actual(
   let pendingLines: number[] = [];
   const flush = (): void => {
     const half = pending.length >> 1;
-    ev.acceptAll(clock, pending, pendingLines, onTrip, false, 0, half);
-    ev.acceptAll(clock, pending, pendingLines, onTrip, false, half, pending.length);
+    ev.acceptAll(clock, pending, pendingLines, { onTrip, to: half });
+    ev.acceptAll(clock, pending, pendingLines, { onTrip, from: half });
     pending = [];
     pendingLines = [];
   };

@@ -1,6 +1,6 @@
 /** The stream time a transaction commits with its input offset, read back at assignment. */
 import { describe, expect, it } from 'vitest';
-import { committedStreamTime } from '../../../src/adapters/kafka/processor.js';
+import { committedStreamTime } from '../../../src/adapters/kafka/transactional-committer.js';
 
 describe('committedStreamTime', () => {
   it('reads the stream time kept in the offset metadata', () => {

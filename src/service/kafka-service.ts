@@ -10,20 +10,22 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Kafka, Message, Producer } from 'kafkajs';
-import { canonicalJson } from '../../core/canonical-json.js';
-import { AddendumChains, type KillEvent, type KillSwitchSettings, type TraceAddendum } from '../../core/documents.js';
-import { KillSwitchError } from '../../core/errors.js';
-import { ledgerKey } from '../../core/ledger-fold.js';
-import { operatorDocuments } from '../../pipeline/trip-documents.js';
-import type { Logger } from '../../ports/logger.js';
-import type { Signer } from '../../ports/signer.js';
-import type { BlocksPage } from '../../service/ledger-feed.js';
-import { Mutex } from '../../service/mutex.js';
-import { identityView, type IdentityView, type IngestRecord, type IngestResult, type OperatorAction, type OperatorService } from '../../service/operator-service.js';
-import type { DecisionDecoder } from '../serde/decision-decoder.js';
-import { readTail } from './partition-reader.js';
-import { bySize, connectFenced, DLQ_HEADERS, isFenced, type KafkaProcessor } from './processor.js';
-import type { TopicNames } from './topics.js';
+import { canonicalJson } from '../core/canonical-json.js';
+import { AddendumChains, type KillEvent, type KillSwitchSettings, type TraceAddendum } from '../core/documents.js';
+import { KillSwitchError } from '../core/errors.js';
+import { ledgerKey } from '../core/ledger-fold.js';
+import { operatorDocuments } from '../pipeline/trip-documents.js';
+import type { Logger } from '../ports/logger.js';
+import type { Signer } from '../ports/signer.js';
+import type { BlocksPage } from './ledger-feed.js';
+import { Mutex } from './mutex.js';
+import { identityView, type IdentityView, type IngestRecord, type IngestResult, type OperatorAction, type OperatorService } from './operator-service.js';
+import type { DecisionDecoder } from '../adapters/serde/decision-decoder.js';
+import { readTail } from '../adapters/kafka/partition-reader.js';
+import { DLQ_HEADERS } from '../adapters/kafka/dlq.js';
+import { bySize, connectFenced, isFenced } from '../adapters/kafka/transactional-committer.js';
+import type { KafkaProcessor } from './kafka-processor.js';
+import type { TopicNames } from '../adapters/kafka/topics.js';
 
 const MAX_REPORTED_ERRORS = 100;
 /** how often an operator write is tried (another instance fencing this one in between, a broker error) */
@@ -181,7 +183,7 @@ export class KafkaService implements OperatorService {
   /** The operator chain's writer: connecting it fences the other instances' writers; then the chain tip is read. */
   private async operatorWriter(): Promise<Producer> {
     if (this.operatorProducer !== undefined) return this.operatorProducer;
-    const producer = await this.connect(`${this.o.groupId}.operator`, true);
+    const producer = await this.connect(`${this.o.groupId}.operator`, { fence: true });
     try {
       let tip: TraceAddendum | undefined;
       await readTail(this.o.kafka, this.o.topics.operator_addenda, [0], `${this.o.groupId}.operator-tip`, (_p, m) => {
@@ -203,7 +205,8 @@ export class KafkaService implements OperatorService {
     await p?.disconnect().catch(() => undefined);
   }
 
-  private async connect(transactionalId: string, fence = false): Promise<Producer> {
+  /** A transactional producer; with `fence`, registered with the coordinator now, fencing every older producer of the id. */
+  private async connect(transactionalId: string, { fence = false } = {}): Promise<Producer> {
     const producer = this.o.kafka.producer({
       transactionalId, idempotent: true, maxInFlightRequests: 1, transactionTimeout: this.o.transactionTimeoutMs, allowAutoTopicCreation: false,
     });

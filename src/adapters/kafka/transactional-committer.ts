@@ -1,0 +1,151 @@
+/**
+ * The transactional committer of one owned decisions partition p (docs/spec.md#11-kafka-mode): a
+ * producer whose transactional id is derived from p, so that when p moves its new owner's producer fences
+ * the old owner's, and a zombie can neither commit outputs nor offsets for p. Each batch of either of
+ * p's inputs (decisions p, repartition p) is one transaction: its kill events, addenda, shadow events,
+ * DLQ records and forwarded decisions, and its input offset with the stream time at that offset.
+ */
+import type { Kafka, Message, Producer, Transaction } from 'kafkajs';
+import { retrying } from './retry.js';
+
+/** Retries inside a transaction start short (see the producer's `retry`); unlimited, as kafkajs's default for idempotent producers. */
+const TXN_RETRY = { initialRetryTime: 5, maxRetryTime: 2000, retries: Number.MAX_SAFE_INTEGER };
+/** Our own retries of transactional calls kafkajs does not retry (sendOffsets, commit): 5 ms first, 16 attempts (about 15 s). */
+const inTransaction = <T>(fn: () => Promise<T>): Promise<T> => retrying(fn, 16, 5);
+/** Each send of a sized group is one record batch per partition: kept under the broker's message size limit. */
+const SEND_BYTES = 512 * 1024;
+
+/** Messages in groups of at most `limit` value bytes: each send is one record batch per partition, under the broker's size limit. */
+export function bySize(messages: Message[], limit: number): Message[][] {
+  const groups: Message[][] = [];
+  let current: Message[] = [];
+  let size = 0;
+  for (const m of messages) {
+    const n = m.value === null || m.value === undefined ? 0 : typeof m.value === 'string' ? Buffer.byteLength(m.value) : m.value.length;
+    if (current.length > 0 && size + n > limit) {
+      groups.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(m);
+    size += n;
+  }
+  if (current.length > 0) groups.push(current);
+  return groups;
+}
+
+/**
+ * Connect a transactional producer and register its transactional id with the coordinator now. kafkajs
+ * does that (InitProducerId, which aborts the id's open transaction and fences every older producer of
+ * the id) only at the first `transaction()`, not at `connect()`: until then an old owner can still
+ * commit. A transaction begun and aborted with nothing in it sends nothing else.
+ */
+export async function connectFenced(producer: Producer): Promise<void> {
+  await producer.connect();
+  const trx = await producer.transaction();
+  await trx.abort();
+}
+
+export function isFenced(err: unknown): boolean {
+  const e = err as { type?: string; name?: string; message?: string; cause?: unknown };
+  if (e.type === 'INVALID_PRODUCER_EPOCH' || e.type === 'PRODUCER_FENCED' || e.type === 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED') return true;
+  if (typeof e.message === 'string' && /fenced|producer epoch/i.test(e.message)) return true;
+  return e.cause !== undefined && e.cause !== err && isFenced(e.cause);
+}
+
+/**
+ * The metadata committed with a partition's input offset: the partition's stream time then, which is
+ * where a restart's restore starts from (restore.ts). Kafka keeps it with the offset, in the same
+ * transaction.
+ */
+interface OffsetMetadata {
+  readonly stream_time_ms: number;
+}
+
+function offsetMetadata(streamTime: number): string | null {
+  return Number.isFinite(streamTime) ? JSON.stringify({ stream_time_ms: streamTime } satisfies OffsetMetadata) : null;
+}
+
+/** The stream time committed with an offset, or undefined (none, or committed by a version that kept none). */
+export function committedStreamTime(metadata: string | null | undefined): number | undefined {
+  if (metadata === null || metadata === undefined || !metadata.startsWith('{')) return undefined;
+  try {
+    const t = (JSON.parse(metadata) as Partial<OffsetMetadata>).stream_time_ms;
+    return typeof t === 'number' && Number.isFinite(t) ? t : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface TopicMessages {
+  readonly topic: string;
+  readonly messages: Message[];
+}
+
+/** What one batch writes in its transaction. */
+export interface Commit {
+  /** small outputs (kill events, addenda, shadow events): sent together in one request */
+  readonly outputs: readonly TopicMessages[];
+  /** outputs of any size (DLQ records, forwarded decisions): sent in groups under the broker's size limit */
+  readonly sized: readonly TopicMessages[];
+  /** the input the batch came from and the offset after its last record */
+  readonly input: { readonly topic: string; readonly partition: number; readonly next: number };
+  /** the input's stream time once the batch was evaluated (-Infinity: none yet), kept with the offset */
+  readonly streamTime: number;
+}
+
+export interface TransactionalCommitterOptions {
+  readonly kafka: Kafka;
+  readonly groupId: string;
+  readonly transactionalId: string;
+  readonly transactionTimeoutMs: number;
+}
+
+export class TransactionalCommitter {
+  private readonly producer: Producer;
+
+  constructor(private readonly o: TransactionalCommitterOptions) {
+    this.producer = o.kafka.producer({
+      transactionalId: o.transactionalId,
+      idempotent: true, maxInFlightRequests: 1, transactionTimeout: o.transactionTimeoutMs, allowAutoTopicCreation: false,
+      // The first send of a transaction right after the previous commit is answered CONCURRENT_TRANSACTIONS
+      // until the broker has written the commit markers (a few ms); kafkajs would wait 100 ms and more.
+      retry: TXN_RETRY,
+    });
+  }
+
+  /** Connect and fence every older producer of the transactional id (aborting its open transaction). */
+  connect(): Promise<void> {
+    return connectFenced(this.producer);
+  }
+
+  /**
+   * One batch's outputs and its input offset in one transaction. Rejects (after aborting it) when it
+   * cannot commit: `isFenced(err)` tells that another instance owns the partition now.
+   */
+  async commit(c: Commit): Promise<void> {
+    let trx: Transaction | undefined;
+    try {
+      const txn = await this.producer.transaction();
+      trx = txn;
+      // CONCURRENT_TRANSACTIONS (the coordinator still finishing a fenced predecessor's transaction) and
+      // other retriable answers are retried; the transaction stays the same.
+      const outputs = c.outputs.filter((t) => t.messages.length > 0);
+      if (outputs.length > 0) await inTransaction(() => txn.sendBatch({ topicMessages: outputs }));
+      for (const t of c.sized) {
+        for (const group of bySize(t.messages, SEND_BYTES)) await inTransaction(() => txn.send({ topic: t.topic, messages: group }));
+      }
+      // kafkajs's types leave out the metadata its TxnOffsetCommit request sends
+      const committed: { partition: number; offset: string; metadata: string | null } = { partition: c.input.partition, offset: String(c.input.next), metadata: offsetMetadata(c.streamTime) };
+      await inTransaction(() => txn.sendOffsets({ consumerGroupId: this.o.groupId, topics: [{ topic: c.input.topic, partitions: [committed] }] }));
+      await inTransaction(() => txn.commit());
+    } catch (err) {
+      await trx?.abort().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  disconnect(): Promise<void> {
+    return this.producer.disconnect();
+  }
+}

@@ -1,0 +1,397 @@
+/**
+ * Kafka mode's decode -> evaluate -> documents path for one owned partition p
+ * (docs/spec.md#11-kafka-mode). Its evaluator holds the windows of the identities p owns (murmur2 of
+ * the agent_id): it evaluates what was produced to decisions partition p for them, and what other
+ * partitions forwarded to repartition partition p, each in the stream of the decisions partition it was
+ * produced to; decisions p reads for other owners it forwards to theirs. A batch is decoded whole, then
+ * evaluated in one go (Evaluator.acceptAll reads ahead); its outputs are gathered as records for the
+ * partition's transaction (src/adapters/kafka/transactional-committer.ts), which the caller commits.
+ *
+ * The trip rule, the documents and the bad-record rules are the file pipeline's (file-pipeline.ts):
+ * trips become documents in trip-documents.ts, bad records keep their bytes and reason.
+ */
+import type { KafkaMessage, Message } from 'kafkajs';
+import { canonicalJson } from '../core/canonical-json.js';
+import type { AddendumChains, ShadowEvent } from '../core/documents.js';
+import { DecisionClass } from '../core/decision-class.js';
+import type { Decision } from '../core/decision.js';
+import { DEFAULT_MAX_FUTURE_SKEW_MS, Evaluator, type StreamClock, type Trip, type TripRuleConfig } from '../core/evaluator.js';
+import type { Governor } from '../core/governor.js';
+import type { LedgerFold } from '../core/ledger-fold.js';
+import { futureTimestampError } from '../core/time.js';
+import type { Signer } from '../ports/signer.js';
+import { BatchDecisions } from '../adapters/kafka/batch-decisions.js';
+import { dlqRecord } from '../adapters/kafka/dlq.js';
+import { forwardedFrom, forwardedRecord, type ForwardedFrom, type OwnerCache } from '../adapters/kafka/repartition.js';
+import type { DecodeResult } from '../adapters/serde/decision-decoder.js';
+import { ReusableDecision } from '../adapters/serde/fast-decision.js';
+import type { KafkaValueDecoder } from '../adapters/serde/kafka-value-decoder.js';
+import { tripOutput } from './trip-documents.js';
+
+/** Stream name of an input partition: its addenda chain is named after it. */
+export const partitionStream = (topic: string, partition: number): string => `${topic}/${partition}`;
+
+/**
+ * A source stream that forwarded nothing for this long (wall time) while its stream time is more than
+ * window + lateness behind the owner's own stream is closed: its windows are all empty by the owner's
+ * time, and an open stream whose time stands still would keep every idle identity's slot (the evaluator
+ * reuses slots by the stream furthest behind), growing memory to limits.max_tracked_identities.
+ */
+const SOURCE_IDLE_MS = 60_000;
+
+/** The clock of the decisions forwarded to this owner from one other decisions partition. */
+interface SourceClock {
+  clock: StreamClock;
+  /** performance.now() of the last batch that brought one of its decisions */
+  seenAt: number;
+  /** closed as idle (closeIdleSources): left out of the evaluator's idle reference until its next decision */
+  closed: boolean;
+}
+
+/** A batch's outputs as they are gathered while it is decoded and evaluated. */
+export interface BatchRecords {
+  readonly kills: Message[];
+  readonly addenda: Message[];
+  readonly shadows: Message[];
+  readonly dlq: Message[];
+  readonly held: ShadowEvent[];
+  /** decisions of other owners, to their repartition partitions */
+  readonly forwarded: Message[];
+  /** live decisions per class, counted into the metrics once per batch */
+  readonly classes: number[];
+  /** the last live offset of the batch (-1: none) */
+  last: number;
+}
+
+export function batchRecords(): BatchRecords {
+  return { kills: [], addenda: [], dlq: [], shadows: [], held: [], forwarded: [], classes: [0, 0, 0, 0], last: -1 };
+}
+
+/** Decisions of a batch from `start` to `end` that go to one stream, all restored or all live. */
+interface Run {
+  readonly clock: StreamClock;
+  readonly start: number;
+  end: number;
+  readonly restore: boolean;
+}
+
+/** One fetched batch of one of the partition's inputs, as handed to `decode`. */
+export interface PartitionBatch {
+  /** the repartition input (else decisions partition p) */
+  readonly forwarded: boolean;
+  readonly messages: readonly KafkaMessage[];
+  /** messages from this index on are left for later (their input waits for the other to restore) */
+  readonly upTo: number;
+  /** offsets below this were processed before: re-read to restore windows, no output */
+  readonly liveFrom: number;
+  /** the batch is no longer ours to evaluate (a seek, a stop) */
+  readonly isStale: () => boolean;
+  /** performance.now() when the batch was handed over */
+  readonly now: number;
+}
+
+export interface PartitionPipelineOptions {
+  readonly partition: number;
+  readonly decisionsTopic: string;
+  /** partitions of the decisions topic */
+  readonly partitions: number;
+  /** the consumer group: a forwarded record names it, and only its own are evaluated */
+  readonly groupId: string;
+  readonly tripConfig: TripRuleConfig;
+  readonly fold: LedgerFold;
+  readonly governor: Governor | undefined;
+  readonly decoder: KafkaValueDecoder;
+  readonly owners: OwnerCache;
+  /** the addenda chains of the instance: partition p's continues from its restored tip */
+  readonly chains: AddendumChains;
+  readonly signer: Signer | undefined;
+}
+
+/** Late and duplicate live decisions of one batch (restored ones are not counted). */
+export interface BatchCounts {
+  readonly late: number;
+  readonly duplicates: number;
+}
+
+/**
+ * A decision that only moves its stream's time: a decision read here but evaluated by its owner, and
+ * the source stream time a forwarded decision carries (docs/spec.md#11-kafka-mode). It is of the ignored
+ * class, so the evaluator checks its lateness, moves the stream time and notes its position, and
+ * nothing else (docs/spec.md#2-the-trip-rule, steps 3 to 5).
+ */
+function timeOnly(timeMs: number): Decision {
+  return { decisionId: '', agentId: null, cls: DecisionClass.Ignored, timeMs, sessionId: undefined };
+}
+
+export class PartitionPipeline {
+  readonly evaluator: Evaluator;
+  /** the stream of decisions partition p itself */
+  readonly clock: StreamClock;
+  /** the streams of the decisions forwarded from other partitions, by source partition (opened on their first record) */
+  private readonly sources = new Map<number, SourceClock>();
+  /** the windows of recently unblocked identities emptied after the restore, before the first live decision (forgetBeforeUnblocks) */
+  private unblocksApplied = false;
+  /** the batch being decoded and evaluated, per input (reused from batch to batch) */
+  private readonly batches = { decisions: new BatchDecisions(), forwarded: new BatchDecisions() };
+  private readonly maxFutureSkewMs: number;
+
+  constructor(private readonly o: PartitionPipelineOptions) {
+    this.evaluator = new Evaluator(o.tripConfig, o.fold, o.governor);
+    this.clock = this.evaluator.openStream(partitionStream(o.decisionsTopic, o.partition), { topic: o.decisionsTopic, partition: o.partition });
+    this.maxFutureSkewMs = o.tripConfig.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS;
+  }
+
+  /** Restored with nothing to re-read: live from the start, no unblock to apply again. */
+  markRestored(): void {
+    this.unblocksApplied = true;
+  }
+
+  /**
+   * Decode, evaluate and turn into records a batch: outputs gathered in `out`. Returns false (nothing
+   * evaluated) when the batch went stale while a schema was fetched from the registry.
+   */
+  async process(b: PartitionBatch, out: BatchRecords): Promise<BatchCounts | false> {
+    // The two inputs' batches are processed side by side (one may wait for the registry while the
+    // other is evaluated): each has its own decisions and runs.
+    const batch = b.forwarded ? this.batches.forwarded : this.batches.decisions;
+    const runs: Run[] = [];
+    // the batch's decisions hold its bytes until accepted: let go of them however this ends
+    try {
+      const decoded = b.forwarded ? this.decodeForwarded(b, batch, runs, out) : this.decodeDecisions(b, batch, runs, out);
+      if (decoded instanceof Promise ? !(await decoded) || b.isStale() : !decoded) return false;
+      const counts = this.evaluate(batch, runs, out);
+      if (!b.forwarded && this.sources.size > 0) this.closeIdleSources(b.now);
+      return counts;
+    } finally {
+      batch.release();
+    }
+  }
+
+  /** The least stream time of the forwarded streams: committed with the repartition offset, where its restore reaches back from. */
+  forwardedStreamTime(): number {
+    let min = Infinity;
+    // a closed source's windows are empty by the partition's own time: nothing of it needs restoring
+    for (const s of this.sources.values()) if (!s.closed && s.clock.time !== -Infinity && s.clock.time < min) min = s.clock.time;
+    return min === Infinity ? -Infinity : min;
+  }
+
+  /** The partition is no longer ours: its streams close (their slots are free for reuse). */
+  close(): void {
+    this.evaluator.closeStream(this.clock);
+    for (const s of this.sources.values()) if (!s.closed) this.evaluator.closeStream(s.clock);
+  }
+
+  /** Evaluate the decoded runs in order; trips become documents. */
+  private evaluate(batch: BatchDecisions, runs: readonly Run[], out: BatchRecords): BatchCounts {
+    const { settings } = this.o.tripConfig;
+    const { chains, signer } = this.o;
+    const p = this.o.partition;
+    const onTrip = (trip: Trip): void => {
+      const t = tripOutput(trip, settings, chains, signer);
+      if (t.held) {
+        // keyed, not pinned to partition p: a shadow topic created with another partition count works too
+        out.shadows.push({ key: trip.agentId, value: canonicalJson(t.shadow) });
+        out.held.push(t.shadow);
+      } else {
+        out.kills.push({ key: trip.agentId, value: canonicalJson(t.killEvent) });
+        // the chain of owner partition p, whichever stream the tripping decision came from
+        out.addenda.push({ key: trip.agentId, value: canonicalJson(t.addendum), partition: p });
+      }
+    };
+    const stats = this.evaluator.stats;
+    let lateBefore = stats.late;
+    let duplicatesBefore = stats.duplicates;
+    let live = false;
+    for (const run of runs) {
+      if (!run.restore && !live) {
+        live = true;
+        lateBefore = stats.late;
+        duplicatesBefore = stats.duplicates;
+        if (!this.unblocksApplied) this.forgetBeforeUnblocks();
+      }
+      this.evaluator.acceptAll(run.clock, batch.decisions, batch.positions, run.restore ? { restoring: true, from: run.start, to: run.end } : { onTrip, from: run.start, to: run.end });
+    }
+    return live ? { late: stats.late - lateBefore, duplicates: stats.duplicates - duplicatesBefore } : { late: 0, duplicates: 0 };
+  }
+
+  /**
+   * Decode a batch of decisions partition p. A decision whose identity's owner partition is another is
+   * forwarded there (docs/spec.md#11-kafka-mode): here it only moves the stream time (and is late or
+   * not, as the evaluator judges), and it travels with the stream time it leaves, so its owner judges
+   * it as this stream would. Returns false when the batch went stale while a schema was fetched.
+   */
+  private async decodeDecisions(b: PartitionBatch, decided: BatchDecisions, runs: Run[], out: BatchRecords): Promise<boolean> {
+    const { messages, upTo, liveFrom } = b;
+    const { partition: p, decisionsTopic: topic, owners, decoder, groupId } = this.o;
+    const skewMs = this.maxFutureSkewMs;
+    const latenessMs = this.o.tripConfig.latenessMs;
+    // A batch's offsets grow strictly, so n of them from first to first + n - 1 are exactly those:
+    // then no offset string needs parsing (compaction or transaction markers leave gaps, parsed as they come).
+    const n = messages.length;
+    const first = n === 0 ? 0 : Number(messages[0]!.offset);
+    const consecutive = n > 0 && Number(messages[n - 1]!.offset) - first === n - 1;
+    // counted here and handed over once: this loop runs once per record
+    const classes = out.classes;
+    let last = out.last;
+    // The stream time as the evaluator will have it before each record: the forwarded ones carry it.
+    let streamTime = this.clock.time;
+    let restoring = 0;
+    for (let i = 0; i < upTo; i++) {
+      const m = messages[i]!;
+      const offset = consecutive ? first + i : Number(m.offset);
+      const restore = offset < liveFrom;
+      const into = decided.next();
+      const decoded = decoder.decodeInto(m.value, m.key, into);
+      let r: DecodeResult | ReusableDecision;
+      if (decoded instanceof Promise) {
+        r = await decoded;
+        // Only while awaiting (a schema fetched from the registry) can a seek or a stop happen: the
+        // rest of the handler is synchronous up to the transaction, so checking here is checking before
+        // anything of the batch is evaluated.
+        if (b.isStale()) return false;
+      } else {
+        r = decoded;
+      }
+      if (!restore) last = offset;
+      const d = r instanceof ReusableDecision ? r : r.ok ? r.decision : badRecord(r, restore, out, { m, topic, partition: p });
+      if (d === null) continue;
+      const t = d.timeMs;
+      // The record's timestamp is its arrival: part of the record, so a restore (and a replay of the
+      // topic) refuses exactly the decisions refused live.
+      if (t > Number(m.timestamp) + skewMs) {
+        if (!restore) out.dlq.push(dlqRecord(m, { topic, partition: p }, 'future_timestamp', futureTimestampError(t, Number(m.timestamp), skewMs)!));
+        continue;
+      }
+      // docs/spec.md#22-event-time-lateness-and-future-decisions: late decisions never move the stream time
+      const late = t < streamTime - latenessMs;
+      if (!late && t > streamTime) streamTime = t;
+      const agentId = d.agentId;
+      if (agentId !== null) {
+        const owner = owners.ownerOf(agentId, d.identity);
+        if (owner !== p) {
+          decided.add(timeOnly(t), offset);
+          if (restore) restoring++;
+          // a late one is dropped here as its owner would drop it (counted late by the evaluator)
+          else if (!late) out.forwarded.push(forwardedRecord({ message: m, agentId, owner, topic, partition: p, offset, streamTime, group: groupId }));
+          continue;
+        }
+      }
+      decided.add(d, offset);
+      if (restore) restoring++;
+      else classes[d.cls]!++;
+    }
+    out.last = last;
+    if (restoring > 0) runs.push({ clock: this.clock, start: 0, end: restoring, restore: true });
+    if (decided.count > restoring) runs.push({ clock: this.clock, start: restoring, end: decided.count, restore: false });
+    return true;
+  }
+
+  /**
+   * Decode a batch of repartition partition p: decisions other partitions read and forwarded to this
+   * owner. Each is evaluated in the stream of the decisions partition it was read from, after that
+   * stream's time is moved to the time it carries. Bad records were sent to the DLQ where they were
+   * read; one found bad here (a registry that changed its mind) goes to the DLQ from here.
+   */
+  private decodeForwarded(b: PartitionBatch, decided: BatchDecisions, runs: Run[], out: BatchRecords): boolean | Promise<boolean> {
+    const { messages, upTo, liveFrom } = b;
+    const { groupId, partitions, decoder } = this.o;
+    const step = (i: number): boolean | Promise<boolean> => {
+      for (; i < upTo; i++) {
+        const m = messages[i]!;
+        const offset = Number(m.offset);
+        const restore = offset < liveFrom;
+        if (!restore) out.last = offset;
+        const from = forwardedFrom(m, partitions);
+        // Not forwarded by this deployment (another consumer group sharing the topic, or a record
+        // produced to it by hand): not ours to evaluate.
+        if (from === null || from.group !== groupId) continue;
+        const into = decided.next();
+        const decoded = decoder.decodeInto(m.value, m.key, into);
+        if (decoded instanceof Promise) {
+          const at = i;
+          return decoded.then((r) => {
+            if (b.isStale()) return false;
+            take(r, m, restore, from);
+            return step(at + 1);
+          });
+        }
+        take(decoded, m, restore, from);
+      }
+      return true;
+    };
+    const take = (r: DecodeResult | ReusableDecision, m: KafkaMessage, restore: boolean, from: ForwardedFrom): void => {
+      // a bad one is reported where it was produced, as if it had been found bad there
+      const d = r instanceof ReusableDecision ? r : r.ok ? r.decision : badRecord(r, restore, out, { m, topic: this.o.decisionsTopic, partition: from.partition, offset: String(from.offset) });
+      if (d === null) return;
+      // The future check was made where the record was read, against the same timestamp.
+      const clock = this.sourceClock(from.partition, b.now);
+      const start = decided.count;
+      decided.add(timeOnly(from.streamTime), from.offset);
+      decided.add(d, from.offset);
+      const last = runs[runs.length - 1];
+      if (last !== undefined && last.clock === clock && last.restore === restore && last.end === start) last.end = decided.count;
+      else runs.push({ clock, start, end: decided.count, restore });
+      if (!restore) out.classes[d.cls]!++;
+    };
+    return step(0);
+  }
+
+  /** The stream of the decisions forwarded to partition p from decisions partition q (docs/spec.md#11-kafka-mode). */
+  private sourceClock(q: number, now: number): StreamClock {
+    let s = this.sources.get(q);
+    if (s === undefined) {
+      // Its trips chain with partition p's (one chain per owner partition); its evidence names the
+      // decisions partition the records were produced to, and their offsets there.
+      s = { clock: this.evaluator.openStream(this.clock.name, { topic: this.o.decisionsTopic, partition: q }), seenAt: now, closed: false };
+      this.sources.set(q, s);
+    } else if (s.closed) {
+      // back after an idle spell: open again, with its time and positions
+      const old = s.clock;
+      const clock = this.evaluator.openStream(old.name, old.source);
+      clock.time = old.time;
+      clock.cutoff = old.cutoff;
+      clock.bucketNo.set(old.bucketNo);
+      clock.bucketMinPos.set(old.bucketMinPos);
+      s.clock = clock;
+      s.closed = false;
+    }
+    s.seenAt = now;
+    return s.clock;
+  }
+
+  /** Close the source streams that went idle far behind the partition's own (SOURCE_IDLE_MS). */
+  private closeIdleSources(now: number): void {
+    const behind = this.o.tripConfig.windowMs + this.o.tripConfig.latenessMs;
+    for (const s of this.sources.values()) {
+      if (!s.closed && now - s.seenAt > SOURCE_IDLE_MS && this.clock.time - s.clock.time > behind) {
+        this.evaluator.closeStream(s.clock);
+        s.closed = true;
+      }
+    }
+  }
+
+  /**
+   * The restore re-read decisions of identities an operator unblocked since, and counted them again:
+   * the next call would trip the identity from the evidence its unblock set aside. Where in the stream
+   * the unblock fell is not recorded, so the window of every identity unblocked recently enough for such
+   * decisions to be in it is emptied, as the unblock emptied it (docs/spec.md#25-latching-and-unblocking):
+   * a trip may come later than without the restart, never from old evidence.
+   */
+  private forgetBeforeUnblocks(): void {
+    this.unblocksApplied = true;
+    const ks = this.o.tripConfig;
+    const reach = this.clock.time - ks.windowMs - ks.latenessMs - Math.max(60_000, this.maxFutureSkewMs);
+    for (const s of this.o.fold.unblockedIdentities()) {
+      const at = s.entry.at === undefined ? Infinity : Date.parse(s.entry.at);
+      if (!(at < reach) && this.evaluator.tracks(s.agentId)) this.evaluator.ledgerChanged(s.agentId, 'unblocked');
+    }
+  }
+}
+
+/** A record the decoder refused: to the DLQ when live, as `at` says where it was produced. Returns null (no decision). */
+function badRecord(
+  r: { readonly reason: string; readonly message: string }, restore: boolean, out: BatchRecords, at: { m: KafkaMessage; topic: string; partition: number; offset?: string },
+): null {
+  if (!restore) out.dlq.push(dlqRecord(at.m, at, r.reason, r.message));
+  return null;
+}
