@@ -146,7 +146,8 @@ export class OpaReceiver {
       }
       if (r.decisionId !== null) ids.add(r.decisionId);
       if (r.kind === 'mapped') {
-        records.push({ text: JSON.stringify(r.decision) });
+        // the service decodes the decision itself and keeps its text: nothing is parsed twice
+        records.push({ text: JSON.stringify(r.decision), value: r.decision });
         meta.push({ index, id: r.decisionId });
         count('mapped');
       } else {
