@@ -6,11 +6,19 @@
  * compressed), sent one after another as one OPA does; the NDJSON requests carry the same number of
  * decisions each (the mapped decisions, with fresh ids so the evaluator's de-duplication plays no part).
  *
+ * The two kinds of request alternate (one upload, then its NDJSON twin), each timed on its own, so a
+ * change of load on a shared machine weighs on both alike and the ratio is one of the same moments.
+ * Besides the wall-clock rates, the service's CPU time per request of each kind (all its threads, from
+ * /proc/PID/task/TID/schedstat, read while it waits for the next request: Linux only) is steadier.
+ *
  *   npm run build --silent && node dist/benchmarks/opa-ingest.js
+ *
+ * Node options given to this script are passed to the service it starts, so `node --cpu-prof
+ * --cpu-prof-dir=prof dist/benchmarks/opa-ingest.js` profiles both (the service's file is the larger).
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -46,6 +54,21 @@ function post(url: string, token: string, body: Buffer, headers: Record<string, 
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/** CPU nanoseconds used so far by all threads of process `pid` (their schedstat), or NaN when not on Linux. */
+function cpuNs(pid: number): number {
+  const dir = `/proc/${pid}/task`;
+  if (!existsSync(dir)) return NaN;
+  let ns = 0;
+  for (const tid of readdirSync(dir)) {
+    try {
+      ns += Number(readFileSync(`${dir}/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // a thread that ended since the listing: its time is no longer counted anywhere, for either kind
+    }
+  }
+  return ns;
 }
 
 function opaEvent(i: number): Record<string, unknown> {
@@ -100,7 +123,7 @@ export async function run(): Promise<void> {
     http: { listen: `127.0.0.1:${port}`, tokens: [{ name: 'bench', sha256, roles: ['ingest', 'opa'] }] },
     opa: { paths: ['envoy/authz/allow'] },
   }));
-  const child = spawn(process.execPath, [CLI, 'run', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...process.execArgv, CLI, 'run', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (b: Buffer) => (out += b.toString()));
   child.stderr.on('data', (b: Buffer) => (out += b.toString()));
@@ -127,29 +150,39 @@ export async function run(): Promise<void> {
     await post(`${url}/v1/opa/logs`, token, gzipSync(JSON.stringify([opaEvent(0)])), { 'content-type': 'application/json', 'content-encoding': 'gzip' });
     await post(`${url}/v1/decisions`, token, uploads[0]!.ndjson.subarray(0, uploads[0]!.ndjson.indexOf(0x0a) + 1), { 'content-type': 'application/x-ndjson' });
 
-    let t = performance.now();
-    let accepted = 0;
-    for (const u of uploads) accepted += (JSON.parse(await post(`${url}/v1/opa/logs`, token, u.gz, { 'content-type': 'application/json', 'content-encoding': 'gzip' })) as { accepted: number }).accepted;
-    const opaSeconds = (performance.now() - t) / 1000;
-    if (accepted !== EVENTS) throw new Error(`the receiver accepted ${accepted} of ${EVENTS}`);
-
-    t = performance.now();
-    accepted = 0;
-    for (const u of uploads) accepted += (JSON.parse(await post(`${url}/v1/decisions`, token, u.ndjson, { 'content-type': 'application/x-ndjson' })) as { accepted: number }).accepted;
-    const ndjsonSeconds = (performance.now() - t) / 1000;
-    if (accepted !== EVENTS) throw new Error(`/v1/decisions accepted ${accepted} of ${EVENTS}`);
+    const opa = { ms: 0, cpuNs: 0, accepted: 0 };
+    const nd = { ms: 0, cpuNs: 0, accepted: 0 };
+    const timed = async (into: typeof opa, send: () => Promise<string>): Promise<void> => {
+      const cpu = cpuNs(child.pid!);
+      const t = performance.now();
+      const answer = await send();
+      into.ms += performance.now() - t;
+      into.cpuNs += cpuNs(child.pid!) - cpu;
+      into.accepted += (JSON.parse(answer) as { accepted: number }).accepted;
+    };
+    for (const u of uploads) {
+      await timed(opa, () => post(`${url}/v1/opa/logs`, token, u.gz, { 'content-type': 'application/json', 'content-encoding': 'gzip' }));
+      await timed(nd, () => post(`${url}/v1/decisions`, token, u.ndjson, { 'content-type': 'application/x-ndjson' }));
+    }
+    if (opa.accepted !== EVENTS) throw new Error(`the receiver accepted ${opa.accepted} of ${EVENTS}`);
+    if (nd.accepted !== EVENTS) throw new Error(`/v1/decisions accepted ${nd.accepted} of ${EVENTS}`);
 
     const gzBytes = uploads.reduce((s, u) => s + u.gz.length, 0);
     const jsonBytes = uploads.reduce((s, u) => s + u.json, 0);
     const ndBytes = uploads.reduce((s, u) => s + u.ndjson.length, 0);
-    report(`OPA decision logs vs NDJSON, embedded mode, ${EVENTS} decisions, ${IDENTITIES} identities, ${uploads.length} requests of ${per} decisions, one at a time`, {
-      'POST /v1/opa/logs events/s': Math.round(EVENTS / opaSeconds),
+    const cpuMs = (k: typeof opa): string => (k.cpuNs / 1e6 / uploads.length).toFixed(2);
+    report(`OPA decision logs vs NDJSON, embedded mode, ${EVENTS} decisions, ${IDENTITIES} identities, ${uploads.length} requests of ${per} decisions each way, alternating, one at a time`, {
+      'POST /v1/opa/logs events/s': Math.round(EVENTS / (opa.ms / 1000)),
       'POST /v1/opa/logs gzip KiB per request': (gzBytes / uploads.length / 1024).toFixed(1),
       'POST /v1/opa/logs JSON KiB per request (decompressed)': (jsonBytes / uploads.length / 1024).toFixed(1),
-      'POST /v1/opa/logs ms per request': ((opaSeconds * 1000) / uploads.length).toFixed(2),
-      'POST /v1/decisions (NDJSON) decisions/s': Math.round(EVENTS / ndjsonSeconds),
+      'POST /v1/opa/logs ms per request': (opa.ms / uploads.length).toFixed(2),
+      'POST /v1/opa/logs service CPU ms per request': cpuMs(opa),
+      'POST /v1/decisions (NDJSON) decisions/s': Math.round(EVENTS / (nd.ms / 1000)),
       'POST /v1/decisions NDJSON KiB per request': (ndBytes / uploads.length / 1024).toFixed(1),
-      'POST /v1/decisions ms per request': ((ndjsonSeconds * 1000) / uploads.length).toFixed(2),
+      'POST /v1/decisions ms per request': (nd.ms / uploads.length).toFixed(2),
+      'POST /v1/decisions service CPU ms per request': cpuMs(nd),
+      'ratio of rates (OPA / NDJSON)': (nd.ms / opa.ms).toFixed(2),
+      'ratio of service CPU per decision (NDJSON / OPA)': (nd.cpuNs / opa.cpuNs).toFixed(2),
     });
   } finally {
     child.kill('SIGTERM');

@@ -226,10 +226,12 @@ export class FilePipeline {
   /**
    * A posted decision, decoded and judged against `arrivalMs`, the time its request was received
    * (docs/spec.md#22-event-time-lateness-and-future-decisions). One that is `future_timestamp` is
-   * refused before it is written anywhere (refusePosted); the others go to processLine.
+   * refused before it is written anywhere (refusePosted); the others go to processLine. `value`, when
+   * given, is `JSON.parse(text)` already made by the caller (IngestRecord.value): decoded instead of
+   * parsing `text` again.
    */
-  decodePosted(text: string, arrivalMs: number): DecodeResult {
-    const r = this.decoder.decodeText(text);
+  decodePosted(text: string, arrivalMs: number, value?: unknown): DecodeResult {
+    const r = value === undefined ? this.decoder.decodeText(text) : this.decoder.decodeValue(value);
     if (!r.ok) return r;
     const future = futureTimestampError(r.decision.timeMs, arrivalMs, this.maxFutureSkewMs);
     return future === null ? r : { ok: false, reason: 'future_timestamp', message: future };

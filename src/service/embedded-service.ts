@@ -83,8 +83,12 @@ export class EmbeddedService implements OperatorService {
       if (input === undefined) throw new Error('EmbeddedService.resume() must run before ingest()');
       const { pipeline } = this.o;
       const texts = records.map((r) => r.text.replace(/[\r\n]+/g, ' '));
-      // what is evaluated is the line as kept in the file, so a restart or `verify --decisions` reads the same
-      const decoded = texts.map((t) => pipeline.decodePosted(t, arrival));
+      // what is evaluated is the line as kept in the file, so a restart or `verify --decisions` reads the
+      // same: a record's parsed value stands for its text only while the text is kept unchanged
+      const decoded = texts.map((t, i) => {
+        const r = records[i]!;
+        return pipeline.decodePosted(t, arrival, t === r.text ? r.value : undefined);
+      });
       const kept = texts.filter((_, i) => !isFuture(decoded[i]!));
       if (kept.length > 0) {
         this.ingestFd ??= openSync(this.ingestFile, 'a', 0o640);

@@ -9,7 +9,14 @@ import { formatRfc3339 } from '../core/time.js';
 import type { BlocksPage, LedgerFeed } from './ledger-feed.js';
 
 export interface IngestRecord {
+  /** the record as one line of JSON: what embedded mode appends to ingest.ndjson, what Kafka mode produces */
   readonly text: string;
+  /**
+   * `JSON.parse(text)`, when the caller made `text` from a value it holds (a mapped OPA event): embedded
+   * mode decodes this rather than parsing `text` again. It must be exactly what parsing `text` gives,
+   * so that a restart, which reads the line back, decodes the same decision.
+   */
+  readonly value?: unknown;
 }
 
 export interface IngestResult {

@@ -237,6 +237,27 @@ describe('the OPA receiver (POST /v1/opa/logs), fed OPA-shaped batches', () => {
     expect(kills(s)).toEqual([]);
   }, 120_000);
 
+  it('a mapped decision the service refuses as any posted one (a time ahead of its clock, a decision_id over 128 characters) is answered and kept in the DLQ, the one ahead never in ingest.ndjson; a restart reads back the same decisions', async () => {
+    const s = await exampleSetup('opa-refused-');
+    const ks = await startKillSwitch(s);
+    const id = 'spiffe://example.org/ns/prod/sa/refused';
+    const long = 'x'.repeat(129);
+    const batch = [opaEvent(id, true), opaEvent(id, false, { at: Date.now() + 3_600_000 }), opaEvent(id, false, { id: long }), opaEvent(id, false)];
+    const r = await postOpa(s.url, s.opaToken, gz(batch));
+    expect(r.status).toBe(200);
+    const answer = JSON.parse(r.body) as { errors: { index: number; reason: string; decision_id: string }[] };
+    expect(answer).toMatchObject({ events: 4, accepted: 2, invalid: 2, trips: 0 });
+    expect(answer.errors.map((e) => [e.index, e.reason, e.decision_id])).toEqual([[1, 'future_timestamp', batch[1]!.decision_id], [2, 'schema_invalid', long]]);
+    expect(ingested(s).map((d) => d.decision_id)).toEqual([batch[0]!.decision_id, long, batch[3]!.decision_id]);
+    const dlq = parseLines<{ file: string; reason: string }>(readFileSync(join(s.env.KILLSWITCH_DATA_DIR!, 'dlq.ndjson'), 'utf8'));
+    expect(dlq.map((d) => d.reason)).toEqual(['future_timestamp', 'schema_invalid']);
+    expect(dlq[0]!.file).toBe('http:/v1/decisions');
+    expect(await windowOf(s, id)).toMatchObject({ calls: 2, denies: 1 });
+    expect(await ks.stop()).toBe(0);
+    await startKillSwitch(s);
+    expect(await windowOf(s, id)).toMatchObject({ calls: 2, denies: 1 });
+  }, 120_000);
+
   it('refuses what OPA would never send: no token, a token without the opa role, a zip bomb, a body over http.max_body_bytes, broken gzip, a repeated key, an object instead of an array', async () => {
     const s = await exampleSetup('opa-limits-');
     await startKillSwitch(s);

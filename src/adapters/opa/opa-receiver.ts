@@ -44,10 +44,17 @@ export class OpaBodyError extends Error {
   }
 }
 
+/**
+ * Output chunk of the inflater. With zlib's default (16 KiB) an OPA upload (32 KiB of gzip, ~500 KiB of
+ * JSON) went back and forth between the thread pool and the event loop 30 times, which cost more than
+ * inflating it (0.9 ms against 0.35 ms, per upload).
+ */
+const GUNZIP_CHUNK = 256 << 10;
+
 /** gunzip, refusing more than `max` bytes of output (a zip bomb stops at `max`, it is never inflated whole). */
 export async function gunzipBounded(body: Buffer, max: number): Promise<Buffer> {
   try {
-    return await gunzipAsync(body, { maxOutputLength: max });
+    return await gunzipAsync(body, { maxOutputLength: max, chunkSize: GUNZIP_CHUNK });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
       throw new OpaBodyError('too_large', `the batch is larger than opa.max_decompressed_bytes (${max}) once decompressed`);
@@ -146,7 +153,8 @@ export class OpaReceiver {
       }
       if (r.decisionId !== null) ids.add(r.decisionId);
       if (r.kind === 'mapped') {
-        records.push({ text: JSON.stringify(r.decision) });
+        // the service decodes the decision itself and keeps its text: nothing is parsed twice
+        records.push({ text: JSON.stringify(r.decision), value: r.decision });
         meta.push({ index, id: r.decisionId });
         count('mapped');
       } else {
