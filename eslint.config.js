@@ -45,6 +45,32 @@ export default tseslint.config(
       ],
     },
   },
+  // The layers above the core point one way (README.md, "Development"): commands -> service -> pipeline -> adapters
+  // -> ports/core. An adapter talks to the rest through ports; it never reaches up.
+  {
+    files: ['src/adapters/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: ['**/service/**', '**/pipeline/**', '**/commands/**', '**/cli*'], message: 'src/adapters depend on ports and core only: nothing above them.' }],
+      }],
+    },
+  },
+  {
+    files: ['src/pipeline/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: ['**/service/**', '**/commands/**', '**/cli*'], message: 'src/pipeline runs decisions through the core; services and commands use it, not the other way.' }],
+      }],
+    },
+  },
+  {
+    files: ['src/service/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: ['**/commands/**', '**/cli*'], message: 'src/service is used by the commands, never the other way.' }],
+      }],
+    },
+  },
   {
     files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
     ...tseslint.configs.disableTypeChecked,

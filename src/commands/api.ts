@@ -9,8 +9,8 @@ import { listenOn } from '../adapters/http/metrics-server.js';
 import { resolveMapping } from '../adapters/opa/opa-mapping.js';
 import { DEFAULT_DEDUP_SIZE, OpaReceiver, recentDecisionIds } from '../adapters/opa/opa-receiver.js';
 import type { Logger } from '../ports/logger.js';
-import type { LedgerFeed } from '../service/ledger-feed.js';
-import type { OperatorService } from '../service/operator-service.js';
+import type { LedgerFeed } from '../core/ledger-feed.js';
+import type { OperatorService } from '../ports/operator-service.js';
 import { loadTokensFile } from './tokens.js';
 
 export async function startApi(config: Config, service: OperatorService, feed: LedgerFeed, registry: Registry, ready: () => boolean, log: Logger): Promise<Server> {

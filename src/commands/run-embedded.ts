@@ -28,7 +28,7 @@ import { startProgress } from './progress.js';
 import { createMetrics } from '../adapters/metrics/metrics.js';
 import { EmbeddedMetrics } from './embedded-metrics.js';
 import { EmbeddedService } from '../service/embedded-service.js';
-import { LedgerFeed } from '../service/ledger-feed.js';
+import { LedgerFeed } from '../core/ledger-feed.js';
 import { closeServer, startApi } from './api.js';
 
 export interface RunOptions {

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import type { AddendumChains, KillEvent } from '../core/documents.js';
 import { operatorDocuments } from '../pipeline/trip-documents.js';
 import type { Evaluator } from '../core/evaluator.js';
-import { identityView, windowView, type IdentityView, type IngestRecord, type IngestResult, type OperatorAction, type OperatorService } from './operator-service.js';
+import type { IdentityView, IngestRecord, IngestResult, OperatorAction, OperatorService } from '../ports/operator-service.js';
+import { identityView, windowView } from './operator-service.js';
 import { KillSwitchError } from '../core/errors.js';
 import { ledgerKey } from '../core/ledger-fold.js';
 import type { LedgerFileSink } from '../adapters/file/ledger-files.js';
@@ -21,8 +22,8 @@ import type { BadLine, FilePipeline, Input, ResumePoint } from '../pipeline/file
 import type { DecodeResult } from '../adapters/serde/decision-decoder.js';
 import type { Logger } from '../ports/logger.js';
 import type { Signer } from '../ports/signer.js';
-import type { BlocksPage, LedgerFeed } from './ledger-feed.js';
-import { Mutex } from './mutex.js';
+import type { BlocksPage, LedgerFeed } from '../core/ledger-feed.js';
+import { Mutex } from '../core/mutex.js';
 
 const MAX_REPORTED_ERRORS = 100;
 

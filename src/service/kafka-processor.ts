@@ -34,8 +34,9 @@ import type { TrustedKey } from '../adapters/signing/keys.js';
 import type { KafkaValueDecoder } from '../adapters/serde/kafka-value-decoder.js';
 import { KILL_EVENT_REJECT_REASONS } from '../adapters/serde/kill-event-reader.js';
 import { batchRecords, type BatchRecords, PartitionPipeline } from '../pipeline/partition-pipeline.js';
-import { LedgerFeed } from './ledger-feed.js';
-import { windowView, type WindowView } from './operator-service.js';
+import { LedgerFeed } from '../core/ledger-feed.js';
+import type { WindowView } from '../ports/operator-service.js';
+import { windowView } from './operator-service.js';
 
 export interface KafkaProcessorOptions {
   readonly kafka: Kafka;

@@ -17,9 +17,10 @@ import { ledgerKey } from '../core/ledger-fold.js';
 import { operatorDocuments } from '../pipeline/trip-documents.js';
 import type { Logger } from '../ports/logger.js';
 import type { Signer } from '../ports/signer.js';
-import type { BlocksPage } from './ledger-feed.js';
-import { Mutex } from './mutex.js';
-import { identityView, type IdentityView, type IngestRecord, type IngestResult, type OperatorAction, type OperatorService } from './operator-service.js';
+import type { BlocksPage } from '../core/ledger-feed.js';
+import { Mutex } from '../core/mutex.js';
+import type { IdentityView, IngestRecord, IngestResult, OperatorAction, OperatorService } from '../ports/operator-service.js';
+import { identityView } from './operator-service.js';
 import type { DecisionDecoder } from '../adapters/serde/decision-decoder.js';
 import { readTail } from '../adapters/kafka/partition-reader.js';
 import { DLQ_HEADERS } from '../adapters/kafka/dlq.js';
@@ -63,7 +64,8 @@ export class KafkaService implements OperatorService {
     const dlq: Message[] = [];
     const errors: { index: number; reason: string; message: string }[] = [];
     records.forEach((r, i) => {
-      const d = this.o.decoder.decodeText(r.text);
+      // a mapped OPA event comes with its parsed value (IngestRecord.value): not parsed again
+      const d = r.value === undefined ? this.o.decoder.decodeText(r.text) : this.o.decoder.decodeValue(r.value);
       if (d.ok) {
         decisions.push({ key: d.decision.agentId, value: r.text });
         return;

@@ -1,76 +1,9 @@
-/**
- * What the operator API (src/adapters/http/api-server.ts) needs from the service behind it. Embedded
- * mode (EmbeddedService) and Kafka mode (KafkaService) each provide it.
- */
-import type { KillEvent } from '../core/documents.js';
+/** The views of an identity the operator API shows (src/ports/operator-service.ts), as both services build them. */
 import type { Evaluator, StreamClock } from '../core/evaluator.js';
+import type { LedgerFeed } from '../core/ledger-feed.js';
 import type { LedgerFold } from '../core/ledger-fold.js';
 import { formatRfc3339 } from '../core/time.js';
-import type { BlocksPage, LedgerFeed } from './ledger-feed.js';
-
-export interface IngestRecord {
-  /** the record as one line of JSON: what embedded mode appends to ingest.ndjson, what Kafka mode produces */
-  readonly text: string;
-  /**
-   * `JSON.parse(text)`, when the caller made `text` from a value it holds (a mapped OPA event): embedded
-   * mode decodes this rather than parsing `text` again. It must be exactly what parsing `text` gives,
-   * so that a restart, which reads the line back, decodes the same decision.
-   */
-  readonly value?: unknown;
-}
-
-export interface IngestResult {
-  readonly accepted: number;
-  readonly invalid: number;
-  /** new blocks the request caused (embedded mode); null in Kafka mode, where decisions are evaluated after they are produced */
-  readonly trips: number | null;
-  /** the first invalid records: their index in the request, reason and message */
-  readonly errors: readonly { index: number; reason: string; message: string }[];
-}
-
-export interface OperatorAction {
-  readonly agentId: string;
-  /** `subtree`: the action is on agentId and every ID below it (README "Scopes") */
-  readonly scope?: 'subtree';
-  readonly reason: string;
-  /** who asked (the request's `authorized_by`), as recorded in the kill event */
-  readonly authorizedBy: string;
-}
-
-export interface WindowView {
-  readonly calls: number;
-  readonly denies: number;
-  readonly advisory_denies: number;
-  readonly deny_rate: number | null;
-  /** the stream time the window is read at */
-  readonly at: string | null;
-}
-
-export interface IdentityView {
-  readonly agent_id: string;
-  readonly state: 'blocked' | 'active';
-  readonly epoch: number;
-  /** a blocked scope covering the identity (session guards refuse it), or null */
-  readonly blocked_by_scope: string | null;
-  /** null in Kafka mode when the identity's decisions partition is owned by another instance */
-  readonly window: WindowView | null;
-  /** Kafka mode: the decisions partition the identity's window lives in, and whether this instance owns it */
-  readonly partition?: { readonly number: number; readonly owned: boolean };
-  readonly last_kill_event: KillEvent | null;
-}
-
-export interface OperatorService {
-  /** Evaluate (embedded) or produce (Kafka) posted decisions, in order. */
-  ingest(records: readonly IngestRecord[]): Promise<IngestResult>;
-  /** A manual block: a signed kill event (trigger operator) and addendum. ALREADY_BLOCKED when it is. */
-  block(a: OperatorAction): Promise<KillEvent>;
-  /** An unblock of the current epoch. NOT_BLOCKED when it is not blocked. */
-  unblock(a: OperatorAction): Promise<KillEvent>;
-  /** Is this identity, or this scope (`<id>/*`), blocked? */
-  isBlocked(key: string): boolean;
-  identity(agentId: string): IdentityView;
-  blocks(limit: number, after: string | undefined): BlocksPage;
-}
+import type { IdentityView, WindowView } from '../ports/operator-service.js';
 
 /** An identity's window in `evaluator` read at stream time `time` (-Infinity: nothing read yet). */
 export function windowView(evaluator: Evaluator, agentId: string, time: number): WindowView {

@@ -1,7 +1,7 @@
 /** The numbered ledger feed behind `/v1/blocks/changes` and the SSE stream. */
 import { describe, expect, it } from 'vitest';
 import { LedgerFold } from '../../src/core/ledger-fold.js';
-import { LedgerFeed } from '../../src/service/ledger-feed.js';
+import { LedgerFeed } from '../../src/core/ledger-feed.js';
 import { killEvent } from '../helpers/ledger.js';
 
 const A = 'spiffe://example.org/a';

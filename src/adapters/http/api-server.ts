@@ -15,8 +15,8 @@ import { ERROR_CODES, KillSwitchError, type ErrorCode } from '../../core/errors.
 import { spiffeIdError } from '../../core/spiffe-id.js';
 import { parseJsonStrict, StrictJsonError, type StrictJsonReason } from '../../core/strict-json.js';
 import type { Logger } from '../../ports/logger.js';
-import type { IngestRecord, IngestResult, OperatorService } from '../../service/operator-service.js';
-import type { LedgerFeed } from '../../service/ledger-feed.js';
+import type { IngestRecord, IngestResult, OperatorService } from '../../ports/operator-service.js';
+import type { LedgerFeed } from '../../core/ledger-feed.js';
 import { parseJsonStrictFast } from '../opa/fast-strict-json.js';
 import { resolveMapping } from '../opa/opa-mapping.js';
 import { gunzipBounded, OpaBodyError, OpaReceiver } from '../opa/opa-receiver.js';

@@ -26,8 +26,8 @@ import { gunzip } from 'node:zlib';
 import { LRUCache } from 'lru-cache';
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../../ports/logger.js';
-import type { IngestRecord, OperatorService } from '../../service/operator-service.js';
-import { Mutex } from '../../service/mutex.js';
+import type { IngestRecord, OperatorService } from '../../ports/operator-service.js';
+import { Mutex } from '../../core/mutex.js';
 import { mapEvent, UNMAPPED_REASONS, type OpaMapping, type UnmappedReason } from './opa-mapping.js';
 
 const gunzipAsync = promisify(gunzip);

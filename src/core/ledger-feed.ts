@@ -5,8 +5,8 @@
  * their offset in the kills topic + 1, which stays the same across restarts and instances (compaction
  * only leaves gaps). Numbers only grow.
  */
-import type { KillEvent } from '../core/documents.js';
-import { ledgerKey, type LedgerFold } from '../core/ledger-fold.js';
+import type { KillEvent } from './documents.js';
+import { ledgerKey, type LedgerFold } from './ledger-fold.js';
 
 export interface FeedEntry {
   readonly seq: number;
