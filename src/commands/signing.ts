@@ -20,7 +20,8 @@ export function trustedWith(key: SigningKey | undefined, jwks: ReadonlyMap<strin
 }
 
 /**
- * `run` needs a signing key when the kill switch is enabled, unless `signing.allow_unsigned: true`.
+ * `run` needs a signing key when the kill switch is enabled, unless `signing.allow_unsigned: true`, and
+ * always when it trusts keys (`signing.jwks_file`): what it writes must pass its own readers' checks.
  * `keyFileOverride`: replay's `--key`.
  */
 export function signingSetup(config: Config, options: { requireKey: boolean; keyFileOverride?: string }): SigningSetup {
@@ -30,6 +31,12 @@ export function signingSetup(config: Config, options: { requireKey: boolean; key
   if (key === undefined && options.requireKey && config.kill_switch.enabled && config.signing?.allow_unsigned !== true) {
     throw new KillSwitchError('SIGNING_REQUIRED',
       'kill_switch.enabled is true but no signing key is configured: set signing.private_key_file (killswitch keys generate --out DIR), or signing.allow_unsigned: true');
+  }
+  if (key === undefined && options.requireKey && jwks.size > 0) {
+    // It would write unsigned kill events that every reader trusting these keys refuses: itself on
+    // restart (embedded mode stops at its own ledger), the other instances, every session guard.
+    throw new KillSwitchError('SIGNING_REQUIRED',
+      'signing.jwks_file is set but no signing key is: the kill events this service writes would be unsigned, and every reader trusting signing.jwks_file (this service after a restart, the other instances, session guards) would refuse them; set signing.private_key_file');
   }
   return { signer: key === undefined ? undefined : new Ed25519Signer(key), trusted: trustedWith(key, jwks) };
 }

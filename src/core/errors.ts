@@ -11,7 +11,7 @@ export const ERROR_CODES = {
   LEDGER_CORRUPT: { status: undefined, retryable: false, summary: 'a ledger file under data_dir holds a line that is not a valid kill event or addendum' },
   LEDGER_WRITE_FAILED: { status: 503, retryable: true, summary: 'a kill event or addendum could not be written durably' },
   KEY_INVALID: { status: undefined, retryable: false, summary: 'a signing key or JWKS file is missing, unreadable or not an Ed25519 key' },
-  SIGNING_REQUIRED: { status: undefined, retryable: false, summary: 'the kill switch is enabled but no signing key is configured (set signing.private_key_file, or signing.allow_unsigned: true)' },
+  SIGNING_REQUIRED: { status: undefined, retryable: false, summary: 'no signing key is configured while the kill switch is enabled (set signing.private_key_file, or signing.allow_unsigned: true) or while signing.jwks_file is set (what it wrote would be refused by its own readers)' },
   KAFKA_FAILED: { status: undefined, retryable: true, summary: 'Kafka mode could not start or stopped on an error it cannot recover from in place (broker unreachable, transaction failed)' },
   KILL_SWITCH_TRIPPED: { status: 403, retryable: false, summary: 'the identity is blocked by the kill switch (docs/spec.md#7-refusing-a-session)' },
   IDENTITY_INVALID: { status: 400, retryable: false, summary: 'an identity was given (a header, a delegation chain, a path, a request field) but it is not a valid SPIFFE ID; it is never treated as anonymous (docs/spec.md#7-refusing-a-session)' },

@@ -104,6 +104,22 @@ describe('keys and signing', () => {
     expect(parseLines<Doc>(readFileSync(join(d, 'data/kills.ndjson'), 'utf8'))[0]!.signature).toBeUndefined();
   });
 
+  it('refuses to run with trusted keys but no signing key: it would write kill events its own readers refuse', () => {
+    const d = tempDir('jwks-no-key-');
+    runCli(['keys', 'generate', '--out', join(d, 'keys')]);
+    const input = writeIn(d, 'in.ndjson', ndjson(repeat('spiffe://example.org/a', 'deny', 10, 0)));
+    const cfg = writeIn(d, 'c.json', JSON.stringify({ kill_switch: { enabled: true }, data_dir: join(d, 'data'), signing: { allow_unsigned: true, jwks_file: join(d, 'keys/jwks.json') } }));
+    const refused = runCli(['run', '--config', cfg, input]);
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(/^killswitch: signing.jwks_file is set but no signing key is/);
+    expect(refused.stderr).not.toMatch(/\n\s+at /);
+    expect(existsSync(join(d, 'data/kills.ndjson'))).toBe(false);
+    // --check-config says the same before anything runs
+    const checked = runCli(['run', '--config', cfg, '--check-config']);
+    expect(checked.status).toBe(2);
+    expect(checked.stderr).toMatch(/signing.jwks_file is set but no signing key is/);
+  });
+
   it('refuses to start from a ledger holding a forged kill event (an unblock signed by an untrusted key)', () => {
     const d = tempDir('forged-ledger-');
     runCli(['keys', 'generate', '--out', join(d, 'keys')]);
