@@ -422,6 +422,7 @@ export class KafkaProcessor {
     if (counts.duplicates > 0) metrics.duplicates.inc(counts.duplicates);
     if (out.forwarded.length > 0) metrics.forwarded.inc(out.forwarded.length);
     for (const m of out.dlq) metrics.dlq.inc({ reason: dlqReason(m) });
+    if (out.kills.length > 0) metrics.trips.inc(out.kills.length);
     const lastProcessed = upTo === n ? Number(batch.lastOffset()) : upTo === 0 ? -1 : Number(messages[upTo - 1]!.offset);
     if (!input.restored && (upTo < n || lastProcessed + 1 >= input.liveFrom)) this.inputRestored(p, st, input, other);
     // Processed (restore or live): the next fetch starts after them. Commits happen in the transaction.
@@ -498,7 +499,6 @@ export class KafkaProcessor {
       this.fail(err);
       return;
     }
-    if (r.kills.length > 0) metrics.trips.inc(r.kills.length);
     for (const h of r.held) this.reportHeld(h);
     metrics.batchSeconds.observe((performance.now() - out.started) / 1000);
     (out.topic === this.repartition ? metrics.repartitionLag : metrics.lag).set({ partition: String(p) }, Math.max(0, out.highWatermark - 1 - out.last));
