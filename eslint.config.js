@@ -59,7 +59,11 @@ export default tseslint.config(
     files: ['src/pipeline/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', {
-        patterns: [{ group: ['**/service/**', '**/commands/**', '**/cli*'], message: 'src/pipeline runs decisions through the core; services and commands use it, not the other way.' }],
+        paths: [{ name: 'kafkajs', message: 'src/pipeline reads and writes records through ports (src/ports/partition-records.ts); Kafka is behind them.' }],
+        patterns: [
+          { group: ['**/service/**', '**/commands/**', '**/cli*'], message: 'src/pipeline runs decisions through the core; services and commands use it, not the other way.' },
+          { group: ['**/adapters/kafka/**'], message: 'src/pipeline reads and writes records through ports (src/ports/partition-records.ts); Kafka is behind them.' },
+        ],
       }],
     },
   },

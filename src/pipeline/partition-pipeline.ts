@@ -10,7 +10,6 @@
  * The trip rule, the documents and the bad-record rules are the file pipeline's (file-pipeline.ts):
  * trips become documents in trip-documents.ts, bad records keep their bytes and reason.
  */
-import type { KafkaMessage, Message } from 'kafkajs';
 import { canonicalJson } from '../core/canonical-json.js';
 import type { AddendumChains, ShadowEvent } from '../core/documents.js';
 import { DecisionClass } from '../core/decision-class.js';
@@ -19,13 +18,12 @@ import { DEFAULT_MAX_FUTURE_SKEW_MS, Evaluator, type StreamClock, type Trip, typ
 import type { Governor } from '../core/governor.js';
 import type { LedgerFold } from '../core/ledger-fold.js';
 import { futureTimestampError } from '../core/time.js';
+import type { ForwardedFrom, InputRecord, OutputRecord, PartitionRouting } from '../ports/partition-records.js';
 import type { Signer } from '../ports/signer.js';
-import { BatchDecisions } from '../adapters/kafka/batch-decisions.js';
-import { dlqRecord } from '../adapters/kafka/dlq.js';
-import { forwardedFrom, forwardedRecord, type ForwardedFrom, type OwnerCache } from '../adapters/kafka/repartition.js';
 import type { DecodeResult } from '../adapters/serde/decision-decoder.js';
 import { ReusableDecision } from '../adapters/serde/fast-decision.js';
 import type { KafkaValueDecoder } from '../adapters/serde/kafka-value-decoder.js';
+import { BatchDecisions } from './batch-decisions.js';
 import { tripOutput } from './trip-documents.js';
 
 /** Stream name of an input partition: its addenda chain is named after it. */
@@ -50,13 +48,13 @@ interface SourceClock {
 
 /** A batch's outputs as they are gathered while it is decoded and evaluated. */
 export interface BatchRecords {
-  readonly kills: Message[];
-  readonly addenda: Message[];
-  readonly shadows: Message[];
-  readonly dlq: Message[];
+  readonly kills: OutputRecord[];
+  readonly addenda: OutputRecord[];
+  readonly shadows: OutputRecord[];
+  readonly dlq: OutputRecord[];
   readonly held: ShadowEvent[];
   /** decisions of other owners, to their repartition partitions */
-  readonly forwarded: Message[];
+  readonly forwarded: OutputRecord[];
   /** live decisions per class, counted into the metrics once per batch */
   readonly classes: number[];
   /** the last live offset of the batch (-1: none) */
@@ -79,7 +77,7 @@ interface Run {
 export interface PartitionBatch {
   /** the repartition input (else decisions partition p) */
   readonly forwarded: boolean;
-  readonly messages: readonly KafkaMessage[];
+  readonly messages: readonly InputRecord[];
   /** messages from this index on are left for later (their input waits for the other to restore) */
   readonly upTo: number;
   /** offsets below this were processed before: re-read to restore windows, no output */
@@ -92,16 +90,12 @@ export interface PartitionBatch {
 
 export interface PartitionPipelineOptions {
   readonly partition: number;
-  readonly decisionsTopic: string;
-  /** partitions of the decisions topic */
-  readonly partitions: number;
-  /** the consumer group: a forwarded record names it, and only its own are evaluated */
-  readonly groupId: string;
+  /** owners, forwarded records and dead letters: the log's rules (Kafka's in Kafka mode) */
+  readonly routing: PartitionRouting;
   readonly tripConfig: TripRuleConfig;
   readonly fold: LedgerFold;
   readonly governor: Governor | undefined;
   readonly decoder: KafkaValueDecoder;
-  readonly owners: OwnerCache;
   /** the addenda chains of the instance: partition p's continues from its restored tip */
   readonly chains: AddendumChains;
   readonly signer: Signer | undefined;
@@ -137,7 +131,8 @@ export class PartitionPipeline {
 
   constructor(private readonly o: PartitionPipelineOptions) {
     this.evaluator = new Evaluator(o.tripConfig, o.fold, o.governor);
-    this.clock = this.evaluator.openStream(partitionStream(o.decisionsTopic, o.partition), { topic: o.decisionsTopic, partition: o.partition });
+    const topic = o.routing.decisionsTopic;
+    this.clock = this.evaluator.openStream(partitionStream(topic, o.partition), { topic, partition: o.partition });
     this.maxFutureSkewMs = o.tripConfig.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS;
   }
 
@@ -222,7 +217,7 @@ export class PartitionPipeline {
    */
   private async decodeDecisions(b: PartitionBatch, decided: BatchDecisions, runs: Run[], out: BatchRecords): Promise<boolean> {
     const { messages, upTo, liveFrom } = b;
-    const { partition: p, decisionsTopic: topic, owners, decoder, groupId } = this.o;
+    const { partition: p, routing, decoder } = this.o;
     const skewMs = this.maxFutureSkewMs;
     const latenessMs = this.o.tripConfig.latenessMs;
     // A batch's offsets grow strictly, so n of them from first to first + n - 1 are exactly those:
@@ -253,13 +248,13 @@ export class PartitionPipeline {
         r = decoded;
       }
       if (!restore) last = offset;
-      const d = r instanceof ReusableDecision ? r : r.ok ? r.decision : badRecord(r, restore, out, { m, topic, partition: p });
+      const d = r instanceof ReusableDecision ? r : r.ok ? r.decision : badRecord(routing, r, restore, out, m, { partition: p });
       if (d === null) continue;
       const t = d.timeMs;
       // The record's timestamp is its arrival: part of the record, so a restore (and a replay of the
       // topic) refuses exactly the decisions refused live.
       if (t > Number(m.timestamp) + skewMs) {
-        if (!restore) out.dlq.push(dlqRecord(m, { topic, partition: p }, 'future_timestamp', futureTimestampError(t, Number(m.timestamp), skewMs)!));
+        if (!restore) out.dlq.push(routing.deadLetter(m, { partition: p }, 'future_timestamp', futureTimestampError(t, Number(m.timestamp), skewMs)!));
         continue;
       }
       // docs/spec.md#22-event-time-lateness-and-future-decisions: late decisions never move the stream time
@@ -267,12 +262,12 @@ export class PartitionPipeline {
       if (!late && t > streamTime) streamTime = t;
       const agentId = d.agentId;
       if (agentId !== null) {
-        const owner = owners.ownerOf(agentId, d.identity);
+        const owner = routing.ownerOf(agentId, d.identity);
         if (owner !== p) {
           decided.add(timeOnly(t), offset);
           if (restore) restoring++;
           // a late one is dropped here as its owner would drop it (counted late by the evaluator)
-          else if (!late) out.forwarded.push(forwardedRecord({ message: m, agentId, owner, topic, partition: p, offset, streamTime, group: groupId }));
+          else if (!late) out.forwarded.push(routing.forward(m, { agentId, owner, partition: p, offset, streamTime }));
           continue;
         }
       }
@@ -294,17 +289,17 @@ export class PartitionPipeline {
    */
   private decodeForwarded(b: PartitionBatch, decided: BatchDecisions, runs: Run[], out: BatchRecords): boolean | Promise<boolean> {
     const { messages, upTo, liveFrom } = b;
-    const { groupId, partitions, decoder } = this.o;
+    const { routing, decoder } = this.o;
     const step = (i: number): boolean | Promise<boolean> => {
       for (; i < upTo; i++) {
         const m = messages[i]!;
         const offset = Number(m.offset);
         const restore = offset < liveFrom;
         if (!restore) out.last = offset;
-        const from = forwardedFrom(m, partitions);
         // Not forwarded by this deployment (another consumer group sharing the topic, or a record
         // produced to it by hand): not ours to evaluate.
-        if (from === null || from.group !== groupId) continue;
+        const from = routing.forwardedFrom(m);
+        if (from === null) continue;
         const into = decided.next();
         const decoded = decoder.decodeInto(m.value, m.key, into);
         if (decoded instanceof Promise) {
@@ -319,9 +314,9 @@ export class PartitionPipeline {
       }
       return true;
     };
-    const take = (r: DecodeResult | ReusableDecision, m: KafkaMessage, restore: boolean, from: ForwardedFrom): void => {
+    const take = (r: DecodeResult | ReusableDecision, m: InputRecord, restore: boolean, from: ForwardedFrom): void => {
       // a bad one is reported where it was produced, as if it had been found bad there
-      const d = r instanceof ReusableDecision ? r : r.ok ? r.decision : badRecord(r, restore, out, { m, topic: this.o.decisionsTopic, partition: from.partition, offset: String(from.offset) });
+      const d = r instanceof ReusableDecision ? r : r.ok ? r.decision : badRecord(routing, r, restore, out, m, { partition: from.partition, offset: String(from.offset) });
       if (d === null) return;
       // The future check was made where the record was read, against the same timestamp.
       const clock = this.sourceClock(from.partition, b.now);
@@ -342,7 +337,7 @@ export class PartitionPipeline {
     if (s === undefined) {
       // Its trips chain with partition p's (one chain per owner partition); its evidence names the
       // decisions partition the records were produced to, and their offsets there.
-      s = { clock: this.evaluator.openStream(this.clock.name, { topic: this.o.decisionsTopic, partition: q }), seenAt: now, closed: false };
+      s = { clock: this.evaluator.openStream(this.clock.name, { topic: this.o.routing.decisionsTopic, partition: q }), seenAt: now, closed: false };
       this.sources.set(q, s);
     } else if (s.closed) {
       // back after an idle spell: open again, with its time and positions
@@ -390,8 +385,9 @@ export class PartitionPipeline {
 
 /** A record the decoder refused: to the DLQ when live, as `at` says where it was produced. Returns null (no decision). */
 function badRecord(
-  r: { readonly reason: string; readonly message: string }, restore: boolean, out: BatchRecords, at: { m: KafkaMessage; topic: string; partition: number; offset?: string },
+  routing: PartitionRouting, r: { readonly reason: string; readonly message: string }, restore: boolean, out: BatchRecords, m: InputRecord,
+  at: { readonly partition: number; readonly offset?: string },
 ): null {
-  if (!restore) out.dlq.push(dlqRecord(at.m, at, r.reason, r.message));
+  if (!restore) out.dlq.push(routing.deadLetter(m, at, r.reason, r.message));
   return null;
 }

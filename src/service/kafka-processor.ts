@@ -25,7 +25,7 @@ import type { Signer } from '../ports/signer.js';
 import { dlqReason } from '../adapters/kafka/dlq.js';
 import { ExpiryWatch } from '../adapters/kafka/expiry-watch.js';
 import { LedgerFollower } from '../adapters/kafka/ledger-follower.js';
-import { CO_PARTITIONED_ASSIGNER, coPartitionedAssigner, OwnerCache, repartitionTopic } from '../adapters/kafka/repartition.js';
+import { CO_PARTITIONED_ASSIGNER, coPartitionedAssigner, KafkaRouting, repartitionTopic } from '../adapters/kafka/repartition.js';
 import { planRestore } from '../adapters/kafka/restore.js';
 import { isFenced, TransactionalCommitter } from '../adapters/kafka/transactional-committer.js';
 import { ensureTopics, type TopicNames } from '../adapters/kafka/topics.js';
@@ -155,8 +155,8 @@ export class KafkaProcessor {
   private decisionsPartitions = 0;
   /** the repartition topic: decisions read on a partition other than their owner's, forwarded to it */
   private readonly repartition: string;
-  /** owner(agent_id) per identity (set once the partition count is known) */
-  private owners = new OwnerCache(1);
+  /** owners, forwarded records, dead letters (set once the partition count is known) */
+  private routing: KafkaRouting | undefined;
   private ledgerLoadedResolve: (() => void) | undefined;
   /** the first read of the kills topic (start()); rejects if it fails */
   private ledgerRead: Promise<void> = Promise.resolve();
@@ -213,7 +213,7 @@ export class KafkaProcessor {
     await admin.connect();
     const decisionsPartitions = await ensureTopics(admin, topics, { partitions: this.o.partitions, replicationFactor: this.o.replicationFactor });
     this.decisionsPartitions = decisionsPartitions;
-    this.owners = new OwnerCache(decisionsPartitions);
+    this.routing = new KafkaRouting({ decisionsTopic: topics.decisions, partitions: decisionsPartitions, groupId: this.o.groupId });
     log.info({ topics: { ...topics, repartition: this.repartition }, partitions: decisionsPartitions }, 'kafka topics ready');
 
     // Who is blocked, before the first decision: a restart never lifts a block. Read while the consumer
@@ -361,8 +361,7 @@ export class KafkaProcessor {
       const f = plan.repartition;
       this.expiry.atAssignment(p, d.committed, d.low);
       const pipeline = new PartitionPipeline({
-        partition: p, decisionsTopic: topics.decisions, partitions: this.decisionsPartitions, groupId: this.o.groupId, tripConfig, fold: this.fold, governor: this.governor,
-        decoder: this.o.decoder, owners: this.owners, chains: this.chains, signer: this.o.signer,
+        partition: p, routing: this.routing!, tripConfig, fold: this.fold, governor: this.governor, decoder: this.o.decoder, chains: this.chains, signer: this.o.signer,
       });
       const input: InputState = { topic: topics.decisions, forwarded: false, liveFrom: d.liveFrom, restored: d.restoreFrom >= d.liveFrom, waiting: false, next: Math.min(d.restoreFrom, d.liveFrom) };
       const forwarded: InputState = { topic: repartition, forwarded: true, liveFrom: f.liveFrom, restored: f.restoreFrom >= f.liveFrom, waiting: false, next: Math.min(f.restoreFrom, f.liveFrom) };

@@ -2,7 +2,7 @@
  * Records for the dead-letter topic (docs/spec.md#8-bad-records-and-the-dlq): the bad record's key,
  * value bytes and headers as they were, and headers saying why and where it was produced.
  */
-import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
+import type { InputRecord, OutputRecord, RecordHeaders } from '../../ports/partition-records.js';
 
 export const DLQ_HEADERS = {
   reason: 'killswitch.reason',
@@ -13,8 +13,8 @@ export const DLQ_HEADERS = {
 } as const;
 
 /** A bad record for the DLQ, its headers saying where it was produced (`at.offset` by default the record's own). */
-export function dlqRecord(m: KafkaMessage, at: { readonly topic: string; readonly partition: number; readonly offset?: string }, reason: string, message: string): Message {
-  const headers: IHeaders = {
+export function dlqRecord(m: InputRecord, at: { readonly topic: string; readonly partition: number; readonly offset?: string }, reason: string, message: string): OutputRecord {
+  const headers: RecordHeaders = {
     ...(m.headers ?? {}),
     [DLQ_HEADERS.reason]: reason,
     [DLQ_HEADERS.message]: message.slice(0, 1000),
@@ -26,6 +26,6 @@ export function dlqRecord(m: KafkaMessage, at: { readonly topic: string; readonl
 }
 
 /** The reason of a record made by dlqRecord. */
-export function dlqReason(m: Message): string {
+export function dlqReason(m: OutputRecord): string {
   return String(m.headers?.[DLQ_HEADERS.reason]);
 }

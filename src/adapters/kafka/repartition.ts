@@ -8,7 +8,9 @@
  * decisions and the repartition topic.
  */
 import kafkajs from 'kafkajs';
-import type { IHeaders, KafkaMessage, Message, PartitionAssigner } from 'kafkajs';
+import type { PartitionAssigner } from 'kafkajs';
+import type { ForwardedFrom, InputRecord, OutputRecord, PartitionRouting, RecordHeaders } from '../../ports/partition-records.js';
+import { dlqRecord } from './dlq.js';
 
 // kafkajs is CommonJS; AssignerProtocol is not among its ESM named exports.
 const { AssignerProtocol } = kafkajs;
@@ -78,7 +80,7 @@ const CACHE_MASK = (1 << CACHE_BITS) - 1;
  * identities seen a moment ago, and then the owner costs two array reads instead of a hash of the ID
  * (the murmur2 path must not get slower, docs/spec.md#11-kafka-mode).
  */
-export class OwnerCache {
+class OwnerCache {
   private readonly handles = new Uint32Array(1 << CACHE_BITS);
   private readonly owners = new Int32Array(1 << CACHE_BITS);
 
@@ -111,51 +113,68 @@ export const FORWARD_HEADERS = {
   group: 'killswitch.source.group',
 } as const;
 
-/** The record to forward: the original value bytes and headers, key = agent_id, to the owner's repartition partition. */
-export function forwardedRecord(o: {
-  readonly message: KafkaMessage; readonly agentId: string; readonly owner: number; readonly topic: string; readonly partition: number;
-  readonly offset: number; readonly streamTime: number; readonly group: string;
-}): Message {
-  const m = o.message;
-  const headers: IHeaders = {
-    ...(m.headers ?? {}),
-    [FORWARD_HEADERS.topic]: o.topic,
-    [FORWARD_HEADERS.partition]: String(o.partition),
-    [FORWARD_HEADERS.offset]: String(o.offset),
-    [FORWARD_HEADERS.timestamp]: m.timestamp,
-    [FORWARD_HEADERS.streamTime]: String(o.streamTime),
-    [FORWARD_HEADERS.group]: o.group,
-  };
-  // The original timestamp: the repartition partition's restore finds records by it, as the decisions'.
-  return { key: o.agentId, value: m.value, partition: o.owner, timestamp: m.timestamp, headers };
-}
-
-export interface ForwardedFrom {
-  readonly group: string;
-  readonly partition: number;
-  readonly offset: number;
-  readonly streamTime: number;
-}
-
-function header(headers: IHeaders | undefined, name: string): string | undefined {
+function header(headers: RecordHeaders | undefined, name: string): string | undefined {
   const v = headers?.[name];
   const one = Array.isArray(v) ? v[v.length - 1] : v;
   return one === undefined ? undefined : typeof one === 'string' ? one : one.toString('utf8');
 }
 
-function headerNumber(headers: IHeaders | undefined, name: string): number {
+function headerNumber(headers: RecordHeaders | undefined, name: string): number {
   const s = header(headers, name);
   return s === undefined || s.length === 0 ? NaN : Number(s);
 }
 
-/** Where a record of the repartition topic was read, from its headers; null when they are missing or not numbers. */
-export function forwardedFrom(m: KafkaMessage, partitions: number): ForwardedFrom | null {
-  const partition = headerNumber(m.headers, FORWARD_HEADERS.partition);
-  const offset = headerNumber(m.headers, FORWARD_HEADERS.offset);
-  const streamTime = headerNumber(m.headers, FORWARD_HEADERS.streamTime);
-  const group = header(m.headers, FORWARD_HEADERS.group);
-  if (group === undefined || !Number.isInteger(partition) || partition < 0 || partition >= partitions || !Number.isSafeInteger(offset) || offset < 0 || !Number.isFinite(streamTime)) return null;
-  return { group, partition, offset, streamTime };
+/**
+ * The partition pipeline's routing in Kafka mode (src/ports/partition-records.ts): owners by murmur2,
+ * forwarded records with the FORWARD_HEADERS, bad records with the DLQ headers.
+ */
+export class KafkaRouting implements PartitionRouting {
+  private readonly owners: OwnerCache;
+
+  constructor(private readonly o: { readonly decisionsTopic: string; readonly partitions: number; readonly groupId: string }) {
+    this.owners = new OwnerCache(o.partitions);
+  }
+
+  get decisionsTopic(): string {
+    return this.o.decisionsTopic;
+  }
+
+  ownerOf(agentId: string, handle: number | undefined): number {
+    return this.owners.ownerOf(agentId, handle);
+  }
+
+  /** The original value bytes and headers, key = agent_id, to the owner's repartition partition. */
+  forward(m: InputRecord, o: { readonly agentId: string; readonly owner: number; readonly partition: number; readonly offset: number; readonly streamTime: number }): OutputRecord {
+    const headers: RecordHeaders = {
+      ...(m.headers ?? {}),
+      [FORWARD_HEADERS.topic]: this.o.decisionsTopic,
+      [FORWARD_HEADERS.partition]: String(o.partition),
+      [FORWARD_HEADERS.offset]: String(o.offset),
+      [FORWARD_HEADERS.timestamp]: m.timestamp,
+      [FORWARD_HEADERS.streamTime]: String(o.streamTime),
+      [FORWARD_HEADERS.group]: this.o.groupId,
+    };
+    // The original timestamp: the repartition partition's restore finds records by it, as the decisions'.
+    return { key: o.agentId, value: m.value, partition: o.owner, timestamp: m.timestamp, headers };
+  }
+
+  /**
+   * Where a record of the repartition topic was read, from its headers; null when they are missing or
+   * not numbers, or when another consumer group sharing the topic forwarded it (or it was produced there by hand).
+   */
+  forwardedFrom(m: InputRecord): ForwardedFrom | null {
+    const partition = headerNumber(m.headers, FORWARD_HEADERS.partition);
+    const offset = headerNumber(m.headers, FORWARD_HEADERS.offset);
+    const streamTime = headerNumber(m.headers, FORWARD_HEADERS.streamTime);
+    const group = header(m.headers, FORWARD_HEADERS.group);
+    if (group !== this.o.groupId || !Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions ||
+      !Number.isSafeInteger(offset) || offset < 0 || !Number.isFinite(streamTime)) return null;
+    return { group, partition, offset, streamTime };
+  }
+
+  deadLetter(m: InputRecord, at: { readonly partition: number; readonly offset?: string }, reason: string, message: string): OutputRecord {
+    return dlqRecord(m, { topic: this.o.decisionsTopic, ...at }, reason, message);
+  }
 }
 
 export const CO_PARTITIONED_ASSIGNER = 'KillswitchCoPartitioned';

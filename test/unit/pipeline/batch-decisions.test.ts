@@ -1,5 +1,5 @@
 /**
- * BatchDecisions (src/adapters/kafka/batch-decisions.ts): the Kafka processor's per-partition holder of
+ * BatchDecisions (src/pipeline/batch-decisions.ts): the Kafka processor's per-partition holder of
  * a batch's decisions, reused from batch to batch. A batch larger than any before it keeps every
  * decision and offset; after release the next batch starts empty and the pool's decisions no longer
  * hold the last batch's bytes.
@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { createClassifier } from '../../../src/core/decision-class.js';
 import type { Decision } from '../../../src/core/decision.js';
 import { FastDecisionDecoder } from '../../../src/adapters/serde/fast-decision.js';
-import { BatchDecisions } from '../../../src/adapters/kafka/batch-decisions.js';
+import { BatchDecisions } from '../../../src/pipeline/batch-decisions.js';
 
 const decoder = new FastDecisionDecoder(createClassifier());
 const record = (i: number): Buffer =>

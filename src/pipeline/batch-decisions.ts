@@ -4,8 +4,8 @@
  * to batch), and only records it declines bring a decision object of their own. A batch is decoded whole,
  * then accepted, then released before the next one starts.
  */
-import type { Decision } from '../../core/decision.js';
-import { ReusableDecision } from '../serde/fast-decision.js';
+import type { Decision } from '../core/decision.js';
+import { ReusableDecision } from '../adapters/serde/fast-decision.js';
 
 export class BatchDecisions {
   private readonly pool: ReusableDecision[] = [];

@@ -1,0 +1,49 @@
+/**
+ * What the partition pipeline (src/pipeline/partition-pipeline.ts) needs from the partitioned log it reads
+ * and writes: records as a log record carries them, and the rules that route a decision to its
+ * identity's owner partition (docs/spec.md#11-kafka-mode). Kafka mode provides them
+ * (src/adapters/kafka/repartition.ts, KafkaRouting).
+ */
+
+export type RecordHeaders = { [key: string]: Buffer | string | (Buffer | string)[] | undefined };
+
+/** A record read from an input partition. */
+export interface InputRecord {
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+  /** milliseconds since the epoch, in decimal: when the log took the record (its arrival) */
+  readonly timestamp: string;
+  /** its position in the partition, in decimal */
+  readonly offset: string;
+  readonly headers?: RecordHeaders;
+}
+
+/** A record to write in the batch's transaction. */
+export interface OutputRecord {
+  readonly key: string | Buffer | null;
+  readonly value: string | Buffer | null;
+  readonly partition?: number;
+  readonly timestamp?: string;
+  readonly headers?: RecordHeaders;
+}
+
+/** Where a forwarded record was read: the decisions partition and offset, and that stream's time then. */
+export interface ForwardedFrom {
+  readonly group: string;
+  readonly partition: number;
+  readonly offset: number;
+  readonly streamTime: number;
+}
+
+export interface PartitionRouting {
+  /** the input the decisions are produced to: evidence and addenda chains are named after it */
+  readonly decisionsTopic: string;
+  /** the partition whose owner evaluates the identity's decisions (`handle`: its identity handle, if any) */
+  ownerOf(agentId: string, handle: number | undefined): number;
+  /** the record that forwards `record`, read at `offset` of `partition` when its stream time was `streamTime`, to `owner` */
+  forward(record: InputRecord, o: { readonly agentId: string; readonly owner: number; readonly partition: number; readonly offset: number; readonly streamTime: number }): OutputRecord;
+  /** where a record of the repartition input was read; null when this deployment did not forward it */
+  forwardedFrom(record: InputRecord): ForwardedFrom | null;
+  /** a bad record for the DLQ, said to come from `at` (by default the record's own offset) of the decisions input */
+  deadLetter(record: InputRecord, at: { readonly partition: number; readonly offset?: string }, reason: string, message: string): OutputRecord;
+}
