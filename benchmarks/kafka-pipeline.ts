@@ -125,6 +125,31 @@ interface ProcessorRun extends Progress {
   readonly forwarded: number;
 }
 
+/** What a read_committed reader finds on a kills topic: records and distinct identities (a diagnostic: reads until 3 s pass without a record, at most 30 s). */
+async function killEvents(brokers: string, topic: string): Promise<{ records: number; agents: number }> {
+  const reader = kafkaClient(brokers).consumer({ groupId: `bench-kills-${randomUUID()}`, readUncommitted: false });
+  const agents = new Set<string>();
+  let records = 0;
+  let lastAt = performance.now();
+  try {
+    await reader.connect();
+    await reader.subscribe({ topic, fromBeginning: true });
+    await reader.run({
+      eachMessage: ({ message }) => {
+        records++;
+        lastAt = performance.now();
+        agents.add((JSON.parse(message.value!.toString('utf8')) as { agent_id: string }).agent_id);
+        return Promise.resolve();
+      },
+    });
+    const started = performance.now();
+    while (performance.now() - started < 30_000 && !(records > 0 && performance.now() - lastAt > 3000)) await sleep(100);
+  } finally {
+    await reader.disconnect();
+  }
+  return { records, agents: agents.size };
+}
+
 /**
  * Committed offsets of the group on the repartition topic are at its end. The topic is written in
  * transactions by the PARTITIONS producers of the instance, so a partition's last record can be followed
@@ -143,7 +168,7 @@ async function repartitionDone(admin: Admin, group: string, topic: string): Prom
  * wrong partitions; the run gets a fresh repartition topic and ends once every record has been
  * evaluated (killswitch_decisions_total) and the group's repartition offsets are committed to the end.
  */
-export async function processorRate(brokers: string, dir: string, decisions: string, n: number, o: { cli?: string; forwarding?: boolean } = {}): Promise<ProcessorRun> {
+export async function processorRate(brokers: string, dir: string, decisions: string, n: number, o: { cli?: string; forwarding?: boolean; expectTrips?: number } = {}): Promise<ProcessorRun> {
   const topics = topicsFor('bench', decisions, { repartition: o.forwarding === true });
   const group = `bench-${randomUUID().slice(0, 8)}`;
   const admin = kafkaClient(brokers).admin();
@@ -187,9 +212,16 @@ export async function processorRate(brokers: string, dir: string, decisions: str
     }
     const machineBusy = busyCores(machineAtFirst, machineCpu(), cpus().length);
     const last = await texts();
+    const tripped = sample(last, 'killswitch_trips_total');
+    if (o.expectTrips !== undefined && tripped !== o.expectTrips) {
+      // the instances' own account: assignments, revocations, warnings and errors
+      const lines = instances.flatMap((i) => i.log().split('\n').filter((l) => /"level":[456]0|partition (assigned|revoked)|rebalanc/.test(l) && !l.includes('"component":"kafkajs"')));
+      const kills = await killEvents(brokers, topics.kills);
+      console.error(`group ${group}: killswitch_trips_total ${tripped}, expected ${o.expectTrips}; kills topic (read_committed): ${kills.records} kill events of ${kills.agents} identities; ${lines.length} log lines:\n${lines.slice(-40).join('\n')}`);
+    }
     return {
       ...progress, instances: n, cpuMicros: ((cpuSeconds(last) - cpuAtFirst) * 1e6) / (RECORDS - progress.firstCommitted), machineBusy,
-      trips: sample(last, 'killswitch_trips_total'),
+      trips: tripped,
       transactions: sample(last, 'killswitch_batch_duration_seconds_count'),
       assignments: instances.reduce((s, i) => s + i.assigned(), 0),
       forwarded: sample(last, 'killswitch_forwarded_total'),
@@ -409,9 +441,9 @@ export async function run(): Promise<void> {
     if (throughput) {
       for (let round = 0; round < ROUNDS; round++) {
         raws.push(rawRate(brokers, decisions));
-        for (const [b, cli] of BASE_CLIS.entries()) bases[b]!.push(await processorRate(brokers, dir, decisions, 1, { cli }));
-        ones.push(await processorRate(brokers, dir, decisions, 1));
-        if (MODES.has('forwarded')) wrongs.push(await processorRate(brokers, dir, misrouted, 1, { forwarding: true }));
+        for (const [b, cli] of BASE_CLIS.entries()) bases[b]!.push(await processorRate(brokers, dir, decisions, 1, { cli, expectTrips: trips }));
+        ones.push(await processorRate(brokers, dir, decisions, 1, { expectTrips: trips }));
+        if (MODES.has('forwarded')) wrongs.push(await processorRate(brokers, dir, misrouted, 1, { forwarding: true, expectTrips: trips }));
       }
     }
     const scaling = MODES.has('scaling') && throughput ? [await processorRate(brokers, dir, decisions, 2), await processorRate(brokers, dir, decisions, 3)] : [];
@@ -480,6 +512,7 @@ export async function run(): Promise<void> {
         'f/b CPU per decision, same round': spread(wrongs.map((r, i) => r.cpuMicros / ones[i]!.cpuMicros)),
         'f. machine cores busy, rounds': wrongs.map((r) => r.machineBusy.toFixed(2)).join(', '),
         'f. transactions, rounds': wrongs.map((r) => r.transactions).join(', '),
+        'f. partitions assigned, rounds (6 + 6 repartition: one assignment logs both)': wrongs.map((r) => r.assignments).join(', '),
         [`f. forwarded, every round (expected ${keyed}: every keyed record)`]: wrongs.map((r) => r.forwarded).join(', '),
         [`f. trips, every round (expected ${trips})`]: wrongs.map((r) => r.trips).join(', '),
       });
