@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Kafka, logLevel, type Admin, type Message } from 'kafkajs';
+import { Kafka, logLevel, Partitioners, type Admin, type Message } from 'kafkajs';
 import type * as Cluster from '../scripts/kafka/cluster.mjs';
 import { mulberry32 } from './util.js';
 
@@ -42,11 +42,53 @@ export function kafkaClient(brokers: string, clientId = 'bench'): Kafka {
   return new Kafka({ brokers: brokers.split(','), clientId, logLevel: logLevel.NOTHING });
 }
 
-export interface Topics { decisions: string; kills: string; addenda: string; dlq: string }
+/** `repartition` only when set: builds before the repartition topic (df73436 and older) refuse the key. */
+export interface Topics { decisions: string; kills: string; addenda: string; dlq: string; repartition?: string }
 
-export function topicsFor(prefix: string, decisions?: string): Topics {
+/**
+ * Fresh output topics, over `decisions` when given. `repartition: true` names a fresh repartition topic
+ * too: a group reads its repartition topic from the beginning and skips what other groups forwarded, so
+ * runs that forward must not share one (otherwise the processor's default, `<decisions>.repartition`).
+ */
+export function topicsFor(prefix: string, decisions?: string, o: { repartition?: boolean } = {}): Topics {
   const id = `${prefix}-${randomUUID().slice(0, 8)}`;
-  return { decisions: decisions ?? `${id}.decisions`, kills: `${id}.kills`, addenda: `${id}.addenda`, dlq: `${id}.dlq` };
+  const topics: Topics = { decisions: decisions ?? `${id}.decisions`, kills: `${id}.kills`, addenda: `${id}.addenda`, dlq: `${id}.dlq` };
+  if (o.repartition === true) topics.repartition = `${id}.repartition`;
+  return topics;
+}
+
+/** kafkajs's default partitioner (murmur2 of the key, as Java's): the owner partition of a key (docs/spec.md#11-kafka-mode). */
+const keyPartitioner = Partitioners.DefaultPartitioner();
+export function murmur2Partition(key: string, partitions: number): number {
+  const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 }));
+  return keyPartitioner({ topic: 'owner', partitionMetadata, message: { key, value: null } });
+}
+
+/**
+ * How a producer places records (the "partitioner modes" of the Kafka benchmark): `murmur2` leaves it
+ * to kafkajs's default partitioner (every keyed record on its owner partition, nothing forwarded);
+ * `wrong` sets `partition` on every keyed record to one that is not its owner's, `half` on every other
+ * record (counted over all records, keyed or not). Unkeyed (anonymous) records are left alone: they
+ * have no owner. Which wrong partition (`KAFKA_BENCH_MISROUTE`): `spread` (default) = (owner + 1 + i
+ * mod (N - 1)) mod N for the i-th misrouted record, so the records read on one partition belong to
+ * every other owner, as with librdkafka's CRC32 or a round-robin producer; `next` = (owner + 1) mod N,
+ * so all records read on partition q are forwarded to the one owner q - 1.
+ */
+export type Placement = 'murmur2' | 'wrong' | 'half';
+export type Misroute = 'spread' | 'next';
+export const MISROUTE: Misroute = process.env.KAFKA_BENCH_MISROUTE === 'next' ? 'next' : 'spread';
+
+export class Misrouter {
+  private n = 0;
+  private wrong = 0;
+  constructor(private readonly placement: Placement, private readonly partitions: number, private readonly misroute: Misroute = MISROUTE) {}
+  /** the message as this placement sends it; true when it goes to a partition other than its owner's */
+  place(m: Message): { message: Message; misrouted: boolean } {
+    const i = this.n++;
+    if (this.placement === 'murmur2' || typeof m.key !== 'string' || (this.placement === 'half' && i % 2 === 1)) return { message: m, misrouted: false };
+    const shift = this.misroute === 'next' ? 1 : 1 + (this.wrong++ % (this.partitions - 1));
+    return { message: { ...m, partition: (murmur2Partition(m.key, this.partitions) + shift) % this.partitions }, misrouted: true };
+  }
 }
 
 /** A working directory with a signing key (`killswitch keys generate`), shared by every config in it. */
@@ -88,12 +130,13 @@ export interface Instance {
 }
 
 /**
- * Starts `killswitch run` and resolves once it logs that Kafka mode is running. KAFKA_BENCH_NODE_ARGS
- * adds node options (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the processor).
+ * Starts `killswitch run` (`cli`: this build's, or another build's dist/src/cli.js) and resolves once it
+ * logs that Kafka mode is running. KAFKA_BENCH_NODE_ARGS adds node options (e.g. `--cpu-prof
+ * --cpu-prof-dir=/tmp/prof` to profile the processor).
  */
-export async function startInstance(config: { file: string; port: number }): Promise<Instance> {
+export async function startInstance(config: { file: string; port: number }, cli = CLI): Promise<Instance> {
   const nodeArgs = (process.env.KAFKA_BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-  const child = spawn(process.execPath, [...nodeArgs, CLI, 'run', '--config', config.file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, cli, 'run', '--config', config.file], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stdout.on('data', (b: Buffer) => (log += b.toString()));
   child.stderr.on('data', (b: Buffer) => (log += b.toString()));
@@ -173,13 +216,15 @@ export interface Progress {
 
 /**
  * Polls the group's committed offsets every `everyMs` until they reach `total` (or `timeoutMs`);
- * `onFirst` runs when the first progress is seen, before the clock of the sustained rate starts.
+ * `onFirst` runs when the first progress is seen, before the clock of the sustained rate starts;
+ * `check` before every poll (it throws to give up, e.g. when the processor exited).
  */
-export async function watchCommitted(admin: Admin, group: string, topic: string, total: number, o: { everyMs?: number; timeoutMs?: number; onFirst?: () => Promise<void> } = {}): Promise<Progress> {
+export async function watchCommitted(admin: Admin, group: string, topic: string, total: number, o: { everyMs?: number; timeoutMs?: number; onFirst?: () => Promise<void>; check?: () => void } = {}): Promise<Progress> {
   const t0 = performance.now();
   let first: { t: number; c: number } | undefined;
   const deadline = t0 + (o.timeoutMs ?? 600_000);
   for (;;) {
+    o.check?.();
     let c = await committedTotal(admin, group, topic);
     let t = performance.now();
     if (first === undefined && c > 0) {
@@ -201,7 +246,8 @@ export async function watchCommitted(admin: Admin, group: string, topic: string,
 
 /** Produces `messages` in sends of `chunk`, a few sends in flight; returns the records per second. */
 export async function fill(brokers: string, topic: string, messages: readonly Message[], chunk = 5000): Promise<number> {
-  const producer = kafkaClient(brokers, 'bench-fill').producer({ allowAutoTopicCreation: false });
+  // kafkajs's default (murmur2 of the key); a message's own `partition` wins over it
+  const producer = kafkaClient(brokers, 'bench-fill').producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
   const t0 = performance.now();
   try {
@@ -239,6 +285,9 @@ export const VERDICTS = ['allow', 'allow', 'allow', 'allow', 'allow', 'allow', '
  * into the run so that LATENCY_RATE decisions/s have been sent. Most come from 20,000 well-behaved
  * identities; every TRIP_EVERY_MS a fresh identity starts a deny every 10 ms and trips at its 10th.
  * At most 0.1 s worth per call: after a stall one send could otherwise pass the broker's size limit.
+ * `placement` (default murmur2) sets `partition` on misrouted records (see Misrouter): with `half`, a
+ * misbehaving identity's denies are split between its owner partition and another, as a producer
+ * without murmur2 would split them.
  */
 export class LatencyLoad {
   private readonly rnd = mulberry32(11);
@@ -246,33 +295,44 @@ export class LatencyLoad {
   private nextBad = 0;
   private readonly bad: { agent: string; next: number; left: number }[] = [];
   private sent = 0;
+  private readonly router: Misrouter;
 
-  /** the decisions due now (none: wait a little) and the ids of those among them that trip an identity */
-  next(elapsed: number): { messages: Message[]; tripping: string[] } {
+  constructor(placement: Placement = 'murmur2', partitions = 6) {
+    this.router = new Misrouter(placement, partitions);
+  }
+
+  /**
+   * The decisions due now (none: wait a little), the ids of those among them that trip an identity (its
+   * 10th deny), and those trips with their identity and whether that 10th deny was misrouted.
+   */
+  next(elapsed: number): { messages: Message[]; tripping: string[]; trips: { id: string; agent: string; misrouted: boolean }[] } {
     const due = Math.min(Math.floor((elapsed * LATENCY_RATE) / 1000) - this.sent, LATENCY_RATE / 10);
-    if (due <= 0) return { messages: [], tripping: [] };
+    if (due <= 0) return { messages: [], tripping: [], trips: [] };
     const occurred = new Date().toISOString();
     const messages: Message[] = [];
     const tripping: string[] = [];
+    const trips: { id: string; agent: string; misrouted: boolean }[] = [];
     while (this.nextBad * TRIP_EVERY_MS <= elapsed) this.bad.push({ agent: `spiffe://bench.example/ns/prod/sa/rogue-${this.nextBad++}`, next: 0, left: 10 });
     for (let b = this.bad.length - 1; b >= 0; b--) {
       const r = this.bad[b]!;
       if (r.next > elapsed) continue;
       const id = `lat-${this.seq++}`;
-      messages.push({ key: r.agent, value: JSON.stringify({ decision_id: id, agent_id: r.agent, decision: 'deny', occurred_at: occurred, session_id: `${r.agent}#s` }) });
+      const { message, misrouted } = this.router.place({ key: r.agent, value: JSON.stringify({ decision_id: id, agent_id: r.agent, decision: 'deny', occurred_at: occurred, session_id: `${r.agent}#s` }) });
+      messages.push(message);
       r.next = elapsed + 10;
       if (--r.left === 0) {
         tripping.push(id);
+        trips.push({ id, agent: r.agent, misrouted });
         this.bad.splice(b, 1);
       }
     }
     while (messages.length < due) {
       const agent = `spiffe://bench.example/ns/prod/sa/agent-${Math.floor(this.rnd() * 20_000)}`;
       const v = VERDICTS[Math.floor(this.rnd() * VERDICTS.length)];
-      messages.push({ key: agent, value: JSON.stringify({ decision_id: `lat-${this.seq++}`, agent_id: agent, decision: v, occurred_at: occurred, tool_name: 'web.fetch', tenant: 'acme' }) });
+      messages.push(this.router.place({ key: agent, value: JSON.stringify({ decision_id: `lat-${this.seq++}`, agent_id: agent, decision: v, occurred_at: occurred, tool_name: 'web.fetch', tenant: 'acme' }) }).message);
     }
     this.sent += messages.length;
-    return { messages, tripping };
+    return { messages, tripping, trips };
   }
 
   get produced(): number {

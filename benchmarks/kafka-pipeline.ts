@@ -1,31 +1,49 @@
 /**
- * Issue #3 figures, against a real broker, in one run:
+ * Issue #3 and #22 figures, against a real broker, in one run:
  *  a. the raw kafkajs consume rate of a pre-filled decisions topic (plain consumer, eachBatch, no
  *     processing, the processor's fetch sizes): the client's own limit;
  *  b. sustained decisions/s through `killswitch run` in Kafka mode (transactions on) over the same
- *     records, until its committed offsets reach the end; its ratio to (a), in wall clock and in CPU time (the CPU-time ratio is the figure held to >= 0.70);
+ *     records, until its committed offsets reach the end; its ratio to (a), in wall clock and in CPU
+ *     time (the CPU-time ratio is the figure held to >= 0.70). Every keyed record was produced with
+ *     kafkajs's default partitioner (murmur2 of the key, as Java's): nothing is forwarded;
  *  c. trip latency from "decision produced" to "kill event readable by a read_committed consumer", p50
  *     and p99, while decisions are produced at a steady 20k/s (target p99 <= 250 ms);
- *  d. throughput with 1, 2 and 3 instances in one consumer group on the 6-partition topic.
+ *  d. throughput with 1, 2 and 3 instances in one consumer group on the 6-partition topic;
+ *  e. with KAFKA_BENCH_BASE_CLI: other builds (e.g. the one before the repartition topic) over the same
+ *     murmur2 topic, run just before (b) in every round: their CPU per decision and (b)'s over it (issue
+ *     #22: at most 1.10 over the build before the repartition topic);
+ *  f. every keyed record on a wrong partition (set explicitly on the message; KAFKA_BENCH_MISROUTE, see
+ *     Misrouter in kafka-harness.ts), so all of them are forwarded through the repartition topic:
+ *     decisions/s until all are evaluated and committed, run just after (b) in every round, and its
+ *     ratio to (b) of the same round (issue #22: at least 0.5);
+ *  g. (c) with every other record on a wrong partition (issue #22: p99 <= 250 ms).
  *
  * Every run of the processor is a fresh consumer group with fresh output topics over the same
- * pre-filled input (1M decisions by default); (a) and (b) alternate, twice each, and the best of each is
- * compared (the machine is shared, so one slow moment should not decide the ratio). Rates run from the
- * first committed progress (first batch for (a)) to the end, so start-up is not in them; CPU time per
- * decision over the same interval says where a rate is bound by CPU.
+ * pre-filled input (1M decisions by default); (a), (e), (b) and (f) alternate in rounds and the best of
+ * each is compared (the machine is shared, so one slow moment should not decide the ratio); every round
+ * is printed too. Rates run from the first committed progress (first batch for (a)) to the end, so
+ * start-up is not in them; CPU time per decision over the same interval says where a rate is bound by CPU.
  *
- *   npm run bench -- kafka-pipeline
+ *   npm run bench -- kafka-pipeline     (all modes: about 5 minutes on 2 cores, more with base builds)
  *   KAFKA_BROKERS=host:port             use a running broker instead of starting one
  *   KAFKA_BENCH_RECORDS, KAFKA_BENCH_LATENCY_SECONDS    smaller or longer runs
+ *   KAFKA_BENCH_ROUNDS=N                rounds of (a), (e), (b), (f) (default 2)
+ *   KAFKA_BENCH_MODES=throughput,forwarded,scaling,latency,latency-half    what to run (default all):
+ *                                       throughput = (a), (b) [and (e)]; forwarded = (f), in the same
+ *                                       rounds; scaling = (d), with throughput; latency = (c);
+ *                                       latency-half = (g)
+ *   KAFKA_BENCH_BASE_CLI=/path/to/other/dist/src/cli.js[,...]    (e): those builds, alternating with this one
+ *   KAFKA_BENCH_MISROUTE=spread|next    which wrong partition (f) and (g) use: spread (default) over the
+ *                                       N - 1 others, or next = (owner + 1) mod N for every one
  *   KAFKA_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"    profile the processor instances
  */
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
-import type { Message } from 'kafkajs';
+import { Partitioners, type Admin, type Message } from 'kafkajs';
 import {
-  benchDir, busyCores, createTopic, fill, highWatermarks, kafkaClient, LATENCY_RATE, LatencyLoad, machineCpu, percentile, processorConfig, RAW_CONSUMER, sample,
-  sleep, startBroker, startInstance, topicsFor, VERDICTS, watchCommitted, type Instance, type Progress,
+  benchDir, busyCores, createTopic, fill, highWatermarks, kafkaClient, LATENCY_RATE, LatencyLoad, machineCpu, MISROUTE, Misrouter, percentile, processorConfig, RAW_CONSUMER,
+  sample, sleep, startBroker, startInstance, topicsFor, VERDICTS, watchCommitted, type Instance, type Placement, type Progress,
 } from './kafka-harness.js';
 import { parseConfig } from '../src/config/config.js';
 import { gc, mulberry32, report } from './util.js';
@@ -37,6 +55,13 @@ const IDENTITIES = 10_000;
 const HOT = 100;
 const LATENCY_WARMUP_S = 5;
 const LATENCY_SECONDS = Number(process.env.KAFKA_BENCH_LATENCY_SECONDS ?? 30);
+const ROUNDS = Number(process.env.KAFKA_BENCH_ROUNDS ?? 2);
+const MODES = new Set((process.env.KAFKA_BENCH_MODES ?? 'throughput,forwarded,scaling,latency,latency-half').split(',').map((m) => m.trim()));
+/** other builds' dist/src/cli.js, comma-separated: each runs just before this build in every round (e) */
+const BASE_CLIS = (process.env.KAFKA_BENCH_BASE_CLI ?? '').split(',').filter((c) => c !== '');
+
+/** CPU seconds of the instances: the metric's name before and after the metrics prefix changed (adef119), whichever the build has. */
+const cpuSeconds = (texts: readonly string[]): number => sample(texts, 'killswitch_process_cpu_seconds_total') + sample(texts, 'killswitch_process_process_cpu_seconds_total');
 
 /**
  * RECORDS decisions as a 20k/s stream of event time would carry them, keyed by agent_id; anonymous ones
@@ -96,35 +121,110 @@ interface ProcessorRun extends Progress {
   readonly cpuMicros: number;
   /** cores of the whole machine kept busy over the same interval (broker, instances, anything else) */
   readonly machineBusy: number;
+  /** killswitch_forwarded_total (0 on builds without it) */
+  readonly forwarded: number;
 }
 
-/** `n` instances in a fresh group over the pre-filled topic, started together; stopped once all is committed. */
-export async function processorRate(brokers: string, dir: string, decisions: string, n: number): Promise<ProcessorRun> {
-  const topics = topicsFor('bench', decisions);
+/** What a read_committed reader finds on a kills topic: records and distinct identities (a diagnostic: reads until 3 s pass without a record, at most 30 s). */
+async function killEvents(brokers: string, topic: string): Promise<{ records: number; agents: number }> {
+  const reader = kafkaClient(brokers).consumer({ groupId: `bench-kills-${randomUUID()}`, readUncommitted: false });
+  const agents = new Set<string>();
+  let records = 0;
+  let lastAt = performance.now();
+  try {
+    await reader.connect();
+    await reader.subscribe({ topic, fromBeginning: true });
+    await reader.run({
+      eachMessage: ({ message }) => {
+        records++;
+        lastAt = performance.now();
+        agents.add((JSON.parse(message.value!.toString('utf8')) as { agent_id: string }).agent_id);
+        return Promise.resolve();
+      },
+    });
+    const started = performance.now();
+    while (performance.now() - started < 30_000 && !(records > 0 && performance.now() - lastAt > 3000)) await sleep(100);
+  } finally {
+    await reader.disconnect();
+  }
+  return { records, agents: agents.size };
+}
+
+/**
+ * Committed offsets of the group on the repartition topic are at its end. The topic is written in
+ * transactions by the PARTITIONS producers of the instance, so a partition's last record can be followed
+ * by up to one commit marker of each: at most PARTITIONS offsets without a record (checked once every
+ * record has been evaluated, so only the last commit can still be missing).
+ */
+async function repartitionDone(admin: Admin, group: string, topic: string): Promise<boolean> {
+  const highs = await admin.fetchTopicOffsets(topic);
+  const committed = (await admin.fetchOffsets({ groupId: group, topics: [topic] }))[0]?.partitions ?? [];
+  return highs.every((h) => Number(h.high) === 0 || Number(committed.find((c) => c.partition === h.partition)?.offset ?? -1) >= Number(h.high) - PARTITIONS);
+}
+
+/**
+ * `n` instances in a fresh group over the pre-filled topic, started together; stopped once all is
+ * committed. `cli`: the build to run (default this one). `forwarding`: records of the topic are on
+ * wrong partitions; the run gets a fresh repartition topic and ends once every record has been
+ * evaluated (killswitch_decisions_total) and the group's repartition offsets are committed to the end.
+ */
+export async function processorRate(brokers: string, dir: string, decisions: string, n: number, o: { cli?: string; forwarding?: boolean; expectTrips?: number } = {}): Promise<ProcessorRun> {
+  const topics = topicsFor('bench', decisions, { repartition: o.forwarding === true });
   const group = `bench-${randomUUID().slice(0, 8)}`;
   const admin = kafkaClient(brokers).admin();
   await admin.connect();
   const instances: Instance[] = [];
   try {
     // Started together, they join within the broker's initial rebalance delay and get their partitions in one go.
-    instances.push(...(await Promise.all(Array.from({ length: n }, () => startInstance(processorConfig(dir, brokers, topics, group, PARTITIONS))))));
-    const cpu = async (): Promise<number> => sample(await Promise.all(instances.map((i) => i.metrics())), 'killswitch_process_cpu_seconds_total');
+    instances.push(...(await Promise.all(Array.from({ length: n }, () => startInstance(processorConfig(dir, brokers, topics, group, PARTITIONS), o.cli)))));
+    const texts = async (): Promise<string[]> => Promise.all(instances.map((i) => i.metrics()));
     let cpuAtFirst = 0;
     let machineAtFirst: ReturnType<typeof machineCpu>;
-    const progress = await watchCommitted(admin, group, decisions, RECORDS, {
+    const t0 = performance.now();
+    const check = (): void => {
+      const gone = instances.find((i) => i.child.exitCode !== null || i.child.signalCode !== null);
+      if (gone !== undefined) throw new Error(`killswitch run exited with ${gone.child.exitCode ?? gone.child.signalCode} during the run:\n${gone.log().slice(-3000)}`);
+    };
+    let progress = await watchCommitted(admin, group, decisions, RECORDS, {
+      check,
       onFirst: async () => {
-        cpuAtFirst = await cpu();
+        cpuAtFirst = cpuSeconds(await texts());
         machineAtFirst = machineCpu();
       },
     });
+    if (o.forwarding === true) {
+      // the input offsets are committed once a record is forwarded: wait for its owner to evaluate and commit it
+      const deadline = performance.now() + 120_000;
+      for (;;) {
+        const evaluated = sample(await texts(), 'killswitch_decisions_total');
+        if (evaluated >= RECORDS && (await repartitionDone(admin, group, topics.repartition!))) break;
+        check();
+        if (performance.now() > deadline) {
+          const highs = (await admin.fetchTopicOffsets(topics.repartition!)).map((h) => `${h.partition}:${h.high}`).join(' ');
+          const committed = ((await admin.fetchOffsets({ groupId: group, topics: [topics.repartition!] }))[0]?.partitions ?? []).map((c) => `${c.partition}:${c.offset}`).join(' ');
+          throw new Error(`group ${group}: ${evaluated} of ${RECORDS} evaluated 2 min after the input was committed; repartition high ${highs}, committed ${committed}`);
+        }
+        await sleep(100);
+      }
+      const first = t0 + progress.firstSeconds * 1000;
+      const end = performance.now();
+      progress = { ...progress, endSeconds: (end - t0) / 1000, rate: (RECORDS - progress.firstCommitted) / ((end - first) / 1000) };
+    }
     const machineBusy = busyCores(machineAtFirst, machineCpu(), cpus().length);
-    const cpuAtEnd = await cpu();
-    const texts = await Promise.all(instances.map((i) => i.metrics()));
+    const last = await texts();
+    const tripped = sample(last, 'killswitch_trips_total');
+    if (o.expectTrips !== undefined && tripped !== o.expectTrips) {
+      // the instances' own account: assignments, revocations, warnings and errors
+      const lines = instances.flatMap((i) => i.log().split('\n').filter((l) => /"level":[456]0|partition (assigned|revoked)|rebalanc/.test(l) && !l.includes('"component":"kafkajs"')));
+      const kills = await killEvents(brokers, topics.kills);
+      console.error(`group ${group}: killswitch_trips_total ${tripped}, expected ${o.expectTrips}; kills topic (read_committed): ${kills.records} kill events of ${kills.agents} identities; ${lines.length} log lines:\n${lines.slice(-40).join('\n')}`);
+    }
     return {
-      ...progress, instances: n, cpuMicros: ((cpuAtEnd - cpuAtFirst) * 1e6) / (RECORDS - progress.firstCommitted), machineBusy,
-      trips: sample(texts, 'killswitch_trips_total'),
-      transactions: sample(texts, 'killswitch_batch_duration_seconds_count'),
+      ...progress, instances: n, cpuMicros: ((cpuSeconds(last) - cpuAtFirst) * 1e6) / (RECORDS - progress.firstCommitted), machineBusy,
+      trips: tripped,
+      transactions: sample(last, 'killswitch_batch_duration_seconds_count'),
       assignments: instances.reduce((s, i) => s + i.assigned(), 0),
+      forwarded: sample(last, 'killswitch_forwarded_total'),
     };
   } finally {
     const codes = await Promise.all(instances.map((i) => i.stop()));
@@ -146,6 +246,10 @@ interface Latency {
   readonly toReadable: readonly [number, number];
   readonly transactions: number;
   readonly lagMax: number;
+  /** killswitch_forwarded_total at the end */
+  readonly forwarded: number;
+  /** p99 of the trips whose tripping (10th) decision was misrouted, and of the others; how many of each */
+  readonly byRoute: { misrouted: readonly [number, number]; direct: readonly [number, number] };
   /** cores of the whole machine kept busy while the measured trips were produced; of them, the instance and this process */
   readonly machineBusy: number;
   readonly instanceBusy: number;
@@ -158,20 +262,25 @@ interface Latency {
  * denies, never near the threshold); every TRIP_EVERY_MS a fresh identity starts sending a deny every
  * 10 ms and trips at its 10th. Latency: from just before the send of the tripping decision to its kill
  * event arriving at a read_committed consumer, for trips whose decision was sent after the warm-up.
+ * `placement` misroutes records (`half`: every other one on a wrong partition, forwarded by the
+ * processor). A kill event is matched to its identity's 10th deny: with misrouted records an earlier
+ * deny may arrive last and be the tripping one, but the trip could not happen before the 10th was sent.
  */
-export async function tripLatency(brokers: string, dir: string): Promise<Latency> {
+export async function tripLatency(brokers: string, dir: string, placement: Placement = 'murmur2'): Promise<Latency> {
   const topics = topicsFor('latency');
   const group = `latency-${randomUUID().slice(0, 8)}`;
   const kafka = kafkaClient(brokers);
   const instance = await startInstance(processorConfig(dir, brokers, topics, group, PARTITIONS));
   const reader = kafka.consumer({ groupId: `latency-reader-${randomUUID()}`, readUncommitted: false });
-  const producer = kafka.producer({ allowAutoTopicCreation: false });
+  // kafkajs's default partitioner (murmur2 of the key); misrouted messages carry their own partition
+  const producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
   try {
     for (const started = Date.now(); instance.assigned() < PARTITIONS; await sleep(50)) {
       if (Date.now() - started > 60_000) throw new Error(`processor not assigned:\n${instance.log().slice(-3000)}`);
     }
-    const sentAt = new Map<string, { at: number; wall: number }>();
+    const sentAt = new Map<string, { at: number; wall: number; misrouted: boolean }>();
     const latencies: number[] = [];
+    const byRoute = { misrouted: [] as number[], direct: [] as number[] };
     // where the time goes: decision sent -> kill event produced (its record timestamp, the processor's
     // wall clock), and kill event produced -> readable
     const toProduced: number[] = [];
@@ -184,10 +293,11 @@ export async function tripLatency(brokers: string, dir: string): Promise<Latency
       eachMessage: ({ message }) => {
         const now = performance.now();
         const wall = Date.now();
-        const ev = JSON.parse(message.value!.toString('utf8')) as { evidence: { tripping_decision_id: string } };
-        const t = sentAt.get(ev.evidence.tripping_decision_id);
+        const ev = JSON.parse(message.value!.toString('utf8')) as { agent_id: string };
+        const t = sentAt.get(ev.agent_id);
         if (t !== undefined) {
           latencies.push(now - t.at);
+          (t.misrouted ? byRoute.misrouted : byRoute.direct).push(now - t.at);
           toProduced.push(Number(message.timestamp) - t.wall);
           toReadable.push(wall - Number(message.timestamp));
         }
@@ -197,7 +307,7 @@ export async function tripLatency(brokers: string, dir: string): Promise<Latency
     while (!joined) await sleep(20);
     await producer.connect();
 
-    const load = new LatencyLoad();
+    const load = new LatencyLoad(placement, PARTITIONS);
     const t0 = performance.now();
     const total = (LATENCY_WARMUP_S + LATENCY_SECONDS) * 1000;
     let expected = 0;
@@ -205,11 +315,11 @@ export async function tripLatency(brokers: string, dir: string): Promise<Latency
     let warmAt = 0;
     let instanceCpuAtWarm = 0;
     let benchCpuAtWarm: NodeJS.CpuUsage | undefined;
-    const instanceCpu = async (): Promise<number> => sample([await instance.metrics()], 'killswitch_process_cpu_seconds_total');
+    const instanceCpu = async (): Promise<number> => cpuSeconds([await instance.metrics()]);
     for (;;) {
       const elapsed = performance.now() - t0;
       if (elapsed >= total) break;
-      const { messages, tripping } = load.next(elapsed);
+      const { messages, trips } = load.next(elapsed);
       if (messages.length === 0) {
         await sleep(1);
         continue;
@@ -224,8 +334,8 @@ export async function tripLatency(brokers: string, dir: string): Promise<Latency
       const at = performance.now();
       const wall = Date.now();
       if (measuring) {
-        for (const id of tripping) sentAt.set(id, { at, wall });
-        expected += tripping.length;
+        for (const t of trips) sentAt.set(t.agent, { at, wall, misrouted: t.misrouted });
+        expected += trips.length;
       }
       await producer.send({ topic: topics.decisions, messages });
     }
@@ -245,6 +355,8 @@ export async function tripLatency(brokers: string, dir: string): Promise<Latency
       p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1) ?? NaN,
       toProduced: [median(toProduced), p99(toProduced)], toReadable: [median(toReadable), p99(toReadable)],
       transactions: sample([metrics], 'killswitch_batch_duration_seconds_count'),
+      forwarded: sample([metrics], 'killswitch_forwarded_total'),
+      byRoute: { misrouted: [p99(byRoute.misrouted), byRoute.misrouted.length], direct: [p99(byRoute.direct), byRoute.direct.length] },
       machineBusy, instanceBusy, benchBusy: (benchCpu.user + benchCpu.system) / 1e6 / measuredSeconds,
       lagMax: Math.max(...metrics.split('\n').filter((l) => l.startsWith('killswitch_consumer_lag{')).map((l) => Number(l.slice(l.lastIndexOf(' ') + 1)))),
     };
@@ -256,83 +368,171 @@ export async function tripLatency(brokers: string, dir: string): Promise<Latency
   }
 }
 
+/** median [min–max] of per-round figures */
+function spread(xs: readonly number[], digits = 2): string {
+  if (xs.length === 0) return 'n/a';
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length % 2 === 1 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+  return `${mid.toFixed(digits)} [${sorted[0]!.toFixed(digits)}–${sorted.at(-1)!.toFixed(digits)}]`;
+}
+
+function latencyLines(latency: Latency): Record<string, string | number> {
+  return {
+    'decisions produced': latency.produced,
+    'produced rate (decisions/s)': Math.round(latency.producedRate),
+    'trips measured': latency.trips,
+    'trips missing after 15 s': latency.missing,
+    'p50 (ms)': +latency.p50.toFixed(1),
+    'p99 (ms, target <= 250)': +latency.p99.toFixed(1),
+    'max (ms)': +latency.max.toFixed(1),
+    'of which decision sent -> kill event produced, p50 / p99 (ms)': latency.toProduced.join(' / '),
+    'of which kill event produced -> readable, p50 / p99 (ms)': latency.toReadable.join(' / '),
+    'transactions': latency.transactions,
+    'consumer lag at the end, largest partition': latency.lagMax,
+    [`machine cores busy while measuring, of ${cpus().length}`]: +latency.machineBusy.toFixed(2),
+    'of which the killswitch instance, this process (producer and reader)': `${latency.instanceBusy.toFixed(2)}, ${latency.benchBusy.toFixed(2)}`,
+  };
+}
+
 export async function run(): Promise<void> {
   const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
   const loadAtStart = load();
+  const throughput = MODES.has('throughput') || MODES.has('forwarded');
   const broker = await startBroker();
   try {
     const { brokers } = broker;
     const dir = benchDir();
     const admin = kafkaClient(brokers).admin();
     await admin.connect();
-    const decisions = `bench-${randomUUID().slice(0, 8)}.decisions`;
-    await createTopic(admin, decisions, PARTITIONS);
+    const id = randomUUID().slice(0, 8);
+    const decisions = `bench-${id}.decisions`;
+    // the same records, every keyed one on a partition other than its owner's: (f)
+    const misrouted = `bench-${id}-wrong.decisions`;
     // The 1M generated records are dropped once produced: a heap of several hundred MiB in this process
     // would put its GC pauses into the latency measured by the reader below.
-    const { trips, bytes, fillRate } = await (async () => {
+    const { trips, bytes, fillRate, keyed } = await (async () => {
       const { messages, trips } = backlog();
       const bytes = messages.reduce((n, m) => n + Buffer.byteLength(m.value as string), 0);
-      return { trips, bytes, fillRate: await fill(brokers, decisions, messages) };
+      const keyed = messages.filter((m) => m.key !== null).length;
+      if (!throughput && !MODES.has('scaling')) return { trips, bytes, fillRate: NaN, keyed };
+      await createTopic(admin, decisions, PARTITIONS);
+      const fillRate = await fill(brokers, decisions, messages);
+      if (MODES.has('forwarded')) {
+        await createTopic(admin, misrouted, PARTITIONS);
+        const router = new Misrouter('wrong', PARTITIONS);
+        await fill(brokers, misrouted, messages.map((m) => router.place(m).message));
+      }
+      return { trips, bytes, fillRate, keyed };
     })();
     gc();
-    if ((await highWatermarks(admin, decisions)) !== RECORDS) throw new Error('pre-fill: high watermarks do not add up to the records produced');
+    if (throughput || MODES.has('scaling')) {
+      if ((await highWatermarks(admin, decisions)) !== RECORDS) throw new Error('pre-fill: high watermarks do not add up to the records produced');
+      if (MODES.has('forwarded') && (await highWatermarks(admin, misrouted)) !== RECORDS) throw new Error('pre-fill: high watermarks of the misrouted topic do not add up');
+    }
     await admin.disconnect();
+    const rate = (r: { rate: number }): string => Math.round(r.rate).toLocaleString('en-US');
+    const title = `${PARTITIONS} partitions, ${RECORDS.toLocaleString('en-US')} pre-filled decisions of ${Math.round(bytes / RECORDS)} B, ${broker.own ? 'broker started by this run' : 'KAFKA_BROKERS'}`;
 
-    // (a) and (b) alternate, so a busy moment on the shared machine does not hit only one of them
+    // (a), (e), (b), (f) alternate, so a busy moment on the shared machine does not hit only one of them
     const raws: ReturnType<typeof rawRate>[] = [];
     const ones: ProcessorRun[] = [];
-    for (let round = 0; round < 2; round++) {
-      raws.push(rawRate(brokers, decisions));
-      ones.push(await processorRate(brokers, dir, decisions, 1));
+    const bases: ProcessorRun[][] = BASE_CLIS.map(() => []);
+    const wrongs: ProcessorRun[] = [];
+    if (throughput) {
+      for (let round = 0; round < ROUNDS; round++) {
+        raws.push(rawRate(brokers, decisions));
+        for (const [b, cli] of BASE_CLIS.entries()) bases[b]!.push(await processorRate(brokers, dir, decisions, 1, { cli, expectTrips: trips }));
+        ones.push(await processorRate(brokers, dir, decisions, 1, { expectTrips: trips }));
+        if (MODES.has('forwarded')) wrongs.push(await processorRate(brokers, dir, misrouted, 1, { forwarding: true, expectTrips: trips }));
+      }
     }
-    const two = await processorRate(brokers, dir, decisions, 2);
-    const three = await processorRate(brokers, dir, decisions, 3);
-    const latency = await tripLatency(brokers, dir);
+    const scaling = MODES.has('scaling') && throughput ? [await processorRate(brokers, dir, decisions, 2), await processorRate(brokers, dir, decisions, 3)] : [];
+    const latency = MODES.has('latency') ? await tripLatency(brokers, dir) : undefined;
+    const half = MODES.has('latency-half') ? await tripLatency(brokers, dir, 'half') : undefined;
 
-    const raw = raws.reduce((a, b) => (b.rate > a.rate ? b : a));
-    const one = ones.reduce((a, b) => (b.rate > a.rate ? b : a));
-    const scale = [one, two, three];
-    const each = (f: (r: ProcessorRun) => string | number): string => scale.map(f).join(', ');
-    const rate = (r: { rate: number }): string => Math.round(r.rate).toLocaleString('en-US');
-    report(`Kafka pipeline, real broker (${PARTITIONS} partitions, ${RECORDS.toLocaleString('en-US')} pre-filled decisions of ${Math.round(bytes / RECORDS)} B, ${broker.own ? 'broker started by this run' : 'KAFKA_BROKERS'})`, {
-      'load average at start (1, 5, 15 min)': loadAtStart,
-      'pre-fill, records/s (kafkajs producer)': Math.round(fillRate),
-      'a. raw kafkajs consume, records/s (best of 2)': Math.round(raw.rate),
-      'a. rounds': raws.map(rate).join(', '),
-      'a. CPU per record (µs)': +raw.cpuMicros.toFixed(2),
-      'a. machine cores busy (whole consumer run, start-up included)': +raw.machineBusy.toFixed(2),
-      'b. killswitch run, 1 instance, decisions/s (best of 2)': Math.round(one.rate),
-      'b. rounds': ones.map(rate).join(', '),
-      'b. ratio to raw (wall clock, reported; the CPU-time ratio is the figure that stands)': +(one.rate / raw.rate).toFixed(2),
-      'b. CPU per decision (µs)': +one.cpuMicros.toFixed(2),
-      // the same comparison in CPU time: the two differ when one process gets more help from other threads (the collector's)
-      'b. CPU-time ratio, raw CPU per record / CPU per decision': +(raw.cpuMicros / one.cpuMicros).toFixed(2),
-      [`b. machine cores busy, of ${cpus().length} (broker, instance, anything else)`]: +one.machineBusy.toFixed(2),
-      'b. transactions': one.transactions,
-      'b. start to first commit (s)': +one.firstSeconds.toFixed(1),
-      'd. decisions/s with 1, 2, 3 instances': each(rate),
-      'd. 2 vs 1, 3 vs 1': `${(two.rate / one.rate).toFixed(2)}, ${(three.rate / one.rate).toFixed(2)}`,
-      'd. CPU per decision, all instances (µs)': each((r) => r.cpuMicros.toFixed(2)),
-      'd. machine cores busy': each((r) => r.machineBusy.toFixed(2)),
-      'd. partitions assigned, summed over instances': each((r) => r.assignments),
-      [`trips in every run (expected ${trips})`]: [...ones, two, three].map((r) => r.trips).join(', '),
-    });
-    report(`Kafka trip latency, produced -> kill event readable (read_committed), ${LATENCY_RATE.toLocaleString('en-US')} decisions/s for ${LATENCY_SECONDS} s after ${LATENCY_WARMUP_S} s warm-up, 1 instance`, {
-      'decisions produced': latency.produced,
-      'produced rate (decisions/s)': Math.round(latency.producedRate),
-      'trips measured': latency.trips,
-      'trips missing after 15 s': latency.missing,
-      'p50 (ms)': +latency.p50.toFixed(1),
-      'p99 (ms, target <= 250)': +latency.p99.toFixed(1),
-      'max (ms)': +latency.max.toFixed(1),
-      'of which decision sent -> kill event produced, p50 / p99 (ms)': latency.toProduced.join(' / '),
-      'of which kill event produced -> readable, p50 / p99 (ms)': latency.toReadable.join(' / '),
-      'transactions': latency.transactions,
-      'consumer lag at the end, largest partition': latency.lagMax,
-      [`machine cores busy while measuring, of ${cpus().length}`]: +latency.machineBusy.toFixed(2),
-      'of which the killswitch instance, this process (producer and reader)': `${latency.instanceBusy.toFixed(2)}, ${latency.benchBusy.toFixed(2)}`,
-      'load average at the end (1, 5, 15 min)': load(),
-    });
+    const best = (rs: ProcessorRun[]): ProcessorRun | undefined => (rs.length === 0 ? undefined : rs.reduce((a, b) => (b.rate > a.rate ? b : a)));
+    const one = best(ones);
+    if (throughput) {
+      const raw = raws.reduce((a, b) => (b.rate > a.rate ? b : a));
+      report(`Kafka pipeline, real broker (${title})`, {
+        'load average at start (1, 5, 15 min)': loadAtStart,
+        'pre-fill, records/s (kafkajs producer, default partitioner: murmur2 of the key)': Math.round(fillRate),
+        [`a. raw kafkajs consume, records/s (best of ${ROUNDS})`]: Math.round(raw.rate),
+        'a. rounds': raws.map(rate).join(', '),
+        'a. CPU per record (µs)': +raw.cpuMicros.toFixed(2),
+        'a. rounds, CPU per record (µs)': raws.map((r) => r.cpuMicros.toFixed(2)).join(', '),
+        'a. machine cores busy (whole consumer run, start-up included)': +raw.machineBusy.toFixed(2),
+        [`b. killswitch run, 1 instance, decisions/s (best of ${ROUNDS})`]: Math.round(one!.rate),
+        'b. rounds': ones.map(rate).join(', '),
+        'b. ratio to raw (wall clock, reported; the CPU-time ratio is the figure that stands)': +(one!.rate / raw.rate).toFixed(2),
+        'b. CPU per decision (µs)': +one!.cpuMicros.toFixed(2),
+        'b. rounds, CPU per decision (µs)': ones.map((r) => r.cpuMicros.toFixed(2)).join(', '),
+        // the same comparison in CPU time: the two differ when one process gets more help from other threads (the collector's)
+        'b. CPU-time ratio, raw CPU per record / CPU per decision': +(raw.cpuMicros / one!.cpuMicros).toFixed(2),
+        'b. rounds, CPU-time ratio (raw and processor of the same round): median [range]': spread(ones.map((r, i) => raws[i]!.cpuMicros / r.cpuMicros)),
+        [`b. machine cores busy, of ${cpus().length} (broker, instance, anything else)`]: +one!.machineBusy.toFixed(2),
+        'b. transactions': one!.transactions,
+        'b. start to first commit (s)': +one!.firstSeconds.toFixed(1),
+        'b. forwarded, every round (expected 0: murmur2)': ones.map((r) => r.forwarded).join(', '),
+        ...(scaling.length === 0 ? {} : {
+          'd. decisions/s with 1, 2, 3 instances': [one!, ...scaling].map(rate).join(', '),
+          'd. 2 vs 1, 3 vs 1': `${(scaling[0]!.rate / one!.rate).toFixed(2)}, ${(scaling[1]!.rate / one!.rate).toFixed(2)}`,
+          'd. CPU per decision, all instances (µs)': [one!, ...scaling].map((r) => r.cpuMicros.toFixed(2)).join(', '),
+          'd. machine cores busy': [one!, ...scaling].map((r) => r.machineBusy.toFixed(2)).join(', '),
+          'd. partitions assigned, summed over instances': [one!, ...scaling].map((r) => r.assignments).join(', '),
+        }),
+        [`trips in every run of this build, murmur2 (expected ${trips})`]: [...ones, ...scaling].map((r) => r.trips).join(', '),
+      });
+    }
+    for (const [b, cli] of BASE_CLIS.entries()) {
+      const base = bases[b]!;
+      const ratios = ones.map((r, i) => r.cpuMicros / base[i]!.cpuMicros);
+      report(`Kafka pipeline, this build vs ${cli} (murmur2, 1 instance, the base builds just before this build in each round, in the order given; ${title})`, {
+        'e. base build, decisions/s, rounds': base.map(rate).join(', '),
+        'b. this build, decisions/s, rounds': ones.map(rate).join(', '),
+        'e. base build, CPU per decision (µs), rounds': base.map((r) => r.cpuMicros.toFixed(2)).join(', '),
+        'b. this build, CPU per decision (µs), rounds': ones.map((r) => r.cpuMicros.toFixed(2)).join(', '),
+        'b/e CPU per decision, rounds': ratios.map((r) => r.toFixed(3)).join(', '),
+        'b/e CPU per decision: median [range] (target <= 1.10)': spread(ratios, 3),
+        'b/e CPU per decision, median of each build': `${spread(base.map((r) => r.cpuMicros))} -> ${spread(ones.map((r) => r.cpuMicros))}`,
+        'e. base CPU-time ratio to raw, rounds': base.map((r, i) => (raws[i]!.cpuMicros / r.cpuMicros).toFixed(2)).join(', '),
+        'b. this build CPU-time ratio to raw, rounds': ones.map((r, i) => (raws[i]!.cpuMicros / r.cpuMicros).toFixed(2)).join(', '),
+        'e. base decisions/s: median [range]; b/e same round': `${spread(base.map((r) => r.rate), 0)}; ${spread(ones.map((r, i) => r.rate / base[i]!.rate))}`,
+        [`e. trips, every round (expected ${trips})`]: base.map((r) => r.trips).join(', '),
+      });
+    }
+    if (wrongs.length > 0) {
+      const ratios = wrongs.map((r, i) => r.rate / ones[i]!.rate);
+      report(`Kafka pipeline, every keyed record on a wrong partition (${MISROUTE === 'next' ? 'owner + 1' : 'spread over the 5 others'}), all forwarded through the repartition topic, 1 instance (${title})`, {
+        'f. decisions/s until all are evaluated and committed, rounds': wrongs.map(rate).join(', '),
+        'b. murmur2, same rounds': ones.map(rate).join(', '),
+        'f/b decisions/s, same round: median [range] (target >= 0.5)': spread(ratios),
+        'f/b best of each': +(best(wrongs)!.rate / one!.rate).toFixed(2),
+        'f. CPU per decision (µs), rounds': wrongs.map((r) => r.cpuMicros.toFixed(2)).join(', '),
+        'f/b CPU per decision, same round': spread(wrongs.map((r, i) => r.cpuMicros / ones[i]!.cpuMicros)),
+        'f. machine cores busy, rounds': wrongs.map((r) => r.machineBusy.toFixed(2)).join(', '),
+        'f. transactions, rounds': wrongs.map((r) => r.transactions).join(', '),
+        'f. partitions assigned, rounds (6 + 6 repartition: one assignment logs both)': wrongs.map((r) => r.assignments).join(', '),
+        [`f. forwarded, every round (expected ${keyed}: every keyed record)`]: wrongs.map((r) => r.forwarded).join(', '),
+        [`f. trips, every round (expected ${trips})`]: wrongs.map((r) => r.trips).join(', '),
+      });
+    }
+    const latencyTitle = `${LATENCY_RATE.toLocaleString('en-US')} decisions/s for ${LATENCY_SECONDS} s after ${LATENCY_WARMUP_S} s warm-up, 1 instance`;
+    if (latency !== undefined) {
+      report(`Kafka trip latency, produced -> kill event readable (read_committed), ${latencyTitle}`, {
+        ...latencyLines(latency),
+        'load average at the end (1, 5, 15 min)': load(),
+      });
+    }
+    if (half !== undefined) {
+      report(`Kafka trip latency, every other record on a wrong partition (forwarded), ${latencyTitle}`, {
+        ...latencyLines(half),
+        'forwarded (killswitch_forwarded_total)': half.forwarded,
+        'p99 (ms) of trips whose 10th deny was misrouted / direct (trips)': `${half.byRoute.misrouted[0].toFixed(1)} (${half.byRoute.misrouted[1]}) / ${half.byRoute.direct[0].toFixed(1)} (${half.byRoute.direct[1]})`,
+        ...(latency === undefined ? {} : { 'c. p99 of the murmur2 run above (ms)': +latency.p99.toFixed(1) }),
+        'load average at the end (1, 5, 15 min)': load(),
+      });
+    }
   } finally {
     await broker.stop();
   }
