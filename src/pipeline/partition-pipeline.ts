@@ -18,7 +18,7 @@ import { DEFAULT_MAX_FUTURE_SKEW_MS, Evaluator, type StreamClock, type Trip, typ
 import type { Governor } from '../core/governor.js';
 import type { LedgerFold } from '../core/ledger-fold.js';
 import { futureTimestampError } from '../core/time.js';
-import type { ForwardedFrom, InputRecord, OutputRecord, PartitionRouting } from '../ports/partition-records.js';
+import type { Forwarded, ForwardedRecord, InputRecord, OutputRecord, PartitionRouting } from '../ports/partition-records.js';
 import type { Signer } from '../ports/signer.js';
 import type { DecodeResult } from '../adapters/serde/decision-decoder.js';
 import { ReusableDecision } from '../adapters/serde/fast-decision.js';
@@ -53,8 +53,10 @@ export interface BatchRecords {
   readonly shadows: OutputRecord[];
   readonly dlq: OutputRecord[];
   readonly held: ShadowEvent[];
-  /** decisions of other owners, to their repartition partitions */
+  /** decisions of other owners, packed into records of their repartition partitions */
   readonly forwarded: OutputRecord[];
+  /** how many decisions `forwarded` carries */
+  forwardedDecisions: number;
   /** live decisions per class, counted into the metrics once per batch */
   readonly classes: number[];
   /** the last live offset of the batch (-1: none) */
@@ -62,7 +64,7 @@ export interface BatchRecords {
 }
 
 export function batchRecords(): BatchRecords {
-  return { kills: [], addenda: [], dlq: [], shadows: [], held: [], forwarded: [], classes: [0, 0, 0, 0], last: -1 };
+  return { kills: [], addenda: [], dlq: [], shadows: [], held: [], forwarded: [], forwardedDecisions: 0, classes: [0, 0, 0, 0], last: -1 };
 }
 
 /** Decisions of a batch from `start` to `end` that go to one stream, all restored or all live. */
@@ -231,6 +233,7 @@ export class PartitionPipeline {
     // The stream time as the evaluator will have it before each record: the forwarded ones carry it.
     let streamTime = this.clock.time;
     let restoring = 0;
+    const forwarded: Forwarded[] = [];
     for (let i = 0; i < upTo; i++) {
       const m = messages[i]!;
       const offset = consecutive ? first + i : Number(m.offset);
@@ -267,7 +270,7 @@ export class PartitionPipeline {
           decided.add(timeOnly(t), offset);
           if (restore) restoring++;
           // a late one is dropped here as its owner would drop it (counted late by the evaluator)
-          else if (!late) out.forwarded.push(routing.forward(m, { agentId, owner, partition: p, offset, streamTime }));
+          else if (!late) forwarded.push({ record: m, owner, offset, streamTime });
           continue;
         }
       }
@@ -276,6 +279,10 @@ export class PartitionPipeline {
       else classes[d.cls]!++;
     }
     out.last = last;
+    if (forwarded.length > 0) {
+      out.forwardedDecisions += forwarded.length;
+      out.forwarded.push(...routing.pack(p, forwarded));
+    }
     if (restoring > 0) runs.push({ clock: this.clock, start: 0, end: restoring, restore: true });
     if (decided.count > restoring) runs.push({ clock: this.clock, start: restoring, end: decided.count, restore: false });
     return true;
@@ -290,33 +297,37 @@ export class PartitionPipeline {
   private decodeForwarded(b: PartitionBatch, decided: BatchDecisions, runs: Run[], out: BatchRecords): boolean | Promise<boolean> {
     const { messages, upTo, liveFrom } = b;
     const { routing, decoder } = this.o;
-    const step = (i: number): boolean | Promise<boolean> => {
-      for (; i < upTo; i++) {
-        const m = messages[i]!;
-        const offset = Number(m.offset);
-        const restore = offset < liveFrom;
-        if (!restore) out.last = offset;
-        // Not forwarded by this deployment (another consumer group sharing the topic, or a record
-        // produced to it by hand): not ours to evaluate.
-        const from = routing.forwardedFrom(m);
-        if (from === null) continue;
+    const entries: { readonly f: ForwardedRecord; readonly restore: boolean }[] = [];
+    for (let i = 0; i < upTo; i++) {
+      const m = messages[i]!;
+      const restore = Number(m.offset) < liveFrom;
+      if (!restore) out.last = Number(m.offset);
+      // Not forwarded by this deployment (another consumer group sharing the topic, or a record
+      // produced to it by hand): not ours to evaluate.
+      const forwarded = routing.unpack(m);
+      if (forwarded !== null) for (const f of forwarded) entries.push({ f, restore });
+    }
+    const step = (k: number): boolean | Promise<boolean> => {
+      for (; k < entries.length; k++) {
+        const { f, restore } = entries[k]!;
         const into = decided.next();
-        const decoded = decoder.decodeInto(m.value, m.key, into);
+        const decoded = decoder.decodeInto(f.record.value, f.record.key, into);
         if (decoded instanceof Promise) {
-          const at = i;
+          const at = k;
           return decoded.then((r) => {
             if (b.isStale()) return false;
-            take(r, m, restore, from);
+            take(r, f, restore);
             return step(at + 1);
           });
         }
-        take(decoded, m, restore, from);
+        take(decoded, f, restore);
       }
       return true;
     };
-    const take = (r: DecodeResult | ReusableDecision, m: InputRecord, restore: boolean, from: ForwardedFrom): void => {
+    const take = (r: DecodeResult | ReusableDecision, f: ForwardedRecord, restore: boolean): void => {
+      const { from } = f;
       // a bad one is reported where it was produced, as if it had been found bad there
-      const d = r instanceof ReusableDecision ? r : r.ok ? r.decision : badRecord(routing, r, restore, out, m, { partition: from.partition, offset: String(from.offset) });
+      const d = r instanceof ReusableDecision ? r : r.ok ? r.decision : badRecord(routing, r, restore, out, f.record, { partition: from.partition });
       if (d === null) return;
       // The future check was made where the record was read, against the same timestamp.
       const clock = this.sourceClock(from.partition, b.now);

@@ -35,15 +35,31 @@ export interface ForwardedFrom {
   readonly streamTime: number;
 }
 
+/** A decision read on one partition and forwarded to its owner's. */
+export interface Forwarded {
+  readonly record: InputRecord;
+  readonly owner: number;
+  /** its offset in the partition it was read on */
+  readonly offset: number;
+  /** that partition's stream time after it */
+  readonly streamTime: number;
+}
+
+/** A forwarded decision as its owner reads it: the record as it was read at its source, and where. */
+export interface ForwardedRecord {
+  readonly record: InputRecord;
+  readonly from: ForwardedFrom;
+}
+
 export interface PartitionRouting {
   /** the input the decisions are produced to: evidence and addenda chains are named after it */
   readonly decisionsTopic: string;
   /** the partition whose owner evaluates the identity's decisions (`handle`: its identity handle, if any) */
   ownerOf(agentId: string, handle: number | undefined): number;
-  /** the record that forwards `record`, read at `offset` of `partition` when its stream time was `streamTime`, to `owner` */
-  forward(record: InputRecord, o: { readonly agentId: string; readonly owner: number; readonly partition: number; readonly offset: number; readonly streamTime: number }): OutputRecord;
-  /** where a record of the repartition input was read; null when this deployment did not forward it */
-  forwardedFrom(record: InputRecord): ForwardedFrom | null;
+  /** the records that carry decisions read on `partition` to their owners (written in the batch's transaction) */
+  pack(partition: number, forwarded: readonly Forwarded[]): OutputRecord[];
+  /** the forwarded decisions a record of the repartition input carries; null when this deployment did not forward it */
+  unpack(record: InputRecord): ForwardedRecord[] | null;
   /** a bad record for the DLQ, said to come from `at` (by default the record's own offset) of the decisions input */
   deadLetter(record: InputRecord, at: { readonly partition: number; readonly offset?: string }, reason: string, message: string): OutputRecord;
 }

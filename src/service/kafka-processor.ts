@@ -419,7 +419,7 @@ export class KafkaProcessor {
     for (let c = 0; c < classes.length; c++) if (classes[c]! > 0) metrics.decisions.inc({ class: CLASS_LABEL[c as DecisionClass] }, classes[c]);
     if (counts.late > 0) metrics.late.inc(counts.late);
     if (counts.duplicates > 0) metrics.duplicates.inc(counts.duplicates);
-    if (out.forwarded.length > 0) metrics.forwarded.inc(out.forwarded.length);
+    if (out.forwardedDecisions > 0) metrics.forwarded.inc(out.forwardedDecisions);
     for (const m of out.dlq) metrics.dlq.inc({ reason: dlqReason(m) });
     if (out.kills.length > 0) metrics.trips.inc(out.kills.length);
     const lastProcessed = upTo === n ? Number(batch.lastOffset()) : upTo === 0 ? -1 : Number(messages[upTo - 1]!.offset);

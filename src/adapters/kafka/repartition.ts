@@ -9,7 +9,7 @@
  */
 import kafkajs from 'kafkajs';
 import type { PartitionAssigner } from 'kafkajs';
-import type { ForwardedFrom, InputRecord, OutputRecord, PartitionRouting, RecordHeaders } from '../../ports/partition-records.js';
+import type { Forwarded, ForwardedRecord, InputRecord, OutputRecord, PartitionRouting, RecordHeaders } from '../../ports/partition-records.js';
 import { dlqRecord } from './dlq.js';
 
 // kafkajs is CommonJS; AssignerProtocol is not among its ESM named exports.
@@ -98,20 +98,32 @@ class OwnerCache {
 }
 
 /**
- * Headers a forwarded record carries besides its original ones: where it was read, and the stream time
- * of its source partition once it was read there (docs/spec.md#11-kafka-mode). The owner judges it
- * against that stream time, so lateness and the window's evaluation time are those of its source
- * stream, as `killswitch replay` of the source partition's records computes them.
+ * A record of the repartition topic carries the decisions one input batch of decisions partition q
+ * forwards to one owner (docs/spec.md#11-kafka-mode): one record for many decisions, since encoding a
+ * Kafka record with its headers costs kafkajs about as much CPU as evaluating a decision a dozen
+ * times. Its headers say which deployment forwarded it from where; its value holds, per decision, the
+ * original key and value bytes, its offset and timestamp in q, and the stream time of q after it,
+ * which its owner judges it against, so its lateness and the window's evaluation time are those of its
+ * source stream, as `killswitch replay` of q's records computes them.
  */
 export const FORWARD_HEADERS = {
+  /** the value's layout: FORWARD_FORMAT */
+  format: 'killswitch.forwarded',
   topic: 'killswitch.source.topic',
   partition: 'killswitch.source.partition',
-  offset: 'killswitch.source.offset',
-  timestamp: 'killswitch.source.timestamp',
-  streamTime: 'killswitch.source.stream_time_ms',
   /** the consumer group that forwarded it: a deployment evaluates only its own forwarded records */
   group: 'killswitch.source.group',
 } as const;
+
+/**
+ * The value: entries one after another, each [key length u32][key][value length u32][value][offset
+ * f64][timestamp f64][stream time f64], little-endian; a length of 0xffffffff is a null key or value.
+ */
+export const FORWARD_FORMAT = 'v1';
+const NULL_LENGTH = 0xffffffff;
+const ENTRY_FIXED = 4 + 4 + 8 * 3;
+/** Payload per repartition record at most (one entry may exceed it alone): well under the broker's 1 MiB default. */
+const MAX_FORWARD_BYTES = 256 * 1024;
 
 function header(headers: RecordHeaders | undefined, name: string): string | undefined {
   const v = headers?.[name];
@@ -119,14 +131,10 @@ function header(headers: RecordHeaders | undefined, name: string): string | unde
   return one === undefined ? undefined : typeof one === 'string' ? one : one.toString('utf8');
 }
 
-function headerNumber(headers: RecordHeaders | undefined, name: string): number {
-  const s = header(headers, name);
-  return s === undefined || s.length === 0 ? NaN : Number(s);
-}
-
 /**
  * The partition pipeline's routing in Kafka mode (src/ports/partition-records.ts): owners by murmur2,
- * forwarded records with the FORWARD_HEADERS, bad records with the DLQ headers.
+ * forwarded decisions packed per owner into records of the repartition topic, bad records with the DLQ
+ * headers.
  */
 export class KafkaRouting implements PartitionRouting {
   private readonly owners: OwnerCache;
@@ -143,38 +151,100 @@ export class KafkaRouting implements PartitionRouting {
     return this.owners.ownerOf(agentId, handle);
   }
 
-  /** The original value bytes and headers, key = agent_id, to the owner's repartition partition. */
-  forward(m: InputRecord, o: { readonly agentId: string; readonly owner: number; readonly partition: number; readonly offset: number; readonly streamTime: number }): OutputRecord {
+  /** The records that carry `forwarded` (read on decisions partition `partition`), one or a few per owner partition. */
+  pack(partition: number, forwarded: readonly Forwarded[]): OutputRecord[] {
+    const byOwner = new Map<number, Forwarded[]>();
+    for (const f of forwarded) {
+      const list = byOwner.get(f.owner);
+      if (list === undefined) byOwner.set(f.owner, [f]);
+      else list.push(f);
+    }
     const headers: RecordHeaders = {
-      ...(m.headers ?? {}),
+      [FORWARD_HEADERS.format]: FORWARD_FORMAT,
       [FORWARD_HEADERS.topic]: this.o.decisionsTopic,
-      [FORWARD_HEADERS.partition]: String(o.partition),
-      [FORWARD_HEADERS.offset]: String(o.offset),
-      [FORWARD_HEADERS.timestamp]: m.timestamp,
-      [FORWARD_HEADERS.streamTime]: String(o.streamTime),
+      [FORWARD_HEADERS.partition]: String(partition),
       [FORWARD_HEADERS.group]: this.o.groupId,
     };
-    // The original timestamp: the repartition partition's restore finds records by it, as the decisions'.
-    return { key: o.agentId, value: m.value, partition: o.owner, timestamp: m.timestamp, headers };
+    const out: OutputRecord[] = [];
+    for (const [owner, list] of byOwner) {
+      let start = 0;
+      while (start < list.length) {
+        let end = start;
+        let bytes = 0;
+        while (end < list.length && (end === start || bytes + entryBytes(list[end]!) <= MAX_FORWARD_BYTES)) bytes += entryBytes(list[end++]!);
+        out.push(packed(list, start, end, bytes, owner, headers));
+        start = end;
+      }
+    }
+    return out;
   }
 
   /**
-   * Where a record of the repartition topic was read, from its headers; null when they are missing or
-   * not numbers, or when another consumer group sharing the topic forwarded it (or it was produced there by hand).
+   * The decisions a record of the repartition topic carries, each as the record it was read as at its
+   * source, with where it was read; null when this deployment did not forward it (another consumer group
+   * sharing the topic, a record produced there by hand) or its value is not in FORWARD_FORMAT.
    */
-  forwardedFrom(m: InputRecord): ForwardedFrom | null {
-    const partition = headerNumber(m.headers, FORWARD_HEADERS.partition);
-    const offset = headerNumber(m.headers, FORWARD_HEADERS.offset);
-    const streamTime = headerNumber(m.headers, FORWARD_HEADERS.streamTime);
-    const group = header(m.headers, FORWARD_HEADERS.group);
-    if (group !== this.o.groupId || !Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions ||
-      !Number.isSafeInteger(offset) || offset < 0 || !Number.isFinite(streamTime)) return null;
-    return { group, partition, offset, streamTime };
+  unpack(m: InputRecord): ForwardedRecord[] | null {
+    const partition = Number(header(m.headers, FORWARD_HEADERS.partition));
+    if (header(m.headers, FORWARD_HEADERS.group) !== this.o.groupId || header(m.headers, FORWARD_HEADERS.format) !== FORWARD_FORMAT ||
+      !Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions || m.value === null) return null;
+    const v = m.value;
+    const out: ForwardedRecord[] = [];
+    let at = 0;
+    const bytes = (): Buffer | null | undefined => {
+      if (at + 4 > v.length) return undefined;
+      const n = v.readUInt32LE(at);
+      at += 4;
+      if (n === NULL_LENGTH) return null;
+      if (at + n > v.length) return undefined;
+      at += n;
+      return v.subarray(at - n, at);
+    };
+    while (at < v.length) {
+      const key = bytes();
+      const value = key === undefined ? undefined : bytes();
+      if (key === undefined || value === undefined || at + 24 > v.length) return null;
+      const offset = v.readDoubleLE(at);
+      const timestamp = v.readDoubleLE(at + 8);
+      const streamTime = v.readDoubleLE(at + 16);
+      at += 24;
+      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isFinite(timestamp) || !Number.isFinite(streamTime)) return null;
+      out.push({ record: { key, value, timestamp: String(timestamp), offset: String(offset) }, from: { group: this.o.groupId, partition, offset, streamTime } });
+    }
+    return out;
   }
 
   deadLetter(m: InputRecord, at: { readonly partition: number; readonly offset?: string }, reason: string, message: string): OutputRecord {
     return dlqRecord(m, { topic: this.o.decisionsTopic, ...at }, reason, message);
   }
+}
+
+const entryBytes = (f: Forwarded): number => ENTRY_FIXED + (f.record.key?.length ?? 0) + (f.record.value?.length ?? 0);
+
+/** One repartition record for list[start, end) to `owner`, stamped with their earliest timestamp (a restore finds records by it). */
+function packed(list: readonly Forwarded[], start: number, end: number, size: number, owner: number, headers: RecordHeaders): OutputRecord {
+  const buf = Buffer.allocUnsafe(size);
+  let at = 0;
+  let earliest = Infinity;
+  const put = (b: Buffer | null): void => {
+    if (b === null) {
+      at = buf.writeUInt32LE(NULL_LENGTH, at);
+    } else {
+      at = buf.writeUInt32LE(b.length, at);
+      at += b.copy(buf, at);
+    }
+  };
+  for (let i = start; i < end; i++) {
+    const f = list[i]!;
+    const ts = Number(f.record.timestamp);
+    if (ts < earliest) earliest = ts;
+    put(f.record.key);
+    put(f.record.value);
+    at = buf.writeDoubleLE(f.offset, at);
+    at = buf.writeDoubleLE(ts, at);
+    at = buf.writeDoubleLE(f.streamTime, at);
+  }
+  return { key: null, value: buf, partition: owner, timestamp: String(earliest), headers };
 }
 
 export const CO_PARTITIONED_ASSIGNER = 'KillswitchCoPartitioned';

@@ -15,13 +15,27 @@ const inTransaction = <T>(fn: () => Promise<T>): Promise<T> => retrying(fn, 16, 
 /** Each send of a sized group is one record batch per partition: kept under the broker's message size limit. */
 const SEND_BYTES = 512 * 1024;
 
-/** Messages in groups of at most `limit` value bytes: each send is one record batch per partition, under the broker's size limit. */
+const byteLength = (v: Buffer | string | null | undefined): number => (v === null || v === undefined ? 0 : typeof v === 'string' ? Buffer.byteLength(v) : v.length);
+
+/** A record's bytes as a record batch holds them (key, value, header names and values), less the few bytes of framing. */
+function recordBytes(m: Message): number {
+  let n = byteLength(m.key) + byteLength(m.value);
+  for (const [name, v] of Object.entries(m.headers ?? {})) {
+    for (const one of Array.isArray(v) ? v : [v]) n += Buffer.byteLength(name) + byteLength(one) + 8;
+  }
+  return n + 32;
+}
+
+/**
+ * Messages in groups of at most `limit` bytes (keys, values and headers): each send is one record batch
+ * per partition, under the broker's size limit even when every message goes to one partition.
+ */
 export function bySize(messages: Message[], limit: number): Message[][] {
   const groups: Message[][] = [];
   let current: Message[] = [];
   let size = 0;
   for (const m of messages) {
-    const n = m.value === null || m.value === undefined ? 0 : typeof m.value === 'string' ? Buffer.byteLength(m.value) : m.value.length;
+    const n = recordBytes(m);
     if (current.length > 0 && size + n > limit) {
       groups.push(current);
       current = [];

@@ -1,0 +1,88 @@
+/**
+ * The records of the repartition topic (docs/spec.md#11-kafka-mode): what one batch forwards is packed
+ * per owner, and the owner unpacks exactly the records that were read at the source, with where they
+ * were read; records it did not forward are not its to evaluate. And the committer's size groups count
+ * every byte a record takes, so no send can exceed the broker's message size.
+ */
+import { describe, expect, it } from 'vitest';
+import { KafkaRouting, ownerPartition } from '../../../src/adapters/kafka/repartition.js';
+import { bySize } from '../../../src/adapters/kafka/transactional-committer.js';
+import type { Forwarded, InputRecord, OutputRecord } from '../../../src/ports/partition-records.js';
+
+const routing = new KafkaRouting({ decisionsTopic: 'decisions', partitions: 6, groupId: 'g' });
+
+function read(o: OutputRecord, offset: number): InputRecord {
+  return { key: o.key as Buffer | null, value: o.value as Buffer, timestamp: o.timestamp!, offset: String(offset), headers: o.headers! };
+}
+
+function forwarded(n: number, valueBytes = 200): Forwarded[] {
+  return Array.from({ length: n }, (_, i) => {
+    const agent = `spiffe://example.org/agent-${i % 40}`;
+    const owner = ownerPartition(agent, 6);
+    return {
+      record: { key: i % 7 === 0 ? null : Buffer.from(agent), value: Buffer.from(JSON.stringify({ agent_id: agent, pad: 'x'.repeat(valueBytes) })), timestamp: String(1_790_000_000_000 + i), offset: String(100 + i) },
+      owner, offset: 100 + i, streamTime: 1_790_000_000_000 + i - (i % 3),
+    };
+  });
+}
+
+describe('repartition records', () => {
+  it('the owner unpacks every forwarded record byte for byte, with its source partition, offset, timestamp and stream time, in order', () => {
+    const input = forwarded(500);
+    const records = routing.pack(2, input);
+    expect(records.length).toBe(new Set(input.map((f) => f.owner)).size); // one record per owner here
+    const got = records.flatMap((r, i) => {
+      const inner = routing.unpack(read(r, i))!;
+      for (const f of inner) expect(ownerPartition((JSON.parse(f.record.value!.toString()) as { agent_id: string }).agent_id, 6)).toBe(r.partition);
+      // a restore finds records by timestamp: the record is stamped no later than anything it carries
+      for (const f of inner) expect(Number(r.timestamp)).toBeLessThanOrEqual(Number(f.record.timestamp));
+      return inner;
+    });
+    const key = (r: InputRecord): string => `${r.offset} ${r.timestamp} ${r.key?.toString('hex') ?? 'null'} ${r.value!.toString('hex')}`;
+    expect(got.map((f) => key(f.record)).sort()).toEqual(input.map((f) => key(f.record)).sort());
+    for (const f of got) {
+      const src = input.find((x) => x.offset === f.from.offset)!;
+      expect(f.from).toEqual({ group: 'g', partition: 2, offset: src.offset, streamTime: src.streamTime });
+    }
+    // each owner's records keep the order they were read in
+    for (const r of records) {
+      const offsets = routing.unpack(read(r, 0))!.map((f) => f.from.offset);
+      expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
+    }
+  });
+
+  it('splits what goes to one owner into records of at most 256 KiB, and one record too large alone still travels', () => {
+    const one = forwarded(2000, 1000).map((f) => ({ ...f, owner: 3 }));
+    const records = routing.pack(0, one);
+    expect(records.length).toBeGreaterThan(5);
+    for (const r of records) expect((r.value as Buffer).length).toBeLessThanOrEqual(256 * 1024);
+    expect(records.flatMap((r) => routing.unpack(read(r, 0))!).length).toBe(2000);
+    const huge = forwarded(1, 400 * 1024);
+    const [big] = routing.pack(0, huge);
+    expect(routing.unpack(read(big!, 0))![0]!.record.value!.equals(huge[0]!.record.value!)).toBe(true);
+  });
+
+  it('is not the owner\'s to evaluate: another consumer group\'s record, a record without the headers, another format, a damaged value', () => {
+    const [r] = routing.pack(1, forwarded(3));
+    const rec = read(r!, 0);
+    expect(new KafkaRouting({ decisionsTopic: 'decisions', partitions: 6, groupId: 'other' }).unpack(rec)).toBeNull();
+    expect(routing.unpack({ ...rec, headers: {} })).toBeNull();
+    expect(routing.unpack({ ...rec, headers: { ...rec.headers, 'killswitch.forwarded': 'v2' } })).toBeNull();
+    expect(routing.unpack({ ...rec, headers: { ...rec.headers, 'killswitch.source.partition': '6' } })).toBeNull();
+    expect(routing.unpack({ ...rec, value: rec.value!.subarray(0, rec.value!.length - 1) })).toBeNull();
+    expect(routing.unpack({ ...rec, value: Buffer.from('{"agent_id":"spiffe://example.org/a"}') })).toBeNull();
+  });
+});
+
+describe('bySize', () => {
+  it('counts keys and headers, not only values: a group of records with large headers stays under the limit', () => {
+    const headers = Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`killswitch.source.h${i}`, 'y'.repeat(100)]));
+    const messages = Array.from({ length: 5000 }, (_, i) => ({ key: `spiffe://example.org/agent-${i}`, value: 'v'.repeat(100), headers }));
+    const groups = bySize(messages, 512 * 1024);
+    expect(groups.flat()).toHaveLength(5000);
+    for (const g of groups) {
+      const bytes = g.reduce((n, m) => n + m.key.length + m.value.length + Object.entries(m.headers).reduce((h, [k, v]) => h + k.length + v.length, 0), 0);
+      expect(bytes).toBeLessThanOrEqual(512 * 1024);
+    }
+  });
+});
