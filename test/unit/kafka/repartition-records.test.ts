@@ -81,7 +81,7 @@ describe('bySize', () => {
     const groups = bySize(messages, 512 * 1024);
     expect(groups.flat()).toHaveLength(5000);
     for (const g of groups) {
-      const bytes = g.reduce((n, m) => n + m.key.length + m.value.length + Object.entries(m.headers).reduce((h, [k, v]) => h + k.length + v.length, 0), 0);
+      const bytes = g.reduce((n, m) => n + String(m.key).length + String(m.value).length + Object.entries(m.headers ?? {}).reduce((h, [k, v]) => h + k.length + String(v).length, 0), 0);
       expect(bytes).toBeLessThanOrEqual(512 * 1024);
     }
   });
