@@ -100,8 +100,8 @@ export async function planRestore(o: PlanRestoreOptions): Promise<{ plans: Map<n
  * still in a window occurred at or after S - window - lateness (less up to a bucket, g, as buckets
  * count whole), and a record's timestamp is at most max_future_skew (at least 60 s, for producers'
  * clocks) before its decision's event time, or the decision was refused as future_timestamp; so no
- * such record is left out, however late producers sent their records. A forwarded record keeps the
- * timestamp of the record it was read from. Not the wall clock: this stays right after any downtime.
+ * such record is left out, however late producers sent their records. A repartition record is stamped
+ * with the earliest timestamp of the records it carries. Not the wall clock: this stays right after any downtime.
  *
  * An offset committed without a stream time (by a version before it was kept) falls back to the
  * timestamp of the last record before it in place of S: right when records are stamped within 60 s of
