@@ -186,8 +186,10 @@ export class KafkaRouting implements PartitionRouting {
    */
   unpack(m: InputRecord): ForwardedRecord[] | null {
     const partition = Number(header(m.headers, FORWARD_HEADERS.partition));
-    if (header(m.headers, FORWARD_HEADERS.group) !== this.o.groupId || header(m.headers, FORWARD_HEADERS.format) !== FORWARD_FORMAT ||
-      !Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions || m.value === null) return null;
+    if (header(m.headers, FORWARD_HEADERS.group) !== this.o.groupId || !Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions) return null;
+    const format = header(m.headers, FORWARD_HEADERS.format);
+    if (format === undefined) return this.unpackOne(m, partition);
+    if (format !== FORWARD_FORMAT || m.value === null) return null;
     const v = m.value;
     const out: ForwardedRecord[] = [];
     let at = 0;
@@ -216,6 +218,18 @@ export class KafkaRouting implements PartitionRouting {
 
   deadLetter(m: InputRecord, at: { readonly partition: number; readonly offset?: string }, reason: string, message: string): OutputRecord {
     return dlqRecord(m, { topic: this.o.decisionsTopic, ...at }, reason, message);
+  }
+
+  /**
+   * A record forwarded by the version before FORWARD_FORMAT (one decision per record, its source in
+   * the headers `killswitch.source.offset` and `killswitch.source.stream_time_ms`), still on the topic
+   * after an upgrade: evaluated as it was meant to be, not skipped.
+   */
+  private unpackOne(m: InputRecord, partition: number): ForwardedRecord[] | null {
+    const offset = Number(header(m.headers, 'killswitch.source.offset') ?? NaN);
+    const streamTime = Number(header(m.headers, 'killswitch.source.stream_time_ms') ?? NaN);
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isFinite(streamTime)) return null;
+    return [{ record: { key: m.key, value: m.value, timestamp: m.timestamp, offset: String(offset) }, from: { group: this.o.groupId, partition, offset, streamTime } }];
   }
 }
 

@@ -74,6 +74,26 @@ describe('repartition records', () => {
   });
 });
 
+describe('records forwarded by the previous version (one decision per record, its source in six headers)', () => {
+  it('are evaluated after an upgrade, not skipped', () => {
+    const value = Buffer.from('{"agent_id":"spiffe://example.org/a"}');
+    const old: InputRecord = {
+      key: Buffer.from('spiffe://example.org/a'), value, timestamp: '1790000000000', offset: '7',
+      headers: {
+        'killswitch.source.topic': 'decisions', 'killswitch.source.partition': '4', 'killswitch.source.offset': '1234',
+        'killswitch.source.timestamp': '1790000000000', 'killswitch.source.stream_time_ms': '1790000000500', 'killswitch.source.group': 'g',
+      },
+    };
+    const [f, ...rest] = routing.unpack(old)!;
+    expect(rest).toEqual([]);
+    expect(f!.record.value).toBe(value);
+    expect(f!.record.offset).toBe('1234');
+    expect(f!.from).toEqual({ group: 'g', partition: 4, offset: 1234, streamTime: 1_790_000_000_500 });
+    expect(routing.unpack({ ...old, headers: { ...old.headers, 'killswitch.source.group': 'other' } })).toBeNull();
+    expect(routing.unpack({ ...old, headers: { ...old.headers, 'killswitch.source.stream_time_ms': 'x' } })).toBeNull();
+  });
+});
+
 describe('bySize', () => {
   it('counts keys and headers, not only values: a group of records with large headers stays under the limit', () => {
     const headers = Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`killswitch.source.h${i}`, 'y'.repeat(100)]));
