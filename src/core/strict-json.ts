@@ -78,8 +78,8 @@ function checkJsonStructure(text: string, maxDepth: number): void {
   }
 }
 
-/** Index of the quote that closes the string opening at `start`. */
-function stringEnd(text: string, start: number): number {
+/** Index of the quote that closes the string opening at `start` (escapes stepped over). */
+export function stringEnd(text: string, start: number): number {
   for (let i = start + 1; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x5c /* \ */) i++;

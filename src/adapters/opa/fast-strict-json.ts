@@ -18,7 +18,7 @@
  * same errors thrown on the way, so the two agree on every text (test/unit/opa/fast-strict-json.test.ts
  * holds them against each other on generated and mutated texts).
  */
-import { DEFAULT_MAX_DEPTH, StrictJsonError } from '../../core/strict-json.js';
+import { DEFAULT_MAX_DEPTH, StrictJsonError, stringEnd } from '../../core/strict-json.js';
 
 /** Keys compared pairwise in place up to this many per object; a Set beyond. */
 const SMALL_OBJECT = 8;
@@ -115,7 +115,7 @@ function checkStructure(text: string, maxDepth: number): void {
       if (backslash < i) backslash = nextBackslash(text, i);
       const escaped = backslash < end;
       if (escaped) {
-        end = escapedStringEnd(text, i);
+        end = stringEnd(text, i);
         backslash = nextBackslash(text, end);
       }
       if (expectKey) {
@@ -144,16 +144,6 @@ function checkStructure(text: string, maxDepth: number): void {
 function nextBackslash(text: string, from: number): number {
   const i = text.indexOf('\\', from);
   return i === -1 ? text.length : i;
-}
-
-/** Index of the quote that closes the string opening at `start`, stepping over escapes. */
-function escapedStringEnd(text: string, start: number): number {
-  for (let i = start + 1; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x5c /* \ */) i++;
-    else if (c === 0x22) return i;
-  }
-  throw new StrictJsonError('invalid_json', 'unterminated string');
 }
 
 function sameText(text: string, a: number, b: number, length: number): boolean {
