@@ -7,6 +7,7 @@
  * record's headers, and the group assignor that gives each member the same partition numbers of the
  * decisions and the repartition topic.
  */
+import { brotliCompressSync, brotliDecompressSync, constants as zlib } from 'node:zlib';
 import kafkajs from 'kafkajs';
 import type { PartitionAssigner } from 'kafkajs';
 import type { Forwarded, ForwardedRecord, InputRecord, OutputRecord, PartitionRouting, RecordHeaders } from '../../ports/partition-records.js';
@@ -116,14 +117,26 @@ export const FORWARD_HEADERS = {
 } as const;
 
 /**
- * The value: entries one after another, each [key length u32][key][value length u32][value][offset
+ * The entries: one after another, each [key length u32][key][value length u32][value][offset
  * f64][timestamp f64][stream time f64], little-endian; a length of 0xffffffff is a null key or value.
+ * Format `v1` is the entries as they are; `v2` (what this version writes) is the entries compressed with
+ * Brotli at quality 1. A forwarded decision is produced to the broker a second time and fetched back,
+ * and kafkajs's producer spends about 10 ns of CPU per byte (copies, zero-filled buffers, a CRC-32C in
+ * JavaScript): the entries of JSON decisions compress about 4.5 to 1 at some 600 MB/s, so compressing
+ * costs less than the bytes it saves (benchmarks/README.md, Kafka pipeline, all forwarded).
  */
-export const FORWARD_FORMAT = 'v1';
+export const FORWARD_FORMAT = 'v2';
+const FORMAT_PLAIN = 'v1';
 const NULL_LENGTH = 0xffffffff;
 const ENTRY_FIXED = 4 + 4 + 8 * 3;
-/** Payload per repartition record at most (one entry may exceed it alone): well under the broker's 1 MiB default. */
+/** Entries per repartition record at most, before compression (one entry may exceed it alone). */
 const MAX_FORWARD_BYTES = 256 * 1024;
+/**
+ * What a `v2` value may inflate to at most: more than any record this version writes (256 KiB, or one
+ * entry of a value up to the broker's message size), so only a damaged or foreign value reaches it.
+ */
+const MAX_INFLATED_BYTES = 8 << 20;
+const BROTLI_PARAMS = { params: { [zlib.BROTLI_PARAM_QUALITY]: 1, [zlib.BROTLI_PARAM_MODE]: zlib.BROTLI_MODE_GENERIC } };
 
 function header(headers: RecordHeaders | undefined, name: string): string | undefined {
   const v = headers?.[name];
@@ -189,8 +202,9 @@ export class KafkaRouting implements PartitionRouting {
     if (header(m.headers, FORWARD_HEADERS.group) !== this.o.groupId || !Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions) return null;
     const format = header(m.headers, FORWARD_HEADERS.format);
     if (format === undefined) return this.unpackOne(m, partition);
-    if (format !== FORWARD_FORMAT || m.value === null) return null;
-    const v = m.value;
+    if ((format !== FORWARD_FORMAT && format !== FORMAT_PLAIN) || m.value === null) return null;
+    const v = format === FORMAT_PLAIN ? m.value : inflate(m.value);
+    if (v === null) return null;
     const out: ForwardedRecord[] = [];
     let at = 0;
     const bytes = (): Buffer | null | undefined => {
@@ -233,6 +247,15 @@ export class KafkaRouting implements PartitionRouting {
   }
 }
 
+/** A `v2` value's entries; null when it is not Brotli or inflates to more than MAX_INFLATED_BYTES. */
+function inflate(value: Buffer): Buffer | null {
+  try {
+    return brotliDecompressSync(value, { maxOutputLength: MAX_INFLATED_BYTES });
+  } catch {
+    return null;
+  }
+}
+
 const entryBytes = (f: Forwarded): number => ENTRY_FIXED + (f.record.key?.length ?? 0) + (f.record.value?.length ?? 0);
 
 /** One repartition record for list[start, end) to `owner`, stamped with their earliest timestamp (a restore finds records by it). */
@@ -258,7 +281,7 @@ function packed(list: readonly Forwarded[], start: number, end: number, size: nu
     at = buf.writeDoubleLE(ts, at);
     at = buf.writeDoubleLE(f.streamTime, at);
   }
-  return { key: null, value: buf, partition: owner, timestamp: String(earliest), headers };
+  return { key: null, value: brotliCompressSync(buf, BROTLI_PARAMS), partition: owner, timestamp: String(earliest), headers };
 }
 
 export const CO_PARTITIONED_ASSIGNER = 'KillswitchCoPartitioned';

@@ -4,6 +4,7 @@
  * were read; records it did not forward are not its to evaluate. And the committer's size groups count
  * every byte a record takes, so no send can exceed the broker's message size.
  */
+import { brotliCompressSync, brotliDecompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { KafkaRouting, ownerPartition } from '../../../src/adapters/kafka/repartition.js';
 import { bySize } from '../../../src/adapters/kafka/transactional-committer.js';
@@ -51,15 +52,33 @@ describe('repartition records', () => {
     }
   });
 
-  it('splits what goes to one owner into records of at most 256 KiB, and one record too large alone still travels', () => {
+  it('splits what goes to one owner into records of at most 256 KiB of entries, and one record too large alone still travels', () => {
     const one = forwarded(2000, 1000).map((f) => ({ ...f, owner: 3 }));
     const records = routing.pack(0, one);
     expect(records.length).toBeGreaterThan(5);
-    for (const r of records) expect((r.value as Buffer).length).toBeLessThanOrEqual(256 * 1024);
+    for (const r of records) {
+      expect(r.headers!['killswitch.forwarded']).toBe('v2');
+      expect(brotliDecompressSync(r.value as Buffer).length).toBeLessThanOrEqual(256 * 1024);
+    }
     expect(records.flatMap((r) => routing.unpack(read(r, 0))!).length).toBe(2000);
     const huge = forwarded(1, 400 * 1024);
     const [big] = routing.pack(0, huge);
     expect(routing.unpack(read(big!, 0))![0]!.record.value!.equals(huge[0]!.record.value!)).toBe(true);
+  });
+
+  it('compresses the entries: what a batch of JSON decisions forwards takes a fraction of their bytes', () => {
+    const input = forwarded(500, 150).map((f) => ({ ...f, owner: 1 }));
+    const raw = input.reduce((n, f) => n + (f.record.key?.length ?? 0) + f.record.value!.length, 0);
+    const sent = routing.pack(0, input).reduce((n, r) => n + (r.value as Buffer).length, 0);
+    expect(sent).toBeLessThan(raw / 3);
+  });
+
+  it('reads the uncompressed layout (v1) written by the version before', () => {
+    const input = forwarded(50);
+    for (const r of routing.pack(4, input)) {
+      const plain = { ...read(r, 0), value: brotliDecompressSync(r.value as Buffer), headers: { ...r.headers, 'killswitch.forwarded': 'v1' } };
+      expect(routing.unpack(plain)!.map((f) => f.from.offset)).toEqual(routing.unpack(read(r, 0))!.map((f) => f.from.offset));
+    }
   });
 
   it('is not the owner\'s to evaluate: another consumer group\'s record, a record without the headers, another format, a damaged value', () => {
@@ -67,10 +86,14 @@ describe('repartition records', () => {
     const rec = read(r!, 0);
     expect(new KafkaRouting({ decisionsTopic: 'decisions', partitions: 6, groupId: 'other' }).unpack(rec)).toBeNull();
     expect(routing.unpack({ ...rec, headers: {} })).toBeNull();
-    expect(routing.unpack({ ...rec, headers: { ...rec.headers, 'killswitch.forwarded': 'v2' } })).toBeNull();
+    expect(routing.unpack({ ...rec, headers: { ...rec.headers, 'killswitch.forwarded': 'v3' } })).toBeNull();
     expect(routing.unpack({ ...rec, headers: { ...rec.headers, 'killswitch.source.partition': '6' } })).toBeNull();
     expect(routing.unpack({ ...rec, value: rec.value!.subarray(0, rec.value!.length - 1) })).toBeNull();
     expect(routing.unpack({ ...rec, value: Buffer.from('{"agent_id":"spiffe://example.org/a"}') })).toBeNull();
+    // a value that would inflate past 8 MiB is not inflated whole
+    expect(routing.unpack({ ...rec, value: brotliCompressSync(Buffer.alloc(9 << 20)) })).toBeNull();
+    const plain = brotliDecompressSync(rec.value!);
+    expect(routing.unpack({ ...rec, value: plain.subarray(0, plain.length - 1), headers: { ...rec.headers, 'killswitch.forwarded': 'v1' } })).toBeNull();
   });
 });
 
