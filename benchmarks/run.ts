@@ -7,6 +7,7 @@ const scenarios: Record<string, () => Promise<{ run: () => void | Promise<void> 
   'kafka-pipeline': () => import('./kafka-pipeline.js'),
   'kafka-startup': () => import('./kafka-startup.js'),
   'memory-per-identity': () => import('./memory-per-identity.js'),
+  'partition-pipeline': () => import('./partition-pipeline.js'),
   peers: () => import('./peers/index.js'),
   'replay-throughput': () => import('./replay-throughput.js'),
   'session-guard': () => import('./session-guard.js'),
