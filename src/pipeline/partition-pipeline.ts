@@ -222,11 +222,6 @@ export class PartitionPipeline {
     const { partition: p, routing, decoder } = this.o;
     const skewMs = this.maxFutureSkewMs;
     const latenessMs = this.o.tripConfig.latenessMs;
-    // A batch's offsets grow strictly, so n of them from first to first + n - 1 are exactly those:
-    // then no offset string needs parsing (compaction or transaction markers leave gaps, parsed as they come).
-    const n = messages.length;
-    const first = n === 0 ? 0 : Number(messages[0]!.offset);
-    const consecutive = n > 0 && Number(messages[n - 1]!.offset) - first === n - 1;
     // counted here and handed over once: this loop runs once per record
     const classes = out.classes;
     let last = out.last;
@@ -236,7 +231,7 @@ export class PartitionPipeline {
     const forwarded: Forwarded[] = [];
     for (let i = 0; i < upTo; i++) {
       const m = messages[i]!;
-      const offset = consecutive ? first + i : Number(m.offset);
+      const offset = Number(m.offset);
       const restore = offset < liveFrom;
       const into = decided.next();
       const decoded = decoder.decodeInto(m.value, m.key, into);
