@@ -23,7 +23,7 @@ import type { IdentityView, IngestRecord, IngestResult, OperatorAction, Operator
 import { identityView } from './operator-service.js';
 import type { DecisionDecoder } from '../adapters/serde/decision-decoder.js';
 import { readTail } from '../adapters/kafka/partition-reader.js';
-import { DLQ_HEADERS } from '../adapters/kafka/dlq.js';
+import { DLQ_HEADERS, deadLetterRecord } from '../adapters/kafka/dlq.js';
 import { bySize, connectFenced, isFenced } from '../adapters/kafka/transactional-committer.js';
 import type { KafkaProcessor } from './kafka-processor.js';
 import type { TopicNames } from '../adapters/kafka/topics.js';
@@ -71,10 +71,9 @@ export class KafkaService implements OperatorService {
         return;
       }
       if (errors.length < MAX_REPORTED_ERRORS) errors.push({ index: i, reason: d.reason, message: d.message });
-      dlq.push({
-        key: null, value: r.text,
-        headers: { [DLQ_HEADERS.reason]: d.reason, [DLQ_HEADERS.message]: d.message.slice(0, 1000), [DLQ_HEADERS.topic]: 'http:/v1/decisions', [DLQ_HEADERS.offset]: String(i) },
-      });
+      dlq.push(deadLetterRecord(null, r.text, undefined, {
+        [DLQ_HEADERS.reason]: d.reason, [DLQ_HEADERS.message]: d.message.slice(0, 1000), [DLQ_HEADERS.topic]: 'http:/v1/decisions', [DLQ_HEADERS.offset]: String(i),
+      }));
     });
     return this.ingestMutex.run(async () => {
       try {

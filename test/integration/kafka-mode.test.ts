@@ -3,6 +3,7 @@
  * kafkajs and kcat producers, exactly-once outputs under SIGKILL, scale-out, the DLQ, the ledger view,
  * Schema Registry framing.
  */
+import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
@@ -329,6 +330,32 @@ describe('killswitch run (Kafka mode)', () => {
       expect(dlq[1]!.headers['killswitch.message']).toContain('duplicate key "agent_id"');
       const kills = (await readTopic(brokers, topics.kills, { until: (r) => r.length >= 1, timeoutMs: 5000 })).map(parse);
       expect(kills.map((k) => [k.agent_id, (k.evidence as { calls: number }).calls])).toEqual([[A, 10]]);
+    } finally {
+      await proc.stop();
+    }
+  });
+
+  it('a record as large as the broker takes goes to the DLQ as a sample with its length and digest, and the stream goes on', async () => {
+    const dir = tempDir('kafka-huge-');
+    const topics = freshTopics('huge');
+    const cfg = kafkaConfig(dir, brokers, topics, { partitions: 1 });
+    const A = 'spiffe://example.org/agent/after-huge';
+    // its record batch just under the broker's default message size: the DLQ's headers would push a whole copy over
+    const huge = Buffer.alloc(1_048_400, 'x');
+    const proc = await startProcessor(cfg);
+    try {
+      await produce(brokers, topics.decisions, [{ key: null, value: huge }]);
+      await produce(brokers, topics.decisions, denies(A, 10, 0));
+      await drained(topics, `g-${topics.decisions}`);
+      const [dlq, ...more] = await readTopic(brokers, topics.dlq, { until: (r) => r.length >= 1 });
+      expect(more).toEqual([]);
+      expect(dlq!.headers['killswitch.reason']).toBe('too_large');
+      expect(dlq!.headers['killswitch.original.length']).toBe(String(huge.length));
+      expect(dlq!.headers['killswitch.original.sha256']).toBe(createHash('sha256').update(huge).digest('hex'));
+      expect(dlq!.value!.equals(huge.subarray(0, 65_536))).toBe(true);
+      const kills = (await readTopic(brokers, topics.kills, { until: (r) => r.length >= 1, timeoutMs: 5000 })).map(parse);
+      expect(kills.map((k) => k.agent_id)).toEqual([A]);
+      expect(proc.child.exitCode).toBeNull();
     } finally {
       await proc.stop();
     }

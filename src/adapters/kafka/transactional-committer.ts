@@ -18,7 +18,7 @@ const SEND_BYTES = 512 * 1024;
 const byteLength = (v: Buffer | string | null | undefined): number => (v === null || v === undefined ? 0 : typeof v === 'string' ? Buffer.byteLength(v) : v.length);
 
 /** A record's bytes as a record batch holds them (key, value, header names and values), less the few bytes of framing. */
-function recordBytes(m: Message): number {
+export function recordBytes(m: Message): number {
   let n = byteLength(m.key) + byteLength(m.value);
   for (const [name, v] of Object.entries(m.headers ?? {})) {
     for (const one of Array.isArray(v) ? v : [v]) n += Buffer.byteLength(name) + byteLength(one) + 8;
