@@ -9,6 +9,7 @@
 import type { OpaConfig, OpaResultValue } from '../../config/config.js';
 import { spiffeIdError } from '../../core/spiffe-id.js';
 import { parseRfc3339 } from '../../core/time.js';
+import { PointerSet, type ScannedArray } from './opa-scan.js';
 
 /** Why an event gave no decision; the `outcome` label of `killswitch_opa_events_total` besides `mapped`, `duplicate`, `ignored_path`. */
 export const UNMAPPED_REASONS = ['no_decision_id', 'no_identity', 'invalid_spiffe_id', 'unmappable_result', 'bad_timestamp', 'not_an_object'] as const;
@@ -87,26 +88,83 @@ const quote = (v: unknown): string => {
   return s.length > MAX_QUOTED ? `${s.slice(0, MAX_QUOTED)}...` : s;
 };
 
-/** What one decision-log event gives. */
+/** What the mapping reads of one event: the values at its pointers, undefined where there is none. */
+interface EventFields {
+  readonly decisionId: unknown;
+  readonly path: unknown;
+  /** at opa.identity */
+  readonly identity: unknown;
+  /** `result`, or its member opa.result.field when it is an object */
+  readonly result: unknown;
+  readonly timestamp: unknown;
+  /** at opa.session_id, opa.tool_name */
+  readonly sessionId: unknown;
+  readonly toolName: unknown;
+}
+
+const NOT_AN_OBJECT: MapOutcome = { kind: 'unmapped', decisionId: null, reason: 'not_an_object', message: 'the event is not a JSON object' };
+
+/** What one decision-log event, parsed whole, gives. */
 export function mapEvent(m: OpaMapping, event: unknown): MapOutcome {
-  if (event === null || typeof event !== 'object' || Array.isArray(event)) {
-    return { kind: 'unmapped', decisionId: null, reason: 'not_an_object', message: 'the event is not a JSON object' };
+  if (event === null || typeof event !== 'object' || Array.isArray(event)) return NOT_AN_OBJECT;
+  let result = at(event, ['result']);
+  if (m.resultField !== null && result !== null && typeof result === 'object' && !Array.isArray(result)) result = at(result, [m.resultField]);
+  return mapFields(m, {
+    decisionId: at(event, ['decision_id']), path: at(event, ['path']), identity: at(event, m.identity), result, timestamp: at(event, ['timestamp']),
+    sessionId: m.sessionId === null ? undefined : at(event, m.sessionId), toolName: m.toolName === null ? undefined : at(event, m.toolName),
+  });
+}
+
+/** The pointers ScanMapping reads, by index in its PointerSet */
+const P_DECISION_ID = 0;
+const P_PATH = 1;
+const P_TIMESTAMP = 2;
+const P_RESULT = 3;
+const P_RESULT_FIELD = 4;
+const P_IDENTITY = 5;
+const P_SESSION_ID = 6;
+const P_TOOL_NAME = 7;
+
+/**
+ * The pointers the mapping reads, for `scanArray` (opa-scan.ts), which finds their values in each event
+ * of an upload without parsing the rest; `map` then gives what `mapEvent` gives for the parsed event.
+ */
+export class ScanMapping {
+  readonly pointers: PointerSet;
+  private readonly hasField: boolean;
+
+  constructor(private readonly m: OpaMapping) {
+    this.pointers = new PointerSet([
+      ['decision_id'], ['path'], ['timestamp'], ['result'], m.resultField === null ? null : ['result', m.resultField], m.identity, m.sessionId, m.toolName,
+    ]);
+    this.hasField = m.resultField !== null;
   }
-  const e = event as Record<string, unknown>;
-  const id = e.decision_id;
-  const decisionId = typeof id === 'string' && id !== '' ? id : null;
+
+  /** What event i of `upload` gives. */
+  map(upload: ScannedArray, i: number): MapOutcome {
+    if (!upload.isObject(i)) return NOT_AN_OBJECT;
+    const m = this.m;
+    return mapFields(m, {
+      decisionId: upload.value(i, P_DECISION_ID), path: upload.value(i, P_PATH), identity: upload.value(i, P_IDENTITY),
+      result: this.hasField && upload.isObjectAt(i, P_RESULT) ? upload.value(i, P_RESULT_FIELD) : upload.value(i, P_RESULT),
+      timestamp: upload.value(i, P_TIMESTAMP),
+      sessionId: upload.value(i, P_SESSION_ID), toolName: upload.value(i, P_TOOL_NAME),
+    });
+  }
+}
+
+/** The mapping proper, for either reading of the event. */
+function mapFields(m: OpaMapping, e: EventFields): MapOutcome {
+  const decisionId = typeof e.decisionId === 'string' && e.decisionId !== '' ? e.decisionId : null;
   const unmapped = (reason: UnmappedReason, message: string): MapOutcome => ({ kind: 'unmapped', decisionId, reason, message });
   if (m.paths !== null && !(typeof e.path === 'string' && m.paths.has(e.path))) return { kind: 'ignored_path', decisionId };
   if (decisionId === null) return unmapped('no_decision_id', 'decision_id: missing or not a non-empty string (is decision logging on in OPA?)');
-  const who = at(e, m.identity);
+  const who = e.identity;
   if (who === undefined || who === null || who === '') return unmapped('no_identity', `no identity at ${pointerText(m.identity)}`);
   if (typeof who !== 'string') return unmapped('invalid_spiffe_id', `${pointerText(m.identity)}: not a string`);
   const idErr = spiffeIdError(who);
   if (idErr !== null) return unmapped('invalid_spiffe_id', `${pointerText(m.identity)}: not a SPIFFE ID: ${idErr}`);
-  let value = e.result;
-  if (m.resultField !== null && value !== null && typeof value === 'object' && !Array.isArray(value)) {
-    value = Object.prototype.hasOwnProperty.call(value, m.resultField) ? (value as Record<string, unknown>)[m.resultField] : undefined;
-  }
+  const value = e.result;
   const decision = typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? m.results.get(value) : undefined;
   if (decision === undefined) {
     return unmapped('unmappable_result', value === undefined ? 'no result (undefined decision, or an evaluation error)' : `result ${quote(value)} is in none of opa.result.allow, deny, advisory_deny`);
@@ -115,10 +173,8 @@ export function mapEvent(m: OpaMapping, event: unknown): MapOutcome {
   if (typeof ts !== 'string' || Number.isNaN(parseRfc3339(ts))) return unmapped('bad_timestamp', `timestamp ${quote(ts)} is not an RFC 3339 date-time`);
   const out: Record<string, string> = { decision_id: decisionId, agent_id: who, decision, occurred_at: ts };
   if (typeof e.path === 'string') out.policy_rule = e.path;
-  const session = m.sessionId === null ? undefined : at(e, m.sessionId);
-  if (typeof session === 'string') out.session_id = session;
-  const tool = m.toolName === null ? undefined : at(e, m.toolName);
-  if (typeof tool === 'string') out.tool_name = tool;
+  if (typeof e.sessionId === 'string') out.session_id = e.sessionId;
+  if (typeof e.toolName === 'string') out.tool_name = e.toolName;
   return { kind: 'mapped', decisionId, decision: out };
 }
 

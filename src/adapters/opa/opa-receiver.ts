@@ -28,7 +28,8 @@ import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../../ports/logger.js';
 import type { IngestRecord, OperatorService } from '../../ports/operator-service.js';
 import { Mutex } from '../../core/mutex.js';
-import { mapEvent, UNMAPPED_REASONS, type OpaMapping, type UnmappedReason } from './opa-mapping.js';
+import { ScanMapping, UNMAPPED_REASONS, type OpaMapping, type UnmappedReason } from './opa-mapping.js';
+import { scanArray, type ScannedArray } from './opa-scan.js';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -106,8 +107,10 @@ export class OpaReceiver {
   private readonly seen: LRUCache<string, true>;
   private readonly mutex = new Mutex();
   private readonly events: Counter<'outcome'>;
+  private readonly scan: ScanMapping;
 
   constructor(private readonly o: OpaReceiverOptions) {
+    this.scan = new ScanMapping(o.mapping);
     this.maxDecompressedBytes = o.maxDecompressedBytes ?? DEFAULT_MAX_DECOMPRESSED_BYTES;
     this.seen = new LRUCache({ max: o.dedupSize ?? DEFAULT_DEDUP_SIZE });
     for (const id of o.seed ?? []) this.seen.set(id, true);
@@ -123,12 +126,20 @@ export class OpaReceiver {
     return this.seen.size;
   }
 
-  /** Map, de-duplicate and hand over one batch; resolves once the service has taken it (durably). */
-  accept(batch: readonly unknown[]): Promise<OpaAnswer> {
+  /**
+   * An upload's decompressed body (valid UTF-8), checked as a strict JSON document and read where the
+   * mapping reads (opa-scan.ts); null when it is not an array. Throws StrictJsonError when it is not strict JSON.
+   */
+  read(body: Buffer): ScannedArray | null {
+    return scanArray(body, this.scan.pointers);
+  }
+
+  /** Map, de-duplicate and hand over one batch (`read`); resolves once the service has taken it (durably). */
+  accept(batch: ScannedArray): Promise<OpaAnswer> {
     return this.mutex.run(() => this.acceptNow(batch));
   }
 
-  private async acceptNow(batch: readonly unknown[]): Promise<OpaAnswer> {
+  private async acceptNow(batch: ScannedArray): Promise<OpaAnswer> {
     const records: IngestRecord[] = [];
     /** per record: its event's index, id and, for an unmapped event, why */
     const meta: { index: number; id: string | null; unmapped?: { reason: UnmappedReason; message: string } }[] = [];
@@ -139,17 +150,17 @@ export class OpaReceiver {
     };
     let duplicates = 0;
     let ignored = 0;
-    batch.forEach((event, index) => {
-      const r = mapEvent(this.o.mapping, event);
+    for (let index = 0; index < batch.length; index++) {
+      const r = this.scan.map(batch, index);
       if (r.decisionId !== null && (this.seen.has(r.decisionId) || ids.has(r.decisionId))) {
         duplicates++;
         count('duplicate');
-        return;
+        continue;
       }
       if (r.kind === 'ignored_path') {
         ignored++;
         count('ignored_path');
-        return;
+        continue;
       }
       if (r.decisionId !== null) ids.add(r.decisionId);
       if (r.kind === 'mapped') {
@@ -158,12 +169,14 @@ export class OpaReceiver {
         meta.push({ index, id: r.decisionId });
         count('mapped');
       } else {
-        // not a decision (no decision_id, decision or occurred_at at the top): refused as schema_invalid, kept in the DLQ
-        records.push({ text: JSON.stringify({ opa_unmapped: { reason: r.reason, message: r.message }, opa_event: event }) });
-        meta.push({ index, id: r.decisionId, unmapped: { reason: r.reason, message: r.message } });
+        // not a decision (no decision_id, decision or occurred_at at the top): refused as schema_invalid,
+        // kept in the DLQ with the event as OPA sent it
+        const unmapped = { reason: r.reason, message: r.message };
+        records.push({ text: `{"opa_unmapped":${JSON.stringify(unmapped)},"opa_event":${batch.text(index)}}` });
+        meta.push({ index, id: r.decisionId, unmapped });
         count(r.reason);
       }
-    });
+    }
     const result = records.length === 0 ? { accepted: 0, invalid: 0, trips: 0, errors: [] } : await this.o.service.ingest(records);
     // durable from here on: a retry of this batch is a duplicate
     for (const id of ids) this.seen.set(id, true);
