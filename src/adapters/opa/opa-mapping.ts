@@ -78,7 +78,8 @@ export function resolveMapping(cfg: OpaConfig | undefined): OpaMapping {
 }
 
 export type MapOutcome =
-  | { readonly kind: 'mapped'; readonly decisionId: string; readonly decision: Record<string, string> }
+  /** `text`: the decision's JSON, as JSON.stringify writes it, when the reader made it on the way */
+  | { readonly kind: 'mapped'; readonly decisionId: string; readonly decision: Record<string, string>; readonly text?: string }
   | { readonly kind: 'ignored_path'; readonly decisionId: string | null }
   | { readonly kind: 'unmapped'; readonly decisionId: string | null; readonly reason: UnmappedReason; readonly message: string };
 
@@ -140,21 +141,35 @@ export class ScanMapping {
     this.hasField = m.resultField !== null;
   }
 
-  /** What event i of `upload` gives. */
+  /** What event i of `upload` gives; a decision with its JSON. */
   map(upload: ScannedArray, i: number): MapOutcome {
     if (!upload.isObject(i)) return NOT_AN_OBJECT;
-    const m = this.m;
-    return mapFields(m, {
+    return mapFields(this.m, {
       decisionId: upload.value(i, P_DECISION_ID), path: upload.value(i, P_PATH), identity: upload.value(i, P_IDENTITY),
       result: this.hasField && upload.isObjectAt(i, P_RESULT) ? upload.value(i, P_RESULT_FIELD) : upload.value(i, P_RESULT),
       timestamp: upload.value(i, P_TIMESTAMP),
       sessionId: upload.value(i, P_SESSION_ID), toolName: upload.value(i, P_TOOL_NAME),
-    });
+    }, (d) => decisionJson(d, upload, i));
   }
 }
 
-/** The mapping proper, for either reading of the event. */
-function mapFields(m: OpaMapping, e: EventFields): MapOutcome {
+/**
+ * JSON.stringify(d) for a decision mapFields made of event i, the same text written without it:
+ * JSON.stringify looks at every character of every value for one to escape (about 0.2 ms of an upload
+ * of 469 events), while the upload already says which values need it: one written there without an
+ * escape is its own JSON between quotes. The members in mapFields' order.
+ */
+function decisionJson(d: Record<string, string>, upload: ScannedArray, i: number): string {
+  const json = (p: number, v: string): string => (upload.escaped(i, p) ? JSON.stringify(v) : `"${v}"`);
+  let out = `{"decision_id":${json(P_DECISION_ID, d.decision_id!)},"agent_id":${json(P_IDENTITY, d.agent_id!)},"decision":"${d.decision!}","occurred_at":${json(P_TIMESTAMP, d.occurred_at!)}`;
+  if (d.policy_rule !== undefined) out += `,"policy_rule":${json(P_PATH, d.policy_rule)}`;
+  if (d.session_id !== undefined) out += `,"session_id":${json(P_SESSION_ID, d.session_id)}`;
+  if (d.tool_name !== undefined) out += `,"tool_name":${json(P_TOOL_NAME, d.tool_name)}`;
+  return `${out}}`;
+}
+
+/** The mapping proper, for either reading of the event; `json` writes a decision's JSON, when the reader can. */
+function mapFields(m: OpaMapping, e: EventFields, json?: (decision: Record<string, string>) => string): MapOutcome {
   const decisionId = typeof e.decisionId === 'string' && e.decisionId !== '' ? e.decisionId : null;
   const unmapped = (reason: UnmappedReason, message: string): MapOutcome => ({ kind: 'unmapped', decisionId, reason, message });
   if (m.paths !== null && !(typeof e.path === 'string' && m.paths.has(e.path))) return { kind: 'ignored_path', decisionId };
@@ -175,7 +190,7 @@ function mapFields(m: OpaMapping, e: EventFields): MapOutcome {
   if (typeof e.path === 'string') out.policy_rule = e.path;
   if (typeof e.sessionId === 'string') out.session_id = e.sessionId;
   if (typeof e.toolName === 'string') out.tool_name = e.toolName;
-  return { kind: 'mapped', decisionId, decision: out };
+  return json === undefined ? { kind: 'mapped', decisionId, decision: out } : { kind: 'mapped', decisionId, decision: out, text: json(out) };
 }
 
 function pointerText(path: readonly string[]): string {

@@ -165,7 +165,7 @@ export class OpaReceiver {
       if (r.decisionId !== null) ids.add(r.decisionId);
       if (r.kind === 'mapped') {
         // the service decodes the decision itself and keeps its text: nothing is parsed twice
-        records.push({ text: JSON.stringify(r.decision), value: r.decision });
+        records.push({ text: r.text ?? JSON.stringify(r.decision), value: r.decision });
         meta.push({ index, id: r.decisionId });
         count('mapped');
       } else {

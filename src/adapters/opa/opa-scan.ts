@@ -82,7 +82,7 @@ export class ScannedArray {
   constructor(
     private readonly body: Buffer,
     private readonly slots: Int32Array,
-    /** per element: its start and end, then the start and end of each slot's value (-1: absent) */
+    /** per element: its start and end, then the start and end of each slot's value (-1: absent; ~end: a string with an escape) */
     private readonly marks: Int32Array,
     private readonly stride: number,
     readonly length: number,
@@ -111,6 +111,16 @@ export class ScannedArray {
     return m !== -1 && this.marks[m]! !== -1 && this.body[this.marks[m]!] === 0x7b;
   }
 
+  /**
+   * Was the string at pointer p of element i written with an escape? When it was not, its value between
+   * quotes is its JSON (as JSON.stringify writes it): it holds no quote, backslash or control character,
+   * and no lone surrogate (the body is UTF-8).
+   */
+  escaped(i: number, p: number): boolean {
+    const m = this.at(i, p);
+    return m !== -1 && this.marks[m + 1]! < 0;
+  }
+
   /** The value at pointer p of element i, as `JSON.parse` gives it; undefined when there is none. */
   value(i: number, p: number): unknown {
     const m = this.at(i, p);
@@ -119,10 +129,7 @@ export class ScannedArray {
     const end = this.marks[m + 1]!;
     const b = this.body;
     switch (b[start]) {
-      case 0x22 /* " */: {
-        const s = b.toString('utf8', start + 1, end - 1);
-        return s.includes('\\') ? (JSON.parse(`"${s}"`) as string) : s;
-      }
+      case 0x22 /* " */: return end < 0 ? (JSON.parse(b.toString('utf8', start, ~end)) as string) : b.toString('utf8', start + 1, end - 1);
       case 0x74 /* t */: return true;
       case 0x66 /* f */: return false;
       case 0x6e /* n */: return null;
@@ -164,7 +171,7 @@ function walk(b: Buffer, pointers: PointerSet, maxDepth: number): ScannedArray |
   // a string that opens at or after the last quote is unterminated; one that opens before it stops there at the latest
   const last = b.lastIndexOf(0x22);
   const stride = 2 + 2 * pointers.size;
-  /** per element: its start and end, then the start and end of each slot's value (-1: absent) */
+  /** per element: its start and end, then the start and end of each slot's value (-1: absent; ~end: a string with an escape) */
   let marks: Int32Array = new Int32Array(stride * 64);
   let count = 0;
   /** per open container (0: the outermost): OBJECT or ARRAY */
@@ -241,12 +248,14 @@ function walk(b: Buffer, pointers: PointerSet, maxDepth: number): ScannedArray |
       }
       // empty: closed below
     } else {
+      let escaped = false;
       if (c === 0x22 /* " */) {
         if (i >= last) throw invalid('unterminated string');
         let j = i + 1;
         c = b[j]!;
         while (c !== 0x22 && c !== 0x5c && c >= 0x20) c = b[++j]!;
-        if (c !== 0x22) j = escapedStringEnd(b, j, last);
+        escaped = c !== 0x22;
+        if (escaped) j = escapedStringEnd(b, j, last);
         i = j + 1;
       } else if (c === 0x2d /* - */ || (c !== undefined && c >= 0x30 && c <= 0x39)) {
         i = numberEnd(b, i);
@@ -259,7 +268,8 @@ function walk(b: Buffer, pointers: PointerSet, maxDepth: number): ScannedArray |
       } else {
         throw unexpected(c, i);
       }
-      if (slot !== -1) marks[base + 3 + 2 * slot] = i;
+      // the end of a string with an escape is kept as ~end: its value is to be unescaped
+      if (slot !== -1) marks[base + 3 + 2 * slot] = escaped ? ~i : i;
       if (depth === 1 && isArray) marks[base + 1] = i;
       c = b[i];
       while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = b[++i];
