@@ -148,8 +148,8 @@ export function scanArray(body: Buffer, pointers: PointerSet, maxDepth = DEFAULT
     return walk(body, pointers, maxDepth);
   } catch (err) {
     if (!(err instanceof StrictJsonError)) throw err;
-    // the refusal a request gets is parseJsonStrict's (which refuses every text refused here), as
-    // before this pass: the first rule broken, with JSON.parse's words for a syntax error
+    // the refusal a request gets is parseJsonStrict's, which refuses every text refused here: the first
+    // rule the text breaks, in JSON.parse's words for a syntax error
     parseJsonStrict(body.toString('utf8'), { maxDepth });
     throw err;
   }
