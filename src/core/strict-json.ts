@@ -79,7 +79,7 @@ function checkJsonStructure(text: string, maxDepth: number): void {
 }
 
 /** Index of the quote that closes the string opening at `start` (escapes stepped over). */
-export function stringEnd(text: string, start: number): number {
+function stringEnd(text: string, start: number): number {
   for (let i = start + 1; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x5c /* \ */) i++;
