@@ -482,7 +482,7 @@ function decisionsWithTrips(n: number, identities: number, bad: number): { key: 
  * SIGKILLs it at a random moment soon after. Rounds stop once everything is committed. Returns the
  * records committed after each round.
  */
-async function killAtRandomMoments(cfg: string, topics: TestTopics, total: number): Promise<number[]> {
+async function killAtRandomMoments(cfg: string, topics: TestTopics, total: number, logs: string[] = []): Promise<number[]> {
   const group = `g-${topics.decisions}`;
   const progress: number[] = [];
   for (let round = 0; round < 4; round++) {
@@ -494,14 +494,19 @@ async function killAtRandomMoments(cfg: string, topics: TestTopics, total: numbe
     if (Date.now() >= deadline) process.stderr.write(`round ${round}: no progress in 45 s; processor log:\n${proc.log().slice(-8000)}\n`);
     await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 100)));
     await proc.stop('SIGKILL');
+    logs.push(proc.log());
     progress.push(await committedTotal(topics, group));
   }
   return progress;
 }
 
-/** Killed at random moments (killAtRandomMoments) with work committed before and left after the first kill, then run to the end. */
-async function runThroughKills(cfg: string, topics: TestTopics, total: number): Promise<void> {
-  const progress = await killAtRandomMoments(cfg, topics, total);
+/**
+ * Killed at random moments (killAtRandomMoments) with work committed before and left after the first
+ * kill, then run to the end. Returns each process's log, for the test to show when the outputs differ.
+ */
+async function runThroughKills(cfg: string, topics: TestTopics, total: number): Promise<string[]> {
+  const logs: string[] = [];
+  const progress = await killAtRandomMoments(cfg, topics, total, logs);
   expect(progress[0]!).toBeGreaterThan(0);
   expect(progress[0]!).toBeLessThan(total);
   const proc = await startProcessor(cfg);
@@ -512,7 +517,20 @@ async function runThroughKills(cfg: string, topics: TestTopics, total: number): 
     throw err;
   } finally {
     expect(await proc.stop()).toBe(0);
+    logs.push(proc.log());
   }
+  return logs;
+}
+
+/** What the processes logged about assignments and restores, and the kill events that differ from `expected`: shown when a crash test fails. */
+function explainDifference(written: readonly string[], expected: readonly string[], logs: readonly string[]): void {
+  const w = new Set(written);
+  const e = new Set(expected);
+  const missing = expected.filter((x) => !w.has(x));
+  const extra = written.filter((x) => !e.has(x));
+  if (missing.length === 0 && extra.length === 0 && written.length === expected.length) return;
+  const lines = logs.map((log, i) => `process ${i}:\n${log.split('\n').filter((l) => /partition assigned|restor|fenc|failed|error/i.test(l)).join('\n')}`);
+  process.stderr.write(`kill events missing: ${JSON.stringify(missing)}\nextra: ${JSON.stringify(extra)}\n${lines.join('\n')}\n`);
 }
 
 /** Three instances in one group; the second stops cleanly after the first half of `decisions`; every instance exits 0. */
@@ -546,8 +564,9 @@ describe('exactly once, on the real broker', () => {
     const expected = await replayOfTopic(dir, topics, writeIn(dir, 'replay.json', JSON.stringify(REPLAY_CONFIG)));
     expect(expected.length).toBeGreaterThanOrEqual(200);
 
-    await runThroughKills(cfg, topics, decisions.length);
+    const logs = await runThroughKills(cfg, topics, decisions.length);
     const written = (await readTopic(brokers, topics.kills, { until: (r) => r.length >= expected.length, timeoutMs: 20_000 })).map(parse);
+    explainDifference(written.map(comparable).map(String), expected, logs);
     expect(written.map(comparable).map(String).sort()).toEqual(expected);
     // and every addendum chain is continuous: sequence 1..n per partition, no gap, no duplicate
     const addenda = (await readTopic(brokers, topics.addenda, { until: (r) => r.length >= expected.length })).map(parse);
@@ -637,8 +656,9 @@ describe('exactly once with half the records misrouted (forwarded to their owner
     await produce(brokers, topics.decisions, decisions);
     const expected = await replayCountsOfTopic(dir, topics);
     expect(expected).toHaveLength(240);
-    await runThroughKills(cfg, topics, decisions.length);
+    const logs = await runThroughKills(cfg, topics, decisions.length);
     const written = (await readTopic(brokers, topics.kills, { until: (r) => r.length >= expected.length, timeoutMs: 20_000 })).map(parse);
+    explainDifference(written.map(tripCounts), expected, logs);
     expect(written.map(tripCounts).sort()).toEqual(expected);
     const addenda = await readTopic(brokers, topics.addenda, { until: (r) => r.length >= expected.length });
     expect(addenda).toHaveLength(expected.length);
