@@ -704,7 +704,11 @@ describe('the compose path, run on loopback against the test broker', () => {
     const good = 'spiffe://example.org/ns/prod/sa/good-agent';
     const bad = 'spiffe://example.org/ns/prod/sa/scraper-agent';
 
-    const first = await until('nginx answering', async () => session(good), nginxLog);
+    // 502 to 504 while an upstream (authz reading its ledger, the session manager) is not answering yet
+    const first = await until('nginx and its upstreams answering', async () => {
+      const r = await session(good);
+      return r.status >= 502 && r.status <= 504 ? undefined : r;
+    }, nginxLog);
     expect(first.status).toBe(201);
     expect(await first.json()).toMatchObject({ agent_id: good, path: '/sessions' });
 
