@@ -9,7 +9,7 @@
 import { DecisionClass, type DecisionClassifier } from './decision-class.js';
 import type { Decision } from './decision.js';
 import { type Evidence, type EvidenceSource, type KillSwitchSettings, MAX_ADDENDUM_SESSIONS } from './documents.js';
-import { LedgerFold, type FoldChange, type LedgerEntry } from './ledger-fold.js';
+import { LedgerFold, type FoldChange, type LedgerEntry, type LedgerLatch } from './ledger-fold.js';
 import { Governor } from './governor.js';
 import { formatRfc3339 } from './time.js';
 import { WindowStore, type WindowCounts } from './window-store.js';
@@ -110,6 +110,11 @@ export interface Trip {
   readonly held?: HeldReason;
   /** the rule that tripped, when it is not the main one */
   readonly rule?: RuleOverride;
+  /**
+   * An admitted trip's block as latched into the ledger fold before its kill event is written: where the
+   * event cannot be committed, `LedgerFold.retract` undoes it (docs/spec.md#11-kafka-mode).
+   */
+  readonly latch?: LedgerLatch;
 }
 
 export interface EvaluatorStats {
@@ -488,9 +493,10 @@ export class Evaluator {
       return { agentId, epoch, atMs: d.timeMs, evidence, sessionIds, stream: clock.name, held, ...ruled };
     }
     this.stats.trips++;
-    this.ledger.apply({ agent_id: agentId, epoch, action: 'block', at: formatRfc3339(d.timeMs), trigger: 'deny_rate' });
+    const entry: LedgerEntry = { agent_id: agentId, epoch, action: 'block', at: formatRfc3339(d.timeMs), trigger: 'deny_rate' };
+    const latch = this.ledger.latch(entry);
     this.store.setBlocked(slot, true);
-    return { agentId, epoch, atMs: d.timeMs, evidence, sessionIds, stream: clock.name, ...ruled };
+    return { agentId, epoch, atMs: d.timeMs, evidence, sessionIds, stream: clock.name, ...ruled, latch };
   }
 
   /** undefined: admit the trip; a reason: hold it; null: already held this minute, say nothing. */

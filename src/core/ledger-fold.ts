@@ -31,6 +31,12 @@ export interface IdentityState {
 
 export type FoldChange = 'blocked' | 'unblocked' | 'unchanged';
 
+/** A block latched into the fold ahead of its kill event's commit, and the state it replaced (LedgerFold.retract). */
+export interface LedgerLatch {
+  readonly entry: LedgerEntry;
+  readonly previous: IdentityState | undefined;
+}
+
 const rank = (a: KillAction): number => (a === 'unblock' ? 1 : 0);
 
 export class LedgerFold {
@@ -38,6 +44,8 @@ export class LedgerFold {
   private blockedCount = 0;
   private automaticCount = 0;
   private scopeCount = 0;
+  /** entries of blocks latched here whose kill events the ledger has not brought yet */
+  private readonly unconfirmed = new WeakSet<LedgerEntry>();
 
   /** Apply one kill event; returns how the identity's blocked state changed. */
   apply(entry: LedgerEntry): FoldChange {
@@ -45,17 +53,52 @@ export class LedgerFold {
     const cur = this.states.get(key);
     if (cur !== undefined) {
       const newer = entry.epoch > cur.epoch || (entry.epoch === cur.epoch && rank(entry.action) > rank(cur.entry.action));
-      if (!newer) return 'unchanged';
+      if (!newer) {
+        // the ledger's copy of a block latched here: it is written now
+        if (entry.epoch === cur.epoch && entry.action === cur.entry.action) this.unconfirmed.delete(cur.entry);
+        return 'unchanged';
+      }
     }
-    const blocked = entry.action === 'block';
-    this.states.set(key, { agentId: key, epoch: entry.epoch, blocked, entry });
-    if (entry.scope !== undefined) this.scopeCount += (blocked ? 1 : 0) - (cur?.blocked === true ? 1 : 0);
-    const automatic = (s: { blocked: boolean; entry: LedgerEntry } | undefined): number => (s?.blocked === true && s.entry.trigger === 'deny_rate' ? 1 : 0);
-    this.automaticCount += automatic({ blocked, entry }) - automatic(cur);
-    const was = cur?.blocked ?? false;
-    if (was === blocked) return 'unchanged';
-    this.blockedCount += blocked ? 1 : -1;
-    return blocked ? 'blocked' : 'unblocked';
+    return this.set(key, cur, { agentId: key, epoch: entry.epoch, blocked: entry.action === 'block', entry });
+  }
+
+  /**
+   * Apply a block decided here (a trip) ahead of its kill event being written: unconfirmed until the
+   * ledger brings an equal event. The latch can be retracted while it is unconfirmed.
+   */
+  latch(entry: LedgerEntry): LedgerLatch {
+    const latch = { entry, previous: this.states.get(ledgerKey(entry)) };
+    this.apply(entry);
+    this.unconfirmed.add(entry);
+    return latch;
+  }
+
+  /**
+   * Undo a latch whose kill event was never committed (its transaction was fenced or aborted): the
+   * identity's state goes back to the one before it. Only while the latch is the state and unconfirmed:
+   * once the ledger confirmed it (an equal event) or moved past it, the ledger's word stands. Returns
+   * how the blocked state changed.
+   */
+  retract(latch: LedgerLatch): FoldChange {
+    const key = ledgerKey(latch.entry);
+    const cur = this.states.get(key);
+    if (cur === undefined || cur.entry !== latch.entry || !this.unconfirmed.delete(latch.entry)) return 'unchanged';
+    return this.set(key, cur, latch.previous);
+  }
+
+  private set(key: string, cur: IdentityState | undefined, next: IdentityState | undefined): FoldChange {
+    if (next === undefined) this.states.delete(key);
+    else this.states.set(key, next);
+    const scope = (next ?? cur)?.entry.scope !== undefined;
+    const blocked = (s: IdentityState | undefined): number => (s?.blocked === true ? 1 : 0);
+    const automatic = (s: IdentityState | undefined): number => (s?.blocked === true && s.entry.trigger === 'deny_rate' ? 1 : 0);
+    if (scope) this.scopeCount += blocked(next) - blocked(cur);
+    this.automaticCount += automatic(next) - automatic(cur);
+    const was = blocked(cur);
+    const is = blocked(next);
+    if (was === is) return 'unchanged';
+    this.blockedCount += is - was;
+    return is === 1 ? 'blocked' : 'unblocked';
   }
 
   get(agentId: string): IdentityState | undefined {

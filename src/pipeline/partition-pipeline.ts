@@ -16,7 +16,7 @@ import { DecisionClass } from '../core/decision-class.js';
 import type { Decision } from '../core/decision.js';
 import { DEFAULT_MAX_FUTURE_SKEW_MS, Evaluator, type StreamClock, type Trip, type TripRuleConfig } from '../core/evaluator.js';
 import type { Governor } from '../core/governor.js';
-import type { LedgerFold } from '../core/ledger-fold.js';
+import type { LedgerFold, LedgerLatch } from '../core/ledger-fold.js';
 import { futureTimestampError } from '../core/time.js';
 import type { Forwarded, ForwardedRecord, InputRecord, OutputRecord, PartitionRouting } from '../ports/partition-records.js';
 import type { Signer } from '../ports/signer.js';
@@ -61,10 +61,12 @@ export interface BatchRecords {
   readonly classes: number[];
   /** the last live offset of the batch (-1: none) */
   last: number;
+  /** the blocks its trips latched into the ledger fold: retracted if the batch is not committed */
+  readonly latches: LedgerLatch[];
 }
 
 export function batchRecords(): BatchRecords {
-  return { kills: [], addenda: [], dlq: [], shadows: [], held: [], forwarded: [], forwardedDecisions: 0, classes: [0, 0, 0, 0], last: -1 };
+  return { kills: [], addenda: [], dlq: [], shadows: [], held: [], forwarded: [], forwardedDecisions: 0, classes: [0, 0, 0, 0], last: -1, latches: [] };
 }
 
 /** Decisions of a batch from `start` to `end` that go to one stream, all restored or all live. */
@@ -193,6 +195,7 @@ export class PartitionPipeline {
         out.kills.push({ key: trip.agentId, value: canonicalJson(t.killEvent) });
         // the chain of owner partition p, whichever stream the tripping decision came from
         out.addenda.push({ key: trip.agentId, value: canonicalJson(t.addendum), partition: p });
+        if (trip.latch !== undefined) out.latches.push(trip.latch);
       }
     };
     const stats = this.evaluator.stats;

@@ -468,7 +468,10 @@ export class KafkaProcessor {
   /** One batch's outputs and its input offsets in one transaction of the partition's committer. */
   private async commit(p: number, st: PartitionState, out: BatchOutput): Promise<void> {
     // dropped meanwhile (fenced, revoked, or the processor failed): nothing of the batch may be committed
-    if (this.partitionsState.get(p) !== st) return;
+    if (this.partitionsState.get(p) !== st) {
+      this.retract(p, out.records);
+      return;
+    }
     const { topics, metrics } = this.o;
     const r = out.records;
     try {
@@ -482,12 +485,18 @@ export class KafkaProcessor {
         streamTime: out.streamTime,
       });
     } catch (err) {
-      if (this.partitionsState.get(p) !== st) return; // revoked while committing: the new owner restores from what is committed
+      if (this.partitionsState.get(p) !== st) {
+        // revoked while committing: the new owner restores from what is committed
+        this.retract(p, out.records);
+        return;
+      }
       if (isFenced(err)) {
         // The partition has a new owner, which fenced us: nothing of this batch was committed, and the
-        // new owner restores it. Forget the partition here.
+        // new owner restores it. Forget the partition here (the batches queued behind this one are
+        // dropped, and retract their latches, as they come).
         this.o.log.info({ partition: p }, 'partition taken over by another instance (fenced); dropping it');
         this.forget(p, st);
+        this.retract(p, out.records);
         await st.committer.disconnect().catch(() => undefined);
         return;
       }
@@ -495,6 +504,7 @@ export class KafkaProcessor {
       // not committed: the only safe state is the committed one, which a restart restores. Stop consuming
       // and let the process exit (throwing here would make kafkajs restart the consumer on a state it cannot trust).
       this.partitionsState.clear();
+      this.retract(p, r);
       this.fail(err);
       return;
     }
@@ -510,6 +520,22 @@ export class KafkaProcessor {
       this.o.log.warn({ partition: p, evicted, last: evaluator.lastLiveEvicted }, 'tracked-identity cap reached: live windows evicted (raise limits.max_tracked_identities)');
     }
     metrics.blocked.set(this.fold.blocked);
+  }
+
+  /**
+   * A batch evaluated but not committed: the blocks its trips latched into the fold (the instance's view
+   * of the ledger, shared by its partitions) go. Left in place, they would stand for kill events that
+   * were never written: when the partition came back to this instance, its restore would re-read the
+   * tripping decisions as live and not trip again (docs/spec.md#11-kafka-mode). A latch the ledger
+   * already confirmed stays; one whose kill event is committed but not yet read comes back when the
+   * ledger follower reads it, and an assignment reads the ledger to its end before restoring.
+   */
+  private retract(p: number, r: BatchRecords): void {
+    for (const latch of r.latches) {
+      if (this.fold.retract(latch) === 'unchanged') continue;
+      this.o.log.info({ partition: p, agent_id: latch.entry.agent_id, epoch: latch.entry.epoch }, 'trip not committed (partition dropped): its block is withdrawn until a kill event is');
+    }
+    this.o.metrics.blocked.set(this.fold.blocked);
   }
 
   private reportHeld(h: ShadowEvent): void {

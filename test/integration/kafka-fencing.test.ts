@@ -2,10 +2,13 @@
  * Fencing on the real broker: a new owner of a transactional id must stop the old one from committing
  * before it reads what the old one committed (committed offsets, chain tips, the ledger). kafkajs
  * registers a transactional id only at the first `transaction()`, so `connectFenced` does that at once.
+ * And a processor fenced with trips it could not commit must not keep them as blocks.
  */
 import { describe, expect, inject, it } from 'vitest';
 import { connectFenced, isFenced } from '../../src/adapters/kafka/transactional-committer.js';
-import { createTopic, kafkaClient, readTopic } from '../helpers/kafka.js';
+import { coPartitionedAssigner } from '../../src/adapters/kafka/repartition.js';
+import { decision, tempDir } from '../helpers/cli.js';
+import { createTopic, drainedOn, freshTopics, kafkaClient, kafkaConfig, produce, readTopic, startProcessor } from '../helpers/kafka.js';
 import { randomUUID } from 'node:crypto';
 
 describe('connectFenced', () => {
@@ -44,3 +47,60 @@ describe('connectFenced', () => {
     }
   }, 60_000);
 });
+
+describe('a processor fenced with trips it latched but could not commit', () => {
+  const brokers = inject('kafkaBrokers');
+
+  it('trips them again when the partition comes back to it: an uncommitted latch never stands for a kill event', async () => {
+    // Fenced between evaluating a batch and committing it, the processor drops the partition; its trips
+    // of that batch were never written. When the group gives the partition back (here to the same
+    // process, after another member came and went), the restore re-reads those decisions as live and
+    // must trip again: the instance's view of who is blocked may hold only what the ledger holds.
+    const dir = tempDir('kafka-fenced-latch-');
+    const topics = freshTopics('fenced');
+    const group = `g-${topics.decisions}`;
+    const repartition = `${topics.decisions}.repartition`;
+    const proc = await startProcessor(kafkaConfig(dir, brokers, topics, { partitions: 1 }));
+    const kafka = kafkaClient(brokers);
+    const A = 'spiffe://example.org/agent/fenced-a';
+    const B = 'spiffe://example.org/agent/fenced-b';
+    const zombieFence = kafka.producer({ transactionalId: `${group}.${topics.decisions}.0`, idempotent: true, maxInFlightRequests: 1 });
+    const visitor = kafka.consumer({ groupId: group, partitionAssigners: [coPartitionedAssigner(topics.decisions, repartition)], sessionTimeout: 6000 });
+    try {
+      // live on partition 0: one decision processed and committed
+      await produce(brokers, topics.decisions, [{ key: B, value: decision(B, 'allow', 0) }]);
+      await drainedOn(brokers, topics, group);
+      // another producer takes the partition's transactional id: the processor's next commit is fenced
+      await connectFenced(zombieFence);
+      await produce(brokers, topics.decisions, Array.from({ length: 10 }, (_, i) => ({ key: A, value: decision(A, 'deny', 1 + i) })));
+      await waitFor(() => proc.log().includes('taken over by another instance (fenced)'), 30_000, () => proc.log());
+      expect(await readTopic(brokers, topics.kills, { timeoutMs: 1000 })).toHaveLength(0);
+      await zombieFence.disconnect();
+      // a member joins and leaves: two rebalances, and partition 0 ends with the processor again
+      let joined = false;
+      visitor.on(visitor.events.GROUP_JOIN, () => {
+        joined = true;
+      });
+      await visitor.connect();
+      await visitor.subscribe({ topics: [topics.decisions, repartition] });
+      await visitor.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: () => Promise.resolve() });
+      await waitFor(() => joined, 30_000, () => 'the visiting member never joined the group');
+      await visitor.disconnect();
+      const kills = await readTopic(brokers, topics.kills, { until: (r) => r.length >= 1, timeoutMs: 30_000 });
+      expect(kills.map((k) => k.key)).toEqual([A]);
+      await drainedOn(brokers, topics, group);
+      expect(await readTopic(brokers, topics.kills, { timeoutMs: 1000 })).toHaveLength(1);
+    } finally {
+      await Promise.all([zombieFence.disconnect(), visitor.disconnect()]);
+      await proc.stop();
+    }
+  }, 120_000);
+});
+
+async function waitFor(done: () => boolean, ms: number, what: () => string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

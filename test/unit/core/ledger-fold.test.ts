@@ -199,3 +199,41 @@ describe('LedgerFold: scopes', () => {
     expect(f.blockedScopes).toBe(0);
   });
 });
+
+describe('LedgerFold: latches ahead of the ledger (docs/spec.md#11-kafka-mode)', () => {
+  it('a retracted latch leaves the state as it was before it, counts included', () => {
+    const f = new LedgerFold();
+    f.apply(ev(X, 1, 'block'));
+    f.apply(ev(X, 1, 'unblock'));
+    const before = f.get(X);
+    const latch = f.latch(ev(X, 2, 'block'));
+    expect(f.isBlocked(X)).toBe(true);
+    expect(f.automaticallyBlocked).toBe(1);
+    expect(f.retract(latch)).toBe('unblocked');
+    expect(f.get(X)).toBe(before);
+    expect(f.blocked).toBe(0);
+    expect(f.automaticallyBlocked).toBe(0);
+    expect(f.nextEpoch(X)).toBe(2);
+    // a first block of an identity never seen goes back to nothing
+    const y = f.latch(ev(Y, 1, 'block'));
+    expect(f.retract(y)).toBe('unblocked');
+    expect(f.get(Y)).toBeUndefined();
+    expect(f.retract(y)).toBe('unchanged');
+  });
+
+  it('a latch the ledger confirmed, or moved past, is not retracted', () => {
+    const f = new LedgerFold();
+    const confirmed = f.latch(ev(X, 1, 'block'));
+    // its kill event read back from the ledger (another copy of an equal event)
+    expect(f.apply(ev(X, 1, 'block'))).toBe('unchanged');
+    expect(f.retract(confirmed)).toBe('unchanged');
+    expect(f.isBlocked(X)).toBe(true);
+
+    const superseded = f.latch(ev(Y, 1, 'block'));
+    f.apply(ev(Y, 1, 'unblock'));
+    f.apply(ev(Y, 2, 'block'));
+    expect(f.retract(superseded)).toBe('unchanged');
+    expect(f.get(Y)?.epoch).toBe(2);
+    expect(f.blocked).toBe(2);
+  });
+});
