@@ -18,7 +18,7 @@ import { DEFAULT_MAX_FUTURE_SKEW_MS, Evaluator, type StreamClock, type Trip, typ
 import type { Governor } from '../core/governor.js';
 import type { LedgerFold, LedgerLatch } from '../core/ledger-fold.js';
 import { futureTimestampError } from '../core/time.js';
-import type { Forwarded, ForwardedRecord, InputRecord, OutputRecord, PartitionRouting } from '../ports/partition-records.js';
+import type { Forwarded, ForwardedFrom, ForwardedRecord, InputRecord, OutputRecord, PartitionRouting } from '../ports/partition-records.js';
 import type { Signer } from '../ports/signer.js';
 import type { DecodeResult } from '../adapters/serde/decision-decoder.js';
 import { ReusableDecision } from '../adapters/serde/fast-decision.js';
@@ -268,7 +268,7 @@ export class PartitionPipeline {
           decided.add(timeOnly(t), offset);
           if (restore) restoring++;
           // a late one is dropped here as its owner would drop it (counted late by the evaluator)
-          else if (!late) forwarded.push({ record: m, owner, offset, streamTime });
+          else if (!late) forwarded.push({ record: m, decision: d, owner, offset, streamTime });
           continue;
         }
       }
@@ -290,7 +290,8 @@ export class PartitionPipeline {
    * Decode a batch of repartition partition p: decisions other partitions read and forwarded to this
    * owner. Each is evaluated in the stream of the decisions partition it was read from, after that
    * stream's time is moved to the time it carries. Bad records were sent to the DLQ where they were
-   * read; one found bad here (a registry that changed its mind) goes to the DLQ from here.
+   * read; a record forwarded by an older version (decoded again here) found bad here (a registry that
+   * changed its mind) goes to the DLQ from here.
    */
   private decodeForwarded(b: PartitionBatch, decided: BatchDecisions, runs: Run[], out: BatchRecords): boolean | Promise<boolean> {
     const { messages, upTo, liveFrom } = b;
@@ -308,24 +309,29 @@ export class PartitionPipeline {
     const step = (k: number): boolean | Promise<boolean> => {
       for (; k < entries.length; k++) {
         const { f, restore } = entries[k]!;
-        const into = decided.next();
-        const decoded = decoder.decodeInto(f.record.value, f.record.key, into);
+        // decoded at its source (this version's format), or the record as read there (an older version's)
+        if (f.record === undefined) {
+          take(f.decision, f.from, restore);
+          continue;
+        }
+        const record = f.record;
+        const decoded = decoder.decodeInto(record.value, record.key, decided.next());
         if (decoded instanceof Promise) {
           const at = k;
           return decoded.then((r) => {
             if (b.isStale()) return false;
-            take(r, f, restore);
+            take(decodedDecision(r, f.from, record, restore), f.from, restore);
             return step(at + 1);
           });
         }
-        take(decoded, f, restore);
+        take(decodedDecision(decoded, f.from, record, restore), f.from, restore);
       }
       return true;
     };
-    const take = (r: DecodeResult | ReusableDecision, f: ForwardedRecord, restore: boolean): void => {
-      const { from } = f;
-      // a bad one is reported where it was produced, as if it had been found bad there
-      const d = r instanceof ReusableDecision ? r : r.ok ? r.decision : badRecord(routing, r, restore, out, f.record, { partition: from.partition });
+    // a bad one is reported where it was produced, as if it had been found bad there
+    const decodedDecision = (r: DecodeResult | ReusableDecision, from: ForwardedFrom, record: InputRecord, restore: boolean): Decision | null =>
+      r instanceof ReusableDecision ? r : r.ok ? r.decision : badRecord(routing, r, restore, out, record, { partition: from.partition });
+    const take = (d: Decision | null, from: ForwardedFrom, restore: boolean): void => {
       if (d === null) return;
       // The future check was made where the record was read, against the same timestamp.
       const clock = this.sourceClock(from.partition, b.now);

@@ -4,6 +4,7 @@
  * identity's owner partition (docs/spec.md#11-kafka-mode). Kafka mode provides them
  * (src/adapters/kafka/repartition.ts, KafkaRouting).
  */
+import type { Decision } from '../core/decision.js';
 
 export type RecordHeaders = { [key: string]: Buffer | string | (Buffer | string)[] | undefined };
 
@@ -38,6 +39,8 @@ export interface ForwardedFrom {
 /** A decision read on one partition and forwarded to its owner's. */
 export interface Forwarded {
   readonly record: InputRecord;
+  /** the record decoded (valid, not refused as future): what is forwarded */
+  readonly decision: Decision;
   readonly owner: number;
   /** its offset in the partition it was read on */
   readonly offset: number;
@@ -45,11 +48,13 @@ export interface Forwarded {
   readonly streamTime: number;
 }
 
-/** A forwarded decision as its owner reads it: the record as it was read at its source, and where. */
-export interface ForwardedRecord {
-  readonly record: InputRecord;
-  readonly from: ForwardedFrom;
-}
+/**
+ * A forwarded decision as its owner reads it, and where it was read: the decision as its source decoded
+ * it, or (forwarded by an older version) the record as it was read there, to decode again.
+ */
+export type ForwardedRecord =
+  | { readonly decision: Decision; readonly record?: undefined; readonly from: ForwardedFrom }
+  | { readonly record: InputRecord; readonly decision?: undefined; readonly from: ForwardedFrom };
 
 export interface PartitionRouting {
   /** the input the decisions are produced to: evidence and addenda chains are named after it */

@@ -11,6 +11,9 @@ import { brotliCompressSync, brotliDecompressSync, constants as zlib } from 'nod
 import kafkajs from 'kafkajs';
 import type { PartitionAssigner } from 'kafkajs';
 import type { Forwarded, ForwardedRecord, InputRecord, OutputRecord, PartitionRouting, RecordHeaders } from '../../ports/partition-records.js';
+import { DecisionClass } from '../../core/decision-class.js';
+import type { Decision } from '../../core/decision.js';
+import { spiffeIdError } from '../../core/spiffe-id.js';
 import { dlqRecord } from './dlq.js';
 
 // kafkajs is CommonJS; AssignerProtocol is not among its ESM named exports.
@@ -102,10 +105,10 @@ class OwnerCache {
  * A record of the repartition topic carries the decisions one input batch of decisions partition q
  * forwards to one owner (docs/spec.md#11-kafka-mode): one record for many decisions, since encoding a
  * Kafka record with its headers costs kafkajs about as much CPU as evaluating a decision a dozen
- * times. Its headers say which deployment forwarded it from where; its value holds, per decision, the
- * original key and value bytes, its offset and timestamp in q, and the stream time of q after it,
- * which its owner judges it against, so its lateness and the window's evaluation time are those of its
- * source stream, as `killswitch replay` of q's records computes them.
+ * times. Its headers say which deployment forwarded it from where; its value holds, per decision, what
+ * its owner evaluates (the decision as decoded at q), its offset and timestamp in q, and the stream time
+ * of q after it, which its owner judges it against, so its lateness and the window's evaluation time are
+ * those of its source stream, as `killswitch replay` of q's records computes them.
  */
 export const FORWARD_HEADERS = {
   /** the value's layout: FORWARD_FORMAT */
@@ -117,26 +120,33 @@ export const FORWARD_HEADERS = {
 } as const;
 
 /**
- * The entries: one after another, each [key length u32][key][value length u32][value][offset
- * f64][timestamp f64][stream time f64], little-endian; a length of 0xffffffff is a null key or value.
- * Format `v1` is the entries as they are; `v2` (what this version writes) is the entries compressed with
- * Brotli at quality 1. A forwarded decision is produced to the broker a second time and fetched back,
- * and kafkajs's producer spends about 10 ns of CPU per byte (copies, zero-filled buffers, a CRC-32C in
- * JavaScript): the entries of JSON decisions compress about 4.5 to 1 at some 600 MB/s, so compressing
- * costs less than the bytes it saves (benchmarks/README.md, Kafka pipeline, all forwarded).
+ * Format `v3` (what this version writes): Brotli (quality 1) of entries one after another, each, in
+ * little-endian: [offset f64][timestamp f64][stream time f64][event time f64][class u8], then the
+ * decision id, the agent id and the session id, each [UTF-8 length u32][bytes] (0xffffffff: no session
+ * id). The decision travels decoded: its owner neither parses it again nor asks the registry, and the
+ * entry is about a third of the record it came from. A forwarded decision is produced to the broker a
+ * second time and fetched back, and kafkajs's producer spends about 10 ns of CPU per byte (copies,
+ * zero-filled buffers, a CRC-32C in JavaScript): compressing costs less than the bytes it saves
+ * (benchmarks/README.md, Kafka pipeline, all forwarded).
+ *
+ * Read, not written (records an older version left on the topic): `v2` and `v1`, the entries [key
+ * length u32][key][value length u32][value][offset f64][timestamp f64][stream time f64] (0xffffffff: a
+ * null key or value), Brotli-compressed (`v2`) or as they are (`v1`), whose records are decoded again.
  */
-export const FORWARD_FORMAT = 'v2';
-const FORMAT_PLAIN = 'v1';
+export const FORWARD_FORMAT = 'v3';
+const FORMAT_RECORDS = 'v2';
+const FORMAT_RECORDS_PLAIN = 'v1';
 const NULL_LENGTH = 0xffffffff;
-const ENTRY_FIXED = 4 + 4 + 8 * 3;
+const DECISION_ENTRY_FIXED = 8 * 4 + 1 + 4 * 3;
 /** Entries per repartition record at most, before compression (one entry may exceed it alone). */
 const MAX_FORWARD_BYTES = 256 * 1024;
 /**
- * What a `v2` value may inflate to at most: more than any record this version writes (256 KiB, or one
+ * What a value may inflate to at most: more than any record this version writes (256 KiB, or one
  * entry of a value up to the broker's message size), so only a damaged or foreign value reaches it.
  */
 const MAX_INFLATED_BYTES = 8 << 20;
 const BROTLI_PARAMS = { params: { [zlib.BROTLI_PARAM_QUALITY]: 1, [zlib.BROTLI_PARAM_MODE]: zlib.BROTLI_MODE_GENERIC } };
+const MAX_CLASS = DecisionClass.AdvisoryDeny;
 
 function header(headers: RecordHeaders | undefined, name: string): string | undefined {
   const v = headers?.[name];
@@ -193,18 +203,65 @@ export class KafkaRouting implements PartitionRouting {
   }
 
   /**
-   * The decisions a record of the repartition topic carries, each as the record it was read as at its
-   * source, with where it was read; null when this deployment did not forward it (another consumer group
-   * sharing the topic, a record produced there by hand) or its value is not in FORWARD_FORMAT.
+   * The decisions a record of the repartition topic carries, with where each was read; null when this
+   * deployment did not forward it (another consumer group sharing the topic, a record produced there by
+   * hand) or its value is not whole entries of a known format.
    */
   unpack(m: InputRecord): ForwardedRecord[] | null {
     const partition = Number(header(m.headers, FORWARD_HEADERS.partition));
     if (header(m.headers, FORWARD_HEADERS.group) !== this.o.groupId || !Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions) return null;
     const format = header(m.headers, FORWARD_HEADERS.format);
     if (format === undefined) return this.unpackOne(m, partition);
-    if ((format !== FORWARD_FORMAT && format !== FORMAT_PLAIN) || m.value === null) return null;
-    const v = format === FORMAT_PLAIN ? m.value : inflate(m.value);
-    if (v === null) return null;
+    if (m.value === null) return null;
+    if (format === FORWARD_FORMAT) {
+      const v = inflate(m.value);
+      return v === null ? null : this.decisionEntries(v, partition);
+    }
+    if (format !== FORMAT_RECORDS && format !== FORMAT_RECORDS_PLAIN) return null;
+    const v = format === FORMAT_RECORDS_PLAIN ? m.value : inflate(m.value);
+    return v === null ? null : this.recordEntries(v, partition);
+  }
+
+  deadLetter(m: InputRecord, at: { readonly partition: number; readonly offset?: string }, reason: string, message: string): OutputRecord {
+    return dlqRecord(m, { topic: this.o.decisionsTopic, ...at }, reason, message);
+  }
+
+  /** `v3` entries; null at the first that is not whole or not a decision its source could have forwarded. */
+  private decisionEntries(v: Buffer, partition: number): ForwardedRecord[] | null {
+    const out: ForwardedRecord[] = [];
+    let at = 0;
+    const text = (optional: boolean): string | null | undefined => {
+      if (at + 4 > v.length) return undefined;
+      const n = v.readUInt32LE(at);
+      at += 4;
+      if (n === NULL_LENGTH) return optional ? null : undefined;
+      if (at + n > v.length) return undefined;
+      at += n;
+      return v.toString('utf8', at - n, at);
+    };
+    while (at < v.length) {
+      if (at + 33 > v.length) return null;
+      const offset = v.readDoubleLE(at);
+      const timestamp = v.readDoubleLE(at + 8);
+      const streamTime = v.readDoubleLE(at + 16);
+      const timeMs = v.readDoubleLE(at + 24);
+      const cls = v[at + 32]! as DecisionClass;
+      at += 33;
+      const decisionId = text(false);
+      const agentId = decisionId === undefined ? undefined : text(false);
+      const sessionId = agentId === undefined ? undefined : text(true);
+      if (sessionId === undefined || decisionId == null || agentId == null) return null;
+      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isFinite(timestamp) || !Number.isFinite(streamTime) || !Number.isFinite(timeMs)) return null;
+      // what the source's decoder let through: a valid SPIFFE ID (so its canonical spelling), an id of 1..128 characters, a known class
+      if (cls > MAX_CLASS || decisionId.length < 1 || decisionId.length > 128 || spiffeIdError(agentId) !== null) return null;
+      const decision: Decision = { decisionId, agentId, cls, timeMs, sessionId: sessionId ?? undefined };
+      out.push({ decision, from: { group: this.o.groupId, partition, offset, streamTime } });
+    }
+    return out;
+  }
+
+  /** `v1` and `v2` entries (the records as read at their source); null at the first that is not whole. */
+  private recordEntries(v: Buffer, partition: number): ForwardedRecord[] | null {
     const out: ForwardedRecord[] = [];
     let at = 0;
     const bytes = (): Buffer | null | undefined => {
@@ -230,13 +287,9 @@ export class KafkaRouting implements PartitionRouting {
     return out;
   }
 
-  deadLetter(m: InputRecord, at: { readonly partition: number; readonly offset?: string }, reason: string, message: string): OutputRecord {
-    return dlqRecord(m, { topic: this.o.decisionsTopic, ...at }, reason, message);
-  }
-
   /**
-   * A record forwarded by the version before FORWARD_FORMAT (one decision per record, its source in
-   * the headers `killswitch.source.offset` and `killswitch.source.stream_time_ms`), still on the topic
+   * A record forwarded by the version before formats (one decision per record, its source in the
+   * headers `killswitch.source.offset` and `killswitch.source.stream_time_ms`), still on the topic
    * after an upgrade: evaluated as it was meant to be, not skipped.
    */
   private unpackOne(m: InputRecord, partition: number): ForwardedRecord[] | null {
@@ -247,7 +300,7 @@ export class KafkaRouting implements PartitionRouting {
   }
 }
 
-/** A `v2` value's entries; null when it is not Brotli or inflates to more than MAX_INFLATED_BYTES. */
+/** A compressed value's entries; null when it is not Brotli or inflates to more than MAX_INFLATED_BYTES. */
 function inflate(value: Buffer): Buffer | null {
   try {
     return brotliDecompressSync(value, { maxOutputLength: MAX_INFLATED_BYTES });
@@ -256,32 +309,41 @@ function inflate(value: Buffer): Buffer | null {
   }
 }
 
-const entryBytes = (f: Forwarded): number => ENTRY_FIXED + (f.record.key?.length ?? 0) + (f.record.value?.length ?? 0);
+/** At most the bytes of f's entry (UTF-8 takes at most 3 bytes per UTF-16 unit). */
+const entryBytes = (f: Forwarded): number => {
+  const d = f.decision;
+  return DECISION_ENTRY_FIXED + 3 * (d.decisionId.length + (d.agentId?.length ?? 0) + (d.sessionId?.length ?? 0));
+};
 
 /** One repartition record for list[start, end) to `owner`, stamped with their earliest timestamp (a restore finds records by it). */
 function packed(list: readonly Forwarded[], start: number, end: number, size: number, owner: number, headers: RecordHeaders): OutputRecord {
   const buf = Buffer.allocUnsafe(size);
   let at = 0;
   let earliest = Infinity;
-  const put = (b: Buffer | null): void => {
-    if (b === null) {
+  const put = (s: string | undefined): void => {
+    if (s === undefined) {
       at = buf.writeUInt32LE(NULL_LENGTH, at);
     } else {
-      at = buf.writeUInt32LE(b.length, at);
-      at += b.copy(buf, at);
+      const n = buf.write(s, at + 4, 'utf8');
+      buf.writeUInt32LE(n, at);
+      at += 4 + n;
     }
   };
   for (let i = start; i < end; i++) {
     const f = list[i]!;
+    const d = f.decision;
     const ts = Number(f.record.timestamp);
     if (ts < earliest) earliest = ts;
-    put(f.record.key);
-    put(f.record.value);
     at = buf.writeDoubleLE(f.offset, at);
     at = buf.writeDoubleLE(ts, at);
     at = buf.writeDoubleLE(f.streamTime, at);
+    at = buf.writeDoubleLE(d.timeMs, at);
+    at = buf.writeUInt8(d.cls, at);
+    put(d.decisionId);
+    put(d.agentId!);
+    put(d.sessionId);
   }
-  return { key: null, value: brotliCompressSync(buf, BROTLI_PARAMS), partition: owner, timestamp: String(earliest), headers };
+  return { key: null, value: brotliCompressSync(buf.subarray(0, at), BROTLI_PARAMS), partition: owner, timestamp: String(earliest), headers };
 }
 
 export const CO_PARTITIONED_ASSIGNER = 'KillswitchCoPartitioned';

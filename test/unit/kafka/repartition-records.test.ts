@@ -1,6 +1,6 @@
 /**
  * The records of the repartition topic (docs/spec.md#11-kafka-mode): what one batch forwards is packed
- * per owner, and the owner unpacks exactly the records that were read at the source, with where they
+ * per owner, and the owner unpacks exactly the decisions that were decoded at the source, with where they
  * were read; records it did not forward are not its to evaluate. And the committer's size groups count
  * every byte a record takes, so no send can exceed the broker's message size.
  */
@@ -8,6 +8,8 @@ import { brotliCompressSync, brotliDecompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { KafkaRouting, ownerPartition } from '../../../src/adapters/kafka/repartition.js';
 import { bySize } from '../../../src/adapters/kafka/transactional-committer.js';
+import { DecisionClass } from '../../../src/core/decision-class.js';
+import type { Decision } from '../../../src/core/decision.js';
 import type { Forwarded, InputRecord, OutputRecord } from '../../../src/ports/partition-records.js';
 
 const routing = new KafkaRouting({ decisionsTopic: 'decisions', partitions: 6, groupId: 'g' });
@@ -16,33 +18,65 @@ function read(o: OutputRecord, offset: number): InputRecord {
   return { key: o.key as Buffer | null, value: o.value as Buffer, timestamp: o.timestamp!, offset: String(offset), headers: o.headers! };
 }
 
-function forwarded(n: number, valueBytes = 200): Forwarded[] {
+const CLASSES = [DecisionClass.Ignored, DecisionClass.Call, DecisionClass.Deny, DecisionClass.AdvisoryDeny];
+
+function forwarded(n: number, padBytes = 200): Forwarded[] {
   return Array.from({ length: n }, (_, i) => {
     const agent = `spiffe://example.org/agent-${i % 40}`;
     const owner = ownerPartition(agent, 6);
+    const decision: Decision = {
+      decisionId: `dec-${i}-${'x'.repeat(i % 90)}`, agentId: agent, cls: CLASSES[i % 4]!, timeMs: 1_789_999_999_000 + i * 7,
+      // a session id sometimes, sometimes not ASCII, sometimes long
+      sessionId: i % 3 === 0 ? undefined : i % 3 === 1 ? `sess-${i % 5}-é☃` : 's'.repeat(padBytes),
+    };
     return {
-      record: { key: i % 7 === 0 ? null : Buffer.from(agent), value: Buffer.from(JSON.stringify({ agent_id: agent, pad: 'x'.repeat(valueBytes) })), timestamp: String(1_790_000_000_000 + i), offset: String(100 + i) },
-      owner, offset: 100 + i, streamTime: 1_790_000_000_000 + i - (i % 3),
+      record: { key: i % 7 === 0 ? null : Buffer.from(agent), value: Buffer.from(JSON.stringify({ agent_id: agent, pad: 'x'.repeat(padBytes) })), timestamp: String(1_790_000_000_000 + i), offset: String(100 + i) },
+      decision, owner, offset: 100 + i, streamTime: 1_790_000_000_000 + i - (i % 3),
     };
   });
 }
 
+/** What a decision is to its evaluator. */
+const fields = (d: Decision): Record<string, unknown> => ({ decisionId: d.decisionId, agentId: d.agentId, cls: d.cls, timeMs: d.timeMs, sessionId: d.sessionId });
+
+/** The entries of the layout the version before wrote (docs/spec.md#11-kafka-mode, `v1`), written by hand. */
+function recordEntries(list: readonly Forwarded[]): Buffer {
+  const parts: Buffer[] = [];
+  const u32 = (n: number): Buffer => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(n);
+    return b;
+  };
+  for (const f of list) {
+    const { key, value } = f.record;
+    parts.push(key === null ? u32(0xffffffff) : Buffer.concat([u32(key.length), key]), value === null ? u32(0xffffffff) : Buffer.concat([u32(value.length), value]));
+    const tail = Buffer.alloc(24);
+    tail.writeDoubleLE(f.offset, 0);
+    tail.writeDoubleLE(Number(f.record.timestamp), 8);
+    tail.writeDoubleLE(f.streamTime, 16);
+    parts.push(tail);
+  }
+  return Buffer.concat(parts);
+}
+
 describe('repartition records', () => {
-  it('the owner unpacks every forwarded record byte for byte, with its source partition, offset, timestamp and stream time, in order', () => {
+  it('the owner unpacks every forwarded decision as its source decoded it, with its source partition, offset and stream time, in order', () => {
     const input = forwarded(500);
     const records = routing.pack(2, input);
     expect(records.length).toBe(new Set(input.map((f) => f.owner)).size); // one record per owner here
     const got = records.flatMap((r, i) => {
+      expect(r.headers!['killswitch.forwarded']).toBe('v3');
       const inner = routing.unpack(read(r, i))!;
-      for (const f of inner) expect(ownerPartition((JSON.parse(f.record.value!.toString()) as { agent_id: string }).agent_id, 6)).toBe(r.partition);
+      for (const f of inner) expect(ownerPartition(f.decision!.agentId!, 6)).toBe(r.partition);
       // a restore finds records by timestamp: the record is stamped no later than anything it carries
-      for (const f of inner) expect(Number(r.timestamp)).toBeLessThanOrEqual(Number(f.record.timestamp));
+      for (const f of inner) expect(Number(r.timestamp)).toBeLessThanOrEqual(Number(input.find((x) => x.offset === f.from.offset)!.record.timestamp));
       return inner;
     });
-    const key = (r: InputRecord): string => `${r.offset} ${r.timestamp} ${r.key?.toString('hex') ?? 'null'} ${r.value!.toString('hex')}`;
-    expect(got.map((f) => key(f.record)).sort()).toEqual(input.map((f) => key(f.record)).sort());
+    expect(got).toHaveLength(input.length);
     for (const f of got) {
       const src = input.find((x) => x.offset === f.from.offset)!;
+      expect(f.record).toBeUndefined();
+      expect(fields(f.decision!)).toEqual(fields(src.decision));
       expect(f.from).toEqual({ group: 'g', partition: 2, offset: src.offset, streamTime: src.streamTime });
     }
     // each owner's records keep the order they were read in
@@ -52,32 +86,32 @@ describe('repartition records', () => {
     }
   });
 
-  it('splits what goes to one owner into records of at most 256 KiB of entries, and one record too large alone still travels', () => {
+  it('splits what goes to one owner into records of at most 256 KiB of entries, and one entry too large alone still travels', () => {
     const one = forwarded(2000, 1000).map((f) => ({ ...f, owner: 3 }));
     const records = routing.pack(0, one);
-    expect(records.length).toBeGreaterThan(5);
-    for (const r of records) {
-      expect(r.headers!['killswitch.forwarded']).toBe('v2');
-      expect(brotliDecompressSync(r.value as Buffer).length).toBeLessThanOrEqual(256 * 1024);
-    }
+    expect(records.length).toBeGreaterThan(2);
+    for (const r of records) expect(brotliDecompressSync(r.value as Buffer).length).toBeLessThanOrEqual(256 * 1024);
     expect(records.flatMap((r) => routing.unpack(read(r, 0))!).length).toBe(2000);
-    const huge = forwarded(1, 400 * 1024);
+    const huge = forwarded(3, 400 * 1024).slice(2);
     const [big] = routing.pack(0, huge);
-    expect(routing.unpack(read(big!, 0))![0]!.record.value!.equals(huge[0]!.record.value!)).toBe(true);
+    expect(routing.unpack(read(big!, 0))![0]!.decision!.sessionId).toBe(huge[0]!.decision.sessionId);
   });
 
-  it('compresses the entries: what a batch of JSON decisions forwards takes a fraction of their bytes', () => {
-    const input = forwarded(500, 150).map((f) => ({ ...f, owner: 1 }));
+  it('forwards a fraction of the bytes of the records it read', () => {
+    const input = forwarded(500, 150).map((f) => ({ ...f, owner: 1, decision: { ...f.decision, sessionId: undefined } }));
     const raw = input.reduce((n, f) => n + (f.record.key?.length ?? 0) + f.record.value!.length, 0);
     const sent = routing.pack(0, input).reduce((n, r) => n + (r.value as Buffer).length, 0);
     expect(sent).toBeLessThan(raw / 3);
   });
 
-  it('reads the uncompressed layout (v1) written by the version before', () => {
+  it('reads the layouts of the version before (v2 compressed, v1 plain): the records as read at their source, to decode again', () => {
     const input = forwarded(50);
-    for (const r of routing.pack(4, input)) {
-      const plain = { ...read(r, 0), value: brotliDecompressSync(r.value as Buffer), headers: { ...r.headers, 'killswitch.forwarded': 'v1' } };
-      expect(routing.unpack(plain)!.map((f) => f.from.offset)).toEqual(routing.unpack(read(r, 0))!.map((f) => f.from.offset));
+    const [r] = routing.pack(4, input.map((f) => ({ ...f, owner: 0 })));
+    for (const [format, value] of [['v2', brotliCompressSync(recordEntries(input))], ['v1', recordEntries(input)]] as const) {
+      const got = routing.unpack({ ...read(r!, 0), value, headers: { ...r!.headers, 'killswitch.forwarded': format } })!;
+      expect(got.map((f) => f.from)).toEqual(input.map((f) => ({ group: 'g', partition: 4, offset: f.offset, streamTime: f.streamTime })));
+      expect(got.map((f) => f.record!.value!.toString())).toEqual(input.map((f) => f.record.value!.toString()));
+      expect(got.map((f) => f.record!.key?.toString() ?? null)).toEqual(input.map((f) => f.record.key?.toString() ?? null));
     }
   });
 
@@ -86,14 +120,31 @@ describe('repartition records', () => {
     const rec = read(r!, 0);
     expect(new KafkaRouting({ decisionsTopic: 'decisions', partitions: 6, groupId: 'other' }).unpack(rec)).toBeNull();
     expect(routing.unpack({ ...rec, headers: {} })).toBeNull();
-    expect(routing.unpack({ ...rec, headers: { ...rec.headers, 'killswitch.forwarded': 'v3' } })).toBeNull();
+    expect(routing.unpack({ ...rec, headers: { ...rec.headers, 'killswitch.forwarded': 'v4' } })).toBeNull();
     expect(routing.unpack({ ...rec, headers: { ...rec.headers, 'killswitch.source.partition': '6' } })).toBeNull();
     expect(routing.unpack({ ...rec, value: rec.value!.subarray(0, rec.value!.length - 1) })).toBeNull();
     expect(routing.unpack({ ...rec, value: Buffer.from('{"agent_id":"spiffe://example.org/a"}') })).toBeNull();
     // a value that would inflate past 8 MiB is not inflated whole
     expect(routing.unpack({ ...rec, value: brotliCompressSync(Buffer.alloc(9 << 20)) })).toBeNull();
     const plain = brotliDecompressSync(rec.value!);
-    expect(routing.unpack({ ...rec, value: plain.subarray(0, plain.length - 1), headers: { ...rec.headers, 'killswitch.forwarded': 'v1' } })).toBeNull();
+    expect(routing.unpack({ ...rec, value: brotliCompressSync(plain.subarray(0, plain.length - 1)) })).toBeNull();
+    expect(routing.unpack({ ...rec, value: plain, headers: { ...rec.headers, 'killswitch.forwarded': 'v1' } })).toBeNull();
+  });
+
+  it('takes no decision its source could not have forwarded: an invalid or non-canonical SPIFFE ID, an unknown class, an empty or too long id', () => {
+    const bad: [string, Partial<Decision>][] = [
+      ['not a SPIFFE ID', { agentId: 'agent-7' }],
+      ['an upper-case trust domain', { agentId: 'spiffe://Example.org/agent' }],
+      ['an empty decision id', { decisionId: '' }],
+      ['a decision id of 129 characters', { decisionId: 'd'.repeat(129) }],
+      ['class 4', { cls: 4 as DecisionClass }],
+      ['an event time that is not a number', { timeMs: NaN }],
+    ];
+    for (const [what, change] of bad) {
+      const [f] = forwarded(1);
+      const [r] = routing.pack(1, [{ ...f!, decision: { ...f!.decision, ...change } }]);
+      expect(routing.unpack(read(r!, 0)), what).toBeNull();
+    }
   });
 });
 
@@ -109,8 +160,8 @@ describe('records forwarded by the previous version (one decision per record, it
     };
     const [f, ...rest] = routing.unpack(old)!;
     expect(rest).toEqual([]);
-    expect(f!.record.value).toBe(value);
-    expect(f!.record.offset).toBe('1234');
+    expect(f!.record!.value).toBe(value);
+    expect(f!.record!.offset).toBe('1234');
     expect(f!.from).toEqual({ group: 'g', partition: 4, offset: 1234, streamTime: 1_790_000_000_500 });
     expect(routing.unpack({ ...old, headers: { ...old.headers, 'killswitch.source.group': 'other' } })).toBeNull();
     expect(routing.unpack({ ...old, headers: { ...old.headers, 'killswitch.source.stream_time_ms': 'x' } })).toBeNull();
