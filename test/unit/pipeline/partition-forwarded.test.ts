@@ -1,0 +1,104 @@
+/**
+ * A partition pipeline as the owner of forwarded decisions (docs/spec.md#11-kafka-mode): what another
+ * partition forwarded trips the identity here, with evidence naming where each decision was read,
+ * whether it came in this version's format (decoded at its source) or in an older version's (the
+ * records themselves, decoded again here, a bad one to the DLQ as if found bad where it was read).
+ */
+import { brotliCompressSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { AddendumChains } from '../../../src/core/documents.js';
+import { LedgerFold } from '../../../src/core/ledger-fold.js';
+import { DecisionDecoder } from '../../../src/adapters/serde/decision-decoder.js';
+import { KafkaValueDecoder } from '../../../src/adapters/serde/kafka-value-decoder.js';
+import { KafkaRouting, ownerPartition } from '../../../src/adapters/kafka/repartition.js';
+import { batchRecords, PartitionPipeline, type BatchRecords } from '../../../src/pipeline/partition-pipeline.js';
+import type { InputRecord, OutputRecord } from '../../../src/ports/partition-records.js';
+import { tripConfig } from '../../helpers/trip-config.js';
+
+const PARTITIONS = 4;
+const T0 = Date.parse('2026-12-01T10:00:00Z');
+const X = 'spiffe://example.org/agent/forwarded-x';
+const OWNER = ownerPartition(X, PARTITIONS);
+const SOURCE = (OWNER + 1) % PARTITIONS;
+
+function pipelines(): { routing: KafkaRouting; source: PartitionPipeline; owner: PartitionPipeline } {
+  const config = tripConfig();
+  const decoder = new KafkaValueDecoder(new DecisionDecoder(config.classifier), undefined, 'decisions-value');
+  const routing = new KafkaRouting({ decisionsTopic: 'decisions', partitions: PARTITIONS, groupId: 'g' });
+  const shared = { routing, tripConfig: config, fold: new LedgerFold(), governor: undefined, decoder, chains: new AddendumChains(), signer: undefined };
+  return { routing, source: new PartitionPipeline({ ...shared, partition: SOURCE }), owner: new PartitionPipeline({ ...shared, partition: OWNER }) };
+}
+
+/** Records of decisions partition SOURCE from offset 100: ten denies of X, one value that is not JSON after the fifth. */
+function sourceRecords(): InputRecord[] {
+  const values = Array.from({ length: 10 }, (_, i) => JSON.stringify({ decision_id: `fx-${i}`, agent_id: X, decision: 'deny', occurred_at: new Date(T0 + i * 1000).toISOString(), session_id: 's-1' }));
+  values.splice(5, 0, '{"decision_id": "broken", ');
+  return values.map((v, i) => ({ key: Buffer.from(X), value: Buffer.from(v), timestamp: String(T0 + i * 1000), offset: String(100 + i) }));
+}
+
+async function run(p: PartitionPipeline, forwarded: boolean, messages: InputRecord[]): Promise<BatchRecords> {
+  const out = batchRecords();
+  expect(await p.process({ forwarded, messages, upTo: messages.length, liveFrom: 0, isStale: () => false, now: 0 }, out)).not.toBe(false);
+  return out;
+}
+
+const asRead = (r: OutputRecord, offset: number, value = r.value as Buffer, format?: string): InputRecord => ({
+  key: null, value, timestamp: r.timestamp!, offset: String(offset), headers: { ...r.headers, ...(format === undefined ? {} : { 'killswitch.forwarded': format }) },
+});
+
+/** The entries of format v1 (the records as read at their source), written from the spec by hand. */
+function recordEntries(records: InputRecord[], streamTimes: number[]): Buffer {
+  return Buffer.concat(records.flatMap((m, i) => {
+    const head = Buffer.alloc(8 + m.key!.length + m.value!.length + 24);
+    let at = head.writeUInt32LE(m.key!.length, 0);
+    at += m.key!.copy(head, at);
+    at = head.writeUInt32LE(m.value!.length, at);
+    at += m.value!.copy(head, at);
+    at = head.writeDoubleLE(Number(m.offset), at);
+    at = head.writeDoubleLE(Number(m.timestamp), at);
+    head.writeDoubleLE(streamTimes[i]!, at);
+    return [head];
+  }));
+}
+
+const evidenceOf = (out: BatchRecords): Record<string, unknown> => (JSON.parse(out.kills[0]!.value as string) as { evidence: Record<string, unknown> }).evidence;
+
+describe('the owner of forwarded decisions', () => {
+  it('trips on decisions forwarded in this version\'s format, with evidence naming the partition and offsets they were read at', async () => {
+    const { source, owner } = pipelines();
+    const read = await run(source, false, sourceRecords());
+    expect(read.kills).toHaveLength(0);
+    expect(read.forwardedDecisions).toBe(10);
+    // the broken record goes to the DLQ where it was read, and is not forwarded
+    expect(read.dlq).toHaveLength(1);
+    expect(read.dlq[0]!.headers).toMatchObject({ 'killswitch.source.partition': String(SOURCE), 'killswitch.source.offset': '105' });
+    expect(read.forwarded.map((r) => r.partition)).toEqual([OWNER]);
+    const got = await run(owner, true, read.forwarded.map((r, i) => asRead(r, i)));
+    expect(got.kills.map((k) => k.key)).toEqual([X]);
+    expect(evidenceOf(got)).toMatchObject({ calls: 10, denies: 10, source: { topic: 'decisions', partition: SOURCE, offset_from: 100, offset_to: 110 } });
+    expect(got.dlq).toHaveLength(0);
+  });
+
+  it('trips on the same decisions forwarded by an older version (v2 and v1: the records themselves), with the same evidence; a bad one there goes to the DLQ as read at its source', async () => {
+    const { source, owner } = pipelines();
+    const read = await run(source, false, sourceRecords());
+    const expected = evidenceOf(await run(owner, true, read.forwarded.map((r, i) => asRead(r, i))));
+    // the version before forwarded the records as read, the broken one too when its registry had taken it
+    const records = sourceRecords();
+    // the stream time of SOURCE after each record: the latest decision time so far (the broken one moves nothing)
+    let streamTime = -Infinity;
+    const streamTimes = records.map((m) => {
+      const at = /"occurred_at":"([^"]+)"/.exec(m.value!.toString())?.[1];
+      if (at !== undefined) streamTime = Math.max(streamTime, Date.parse(at));
+      return streamTime;
+    });
+    for (const [format, value] of [['v2', brotliCompressSync(recordEntries(records, streamTimes))], ['v1', recordEntries(records, streamTimes)]] as const) {
+      const fresh = pipelines();
+      const got = await run(fresh.owner, true, [asRead(read.forwarded[0]!, 0, value, format)]);
+      expect(got.kills.map((k) => k.key), format).toEqual([X]);
+      expect(evidenceOf(got), format).toEqual(expected);
+      expect(got.dlq, format).toHaveLength(1);
+      expect(got.dlq[0]!.headers, format).toMatchObject({ 'killswitch.reason': 'invalid_json', 'killswitch.source.partition': String(SOURCE), 'killswitch.source.offset': '105' });
+    }
+  });
+});
