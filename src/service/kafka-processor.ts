@@ -10,8 +10,7 @@
  *   documents, decisions of other owners forwarded) and a TransactionalCommitter
  *   (adapters/kafka/transactional-committer.ts) whose transactional id is derived from p, so that when
  *   p moves its new owner fences the old one;
- * - a partition's transactions one after another, each holding the batches (of both its inputs)
- *   evaluated while the one before it ran.
+ * - batches of a partition committed one after another while the next is fetched and evaluated.
  */
 import kafkajs from 'kafkajs';
 import { randomUUID } from 'node:crypto';
@@ -28,7 +27,7 @@ import { ExpiryWatch } from '../adapters/kafka/expiry-watch.js';
 import { LedgerFollower } from '../adapters/kafka/ledger-follower.js';
 import { CO_PARTITIONED_ASSIGNER, coPartitionedAssigner, KafkaRouting, repartitionTopic } from '../adapters/kafka/repartition.js';
 import { planRestore } from '../adapters/kafka/restore.js';
-import { type InputPosition, isFenced, TransactionalCommitter } from '../adapters/kafka/transactional-committer.js';
+import { isFenced, TransactionalCommitter } from '../adapters/kafka/transactional-committer.js';
 import { ensureTopics, type TopicNames } from '../adapters/kafka/topics.js';
 import type { KafkaMetrics } from '../adapters/metrics/metrics.js';
 import type { TrustedKey } from '../adapters/signing/keys.js';
@@ -87,19 +86,14 @@ interface PartitionState {
   restored: boolean;
   liveEvictionsSeen: number;
   /**
-   * Batches evaluated and handed over, not yet in a transaction. The partition's transactions run one
-   * after another, each taking every batch queued (of both inputs) when it starts: while one runs, the
-   * next batches are fetched and evaluated, and then committed together.
+   * The partition's transactions (of both inputs), one after another: a batch's transaction is queued
+   * here and runs while the next batch is fetched and evaluated (never rejects; a failure stops the
+   * processor or drops the partition inside).
    */
-  readonly queue: BatchOutput[];
-  /** the transaction running now (never rejects; a failure stops the processor or drops the partition inside) */
-  running: Promise<void>;
-  /** every batch handed over is committed or dropped (never rejects) */
   committing: Promise<void>;
-  flushing: boolean;
 }
 
-/** What one batch writes in a transaction, and what is reported once it is committed. */
+/** What one batch writes in its transaction, and what is reported once it is committed. */
 interface BatchOutput {
   /** the input the batch came from: its offset is committed */
   readonly topic: string;
@@ -373,7 +367,7 @@ export class KafkaProcessor {
       const forwarded: InputState = { topic: repartition, forwarded: true, liveFrom: f.liveFrom, restored: f.restoreFrom >= f.liveFrom, waiting: false, next: Math.min(f.restoreFrom, f.liveFrom) };
       const restored = input.restored && forwarded.restored;
       if (restored) pipeline.markRestored();
-      this.partitionsState.set(p, { pipeline, input, repartition: forwarded, committer: committers.get(p)!, assignedAt: at, restored, liveEvictionsSeen: 0, queue: [], running: Promise.resolve(), committing: Promise.resolve(), flushing: false });
+      this.partitionsState.set(p, { pipeline, input, repartition: forwarded, committer: committers.get(p)!, assignedAt: at, restored, liveEvictionsSeen: 0, committing: Promise.resolve() });
       // throws if the consumer stopped: the assignment chain fails the processor
       if (!input.restored) this.consumer!.seek({ topic: topics.decisions, partition: p, offset: String(d.restoreFrom) });
       if (!forwarded.restored) this.consumer!.seek({ topic: repartition, partition: p, offset: String(f.restoreFrom) });
@@ -442,35 +436,20 @@ export class KafkaProcessor {
       return;
     }
     if (last < 0) return; // restore only: nothing to commit
-    // The batch is committed in the partition's next transaction, which starts when the running one is
-    // done, while the next batch is fetched and evaluated: fetching, evaluating and committing overlap
-    // instead of taking turns. This returns once the transaction running now is done, so at most one
-    // batch of each input waits for its transaction besides the one committing.
+    // The transaction runs after the partition's previous one and while the next batch is fetched and
+    // evaluated: fetching, evaluating and committing overlap instead of taking turns. At most one batch
+    // waits for its transaction besides the one committing: this returns once the previous one is done.
     // Evaluating ahead of a commit is safe: if a transaction fails, the processor stops and a restart
     // restores the windows from what was committed; if it is fenced, the partition and its queue are dropped.
-    const running = st.running;
-    this.handOver(p, st, {
+    const previous = st.committing;
+    const output: BatchOutput = {
       topic: input.topic, records: out, last, highWatermark: Number(batch.highWatermark), started,
       streamTime: forwardedInput ? st.pipeline.forwardedStreamTime() : st.pipeline.clock.time,
-    });
-    await running;
+    };
+    // commit() handles its own failures; anything it lets through still stops the processor, never goes unhandled
+    st.committing = previous.then(() => this.commit(p, st, output)).catch((err: unknown) => this.fail(err));
+    await previous;
     await payload.heartbeat();
-  }
-
-  /** Queue a batch for the partition's next transaction; start the transactions if none is running. */
-  private handOver(p: number, st: PartitionState, output: BatchOutput): void {
-    st.queue.push(output);
-    if (st.flushing) return;
-    st.flushing = true;
-    st.committing = (async () => {
-      while (st.queue.length > 0) {
-        const batches = st.queue.splice(0);
-        // commit() handles its own failures; anything it lets through still stops the processor, never goes unhandled
-        st.running = this.commit(p, st, batches).catch((err: unknown) => this.fail(err));
-        await st.running;
-      }
-      st.flushing = false;
-    })();
   }
 
   /** An input has re-read everything below its live offset: the other one may go live, and the partition is live once both are. */
@@ -486,58 +465,52 @@ export class KafkaProcessor {
     }
   }
 
-  /** The outputs and input offsets of `batches` (in the order they were evaluated) in one transaction of the partition's committer. */
-  private async commit(p: number, st: PartitionState, batches: readonly BatchOutput[]): Promise<void> {
-    // dropped meanwhile (fenced, revoked, or the processor failed): nothing of them may be committed
+  /** One batch's outputs and its input offsets in one transaction of the partition's committer. */
+  private async commit(p: number, st: PartitionState, out: BatchOutput): Promise<void> {
+    // dropped meanwhile (fenced, revoked, or the processor failed): nothing of the batch may be committed
     if (this.partitionsState.get(p) !== st) {
-      this.retract(p, batches);
+      this.retract(p, out.records);
       return;
     }
     const { topics, metrics } = this.o;
-    const all = <K extends 'kills' | 'addenda' | 'shadows' | 'dlq' | 'forwarded'>(k: K): BatchRecords[K] =>
-      (batches.length === 1 ? batches[0]!.records[k] : batches.flatMap((b) => b.records[k]));
-    // each input's position after its last batch here
-    const inputs = new Map<string, InputPosition>();
-    for (const b of batches) inputs.set(b.topic, { topic: b.topic, partition: p, next: b.last + 1, streamTime: b.streamTime });
+    const r = out.records;
     try {
       await st.committer.commit({
         // Kill events and addenda in one request (one AddPartitionsToTxn, one Produce).
-        outputs: [{ topic: topics.kills, messages: all('kills') }, { topic: topics.addenda, messages: all('addenda') }, { topic: topics.shadow, messages: all('shadows') }],
+        outputs: [{ topic: topics.kills, messages: r.kills }, { topic: topics.addenda, messages: r.addenda }, { topic: topics.shadow, messages: r.shadows }],
         // Decisions of identities owned elsewhere, to their owners' repartition partitions: in the
         // transaction of their input offset, so each is forwarded exactly once (docs/spec.md#11-kafka-mode).
-        sized: [{ topic: topics.dlq, messages: all('dlq') }, { topic: this.repartition, messages: all('forwarded') }],
-        inputs: [...inputs.values()],
+        sized: [{ topic: topics.dlq, messages: r.dlq }, { topic: this.repartition, messages: r.forwarded }],
+        input: { topic: out.topic, partition: p, next: out.last + 1 },
+        streamTime: out.streamTime,
       });
     } catch (err) {
       if (this.partitionsState.get(p) !== st) {
         // revoked while committing: the new owner restores from what is committed
-        this.retract(p, batches);
+        this.retract(p, out.records);
         return;
       }
       if (isFenced(err)) {
-        // The partition has a new owner, which fenced us: nothing of these batches was committed, and the
-        // new owner restores them. Forget the partition here (the batches queued behind these are
+        // The partition has a new owner, which fenced us: nothing of this batch was committed, and the
+        // new owner restores it. Forget the partition here (the batches queued behind this one are
         // dropped, and retract their latches, as they come).
         this.o.log.info({ partition: p }, 'partition taken over by another instance (fenced); dropping it');
         this.forget(p, st);
-        this.retract(p, batches);
+        this.retract(p, out.records);
         await st.committer.disconnect().catch(() => undefined);
         return;
       }
-      // The evaluator already counted these batches (and maybe the next) and may have latched trips that were
+      // The evaluator already counted this batch (and maybe the next) and may have latched trips that were
       // not committed: the only safe state is the committed one, which a restart restores. Stop consuming
       // and let the process exit (throwing here would make kafkajs restart the consumer on a state it cannot trust).
       this.partitionsState.clear();
-      this.retract(p, batches);
+      this.retract(p, r);
       this.fail(err);
       return;
     }
-    const now = performance.now();
-    for (const b of batches) {
-      for (const h of b.records.held) this.reportHeld(h);
-      metrics.batchSeconds.observe((now - b.started) / 1000);
-      (b.topic === this.repartition ? metrics.repartitionLag : metrics.lag).set({ partition: String(p) }, Math.max(0, b.highWatermark - 1 - b.last));
-    }
+    for (const h of r.held) this.reportHeld(h);
+    metrics.batchSeconds.observe((performance.now() - out.started) / 1000);
+    (out.topic === this.repartition ? metrics.repartitionLag : metrics.lag).set({ partition: String(p) }, Math.max(0, out.highWatermark - 1 - out.last));
     metrics.tracked.set([...this.partitionsState.values()].reduce((n, s) => n + s.pipeline.evaluator.trackedIdentities, 0));
     const evaluator = st.pipeline.evaluator;
     const evicted = evaluator.liveEvictions - st.liveEvictionsSeen;
@@ -550,15 +523,15 @@ export class KafkaProcessor {
   }
 
   /**
-   * Batches evaluated but not committed: the blocks their trips latched into the fold (the instance's view
+   * A batch evaluated but not committed: the blocks its trips latched into the fold (the instance's view
    * of the ledger, shared by its partitions) go. Left in place, they would stand for kill events that
    * were never written: when the partition came back to this instance, its restore would re-read the
    * tripping decisions as live and not trip again (docs/spec.md#11-kafka-mode). A latch the ledger
    * already confirmed stays; one whose kill event is committed but not yet read comes back when the
    * ledger follower reads it, and an assignment reads the ledger to its end before restoring.
    */
-  private retract(p: number, batches: readonly BatchOutput[]): void {
-    for (const latch of batches.flatMap((b) => b.records.latches)) {
+  private retract(p: number, r: BatchRecords): void {
+    for (const latch of r.latches) {
       if (this.fold.retract(latch) === 'unchanged') continue;
       this.o.log.info({ partition: p, agent_id: latch.entry.agent_id, epoch: latch.entry.epoch }, 'trip not committed (partition dropped): its block is withdrawn until a kill event is');
     }

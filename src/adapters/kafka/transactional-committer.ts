@@ -1,10 +1,9 @@
 /**
  * The transactional committer of one owned decisions partition p (docs/spec.md#11-kafka-mode): a
  * producer whose transactional id is derived from p, so that when p moves its new owner's producer fences
- * the old owner's, and a zombie can neither commit outputs nor offsets for p. A transaction holds the
- * outputs of one or more batches of p's inputs (decisions p, repartition p): their kill events, addenda,
- * shadow events, DLQ records and forwarded decisions, and each input's offset with the stream time at
- * that offset.
+ * the old owner's, and a zombie can neither commit outputs nor offsets for p. Each batch of either of
+ * p's inputs (decisions p, repartition p) is one transaction: its kill events, addenda, shadow events,
+ * DLQ records and forwarded decisions, and its input offset with the stream time at that offset.
  */
 import type { Kafka, Message, Producer, Transaction } from 'kafkajs';
 import { retrying } from './retry.js';
@@ -97,24 +96,16 @@ export interface TopicMessages {
   readonly messages: Message[];
 }
 
-/** An input position a transaction commits. */
-export interface InputPosition {
-  readonly topic: string;
-  readonly partition: number;
-  /** the offset after the last record processed */
-  readonly next: number;
-  /** the input's stream time once that record was evaluated (-Infinity: none yet), kept with the offset */
-  readonly streamTime: number;
-}
-
-/** What one transaction writes: the outputs of one or more batches, and their inputs' positions. */
+/** What one batch writes in its transaction. */
 export interface Commit {
   /** small outputs (kill events, addenda, shadow events): sent together in one request */
   readonly outputs: readonly TopicMessages[];
   /** outputs of any size (DLQ records, forwarded decisions): sent in groups under the broker's size limit */
   readonly sized: readonly TopicMessages[];
-  /** the inputs the batches came from, one position per input partition */
-  readonly inputs: readonly InputPosition[];
+  /** the input the batch came from and the offset after its last record */
+  readonly input: { readonly topic: string; readonly partition: number; readonly next: number };
+  /** the input's stream time once the batch was evaluated (-Infinity: none yet), kept with the offset */
+  readonly streamTime: number;
 }
 
 export interface TransactionalCommitterOptions {
@@ -143,7 +134,7 @@ export class TransactionalCommitter {
   }
 
   /**
-   * Outputs and input offsets in one transaction. Rejects (after aborting it) when it
+   * One batch's outputs and its input offset in one transaction. Rejects (after aborting it) when it
    * cannot commit: `isFenced(err)` tells that another instance owns the partition now.
    */
   async commit(c: Commit): Promise<void> {
@@ -159,11 +150,8 @@ export class TransactionalCommitter {
         for (const group of bySize(t.messages, SEND_BYTES)) await inTransaction(() => txn.send({ topic: t.topic, messages: group }));
       }
       // kafkajs's types leave out the metadata its TxnOffsetCommit request sends
-      const topics = c.inputs.map((i) => {
-        const committed: { partition: number; offset: string; metadata: string | null } = { partition: i.partition, offset: String(i.next), metadata: offsetMetadata(i.streamTime) };
-        return { topic: i.topic, partitions: [committed] };
-      });
-      await inTransaction(() => txn.sendOffsets({ consumerGroupId: this.o.groupId, topics }));
+      const committed: { partition: number; offset: string; metadata: string | null } = { partition: c.input.partition, offset: String(c.input.next), metadata: offsetMetadata(c.streamTime) };
+      await inTransaction(() => txn.sendOffsets({ consumerGroupId: this.o.groupId, topics: [{ topic: c.input.topic, partitions: [committed] }] }));
       await inTransaction(() => txn.commit());
     } catch (err) {
       await trx?.abort().catch(() => undefined);
