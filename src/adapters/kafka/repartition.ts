@@ -253,7 +253,7 @@ export class KafkaRouting implements PartitionRouting {
       if (sessionId === undefined || decisionId == null || agentId == null) return null;
       if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isFinite(timestamp) || !Number.isFinite(streamTime) || !Number.isFinite(timeMs)) return null;
       // what the source's decoder let through: a valid SPIFFE ID (so its canonical spelling), an id of 1..128 characters, a known class
-      if (cls > MAX_CLASS || decisionId.length < 1 || decisionId.length > 128 || spiffeIdError(agentId) !== null) return null;
+      if (cls > MAX_CLASS || !decisionIdFits(decisionId) || spiffeIdError(agentId) !== null) return null;
       const decision: Decision = { decisionId, agentId, cls, timeMs, sessionId: sessionId ?? undefined };
       out.push({ decision, from: { group: this.o.groupId, partition, offset, streamTime } });
     }
@@ -298,6 +298,14 @@ export class KafkaRouting implements PartitionRouting {
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isFinite(streamTime)) return null;
     return [{ record: { key: m.key, value: m.value, timestamp: m.timestamp, offset: String(offset) }, from: { group: this.o.groupId, partition, offset, streamTime } }];
   }
+}
+
+/** 1 to 128 characters, as the decision schema counts them (code points: an astral character is two UTF-16 units). */
+function decisionIdFits(id: string): boolean {
+  if (id.length <= 128) return id.length > 0;
+  let lowSurrogates = 0;
+  for (let i = 0; i < id.length; i++) if ((id.charCodeAt(i) & 0xfc00) === 0xdc00) lowSurrogates++;
+  return id.length - lowSurrogates <= 128;
 }
 
 /** A compressed value's entries; null when it is not Brotli or inflates to more than MAX_INFLATED_BYTES. */

@@ -140,6 +140,11 @@ describe('repartition records', () => {
       ['class 4', { cls: 4 as DecisionClass }],
       ['an event time that is not a number', { timeMs: NaN }],
     ];
+    // 128 characters as the schema counts them, each two UTF-16 units: a decision id the source takes
+    const [astral] = forwarded(1);
+    const [ok] = routing.pack(1, [{ ...astral!, decision: { ...astral!.decision, decisionId: '\u{1F600}'.repeat(128) } }]);
+    expect(routing.unpack(read(ok!, 0))![0]!.decision!.decisionId).toBe('\u{1F600}'.repeat(128));
+    bad.push(['129 astral characters', { decisionId: '\u{1F600}'.repeat(129) }]);
     for (const [what, change] of bad) {
       const [f] = forwarded(1);
       const [r] = routing.pack(1, [{ ...f!, decision: { ...f!.decision, ...change } }]);
