@@ -108,7 +108,7 @@ function asRead(r: OutputRecord, offset: number): InputRecord {
 async function pass(input: FetchedBatch[][]): Promise<{ cpu: number; trips: number; decisions: number; forwarded: number }> {
   const config = tripConfig({ classifier: createClassifier() });
   const decoder = new KafkaValueDecoder(new DecisionDecoder(config.classifier), undefined, `${TOPIC}-value`);
-  const routing = new KafkaRouting({ decisionsTopic: TOPIC, partitions: PARTITIONS, groupId: 'bench' });
+  const routing = new KafkaRouting({ decisionsTopic: TOPIC, repartitionTopic: `${TOPIC}.repartition`, partitions: PARTITIONS, groupId: 'bench' });
   const fold = new LedgerFold();
   const chains = new AddendumChains();
   const pipelines = Array.from({ length: PARTITIONS }, (_, partition) => new PartitionPipeline({ partition, routing, tripConfig: config, fold, governor: undefined, decoder, chains, signer: undefined }));

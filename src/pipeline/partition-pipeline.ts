@@ -301,10 +301,11 @@ export class PartitionPipeline {
       const m = messages[i]!;
       const restore = Number(m.offset) < liveFrom;
       if (!restore) out.last = Number(m.offset);
-      // Not forwarded by this deployment (another consumer group sharing the topic, or a record
-      // produced to it by hand): not ours to evaluate.
       const forwarded = routing.unpack(m);
-      if (forwarded !== null) for (const f of forwarded) entries.push({ f, restore });
+      if (forwarded.kind === 'entries') for (const f of forwarded.entries) entries.push({ f, restore });
+      // forwarded by this deployment and unreadable: a bad record of the repartition input (a foreign
+      // one, of another consumer group sharing the topic or produced there by hand, is not ours to evaluate)
+      else if (forwarded.kind === 'invalid' && !restore) out.dlq.push(routing.deadLetter(m, { partition: this.o.partition, offset: m.offset, forwarded: true }, 'invalid_forwarded', forwarded.message));
     }
     const step = (k: number): boolean | Promise<boolean> => {
       for (; k < entries.length; k++) {

@@ -56,6 +56,14 @@ export type ForwardedRecord =
   | { readonly decision: Decision; readonly record?: undefined; readonly from: ForwardedFrom }
   | { readonly record: InputRecord; readonly decision?: undefined; readonly from: ForwardedFrom };
 
+/** What a record of the repartition input holds. */
+export type Unpacked =
+  | { readonly kind: 'entries'; readonly entries: ForwardedRecord[] }
+  /** not forwarded by this deployment (another consumer group sharing the topic, a record without its headers): not its to evaluate */
+  | { readonly kind: 'foreign' }
+  /** forwarded by this deployment, and unreadable: a bad record */
+  | { readonly kind: 'invalid'; readonly message: string };
+
 export interface PartitionRouting {
   /** the input the decisions are produced to: evidence and addenda chains are named after it */
   readonly decisionsTopic: string;
@@ -63,8 +71,11 @@ export interface PartitionRouting {
   ownerOf(agentId: string, handle: number | undefined): number;
   /** the records that carry decisions read on `partition` to their owners (written in the batch's transaction) */
   pack(partition: number, forwarded: readonly Forwarded[]): OutputRecord[];
-  /** the forwarded decisions a record of the repartition input carries; null when this deployment did not forward it */
-  unpack(record: InputRecord): ForwardedRecord[] | null;
-  /** a bad record for the DLQ, said to come from `at` (by default the record's own offset) of the decisions input */
-  deadLetter(record: InputRecord, at: { readonly partition: number; readonly offset?: string }, reason: string, message: string): OutputRecord;
+  /** the forwarded decisions a record of the repartition input carries */
+  unpack(record: InputRecord): Unpacked;
+  /**
+   * A bad record for the DLQ, said to come from `at` of the decisions input (by default the record's
+   * own offset), or of the repartition input (`at.forwarded`).
+   */
+  deadLetter(record: InputRecord, at: { readonly partition: number; readonly offset?: string; readonly forwarded?: boolean }, reason: string, message: string): OutputRecord;
 }

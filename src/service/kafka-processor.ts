@@ -213,7 +213,7 @@ export class KafkaProcessor {
     await admin.connect();
     const decisionsPartitions = await ensureTopics(admin, topics, { partitions: this.o.partitions, replicationFactor: this.o.replicationFactor });
     this.decisionsPartitions = decisionsPartitions;
-    this.routing = new KafkaRouting({ decisionsTopic: topics.decisions, partitions: decisionsPartitions, groupId: this.o.groupId });
+    this.routing = new KafkaRouting({ decisionsTopic: topics.decisions, repartitionTopic: this.repartition, partitions: decisionsPartitions, groupId: this.o.groupId });
     log.info({ topics: { ...topics, repartition: this.repartition }, partitions: decisionsPartitions }, 'kafka topics ready');
 
     // Who is blocked, before the first decision: a restart never lifts a block. Read while the consumer

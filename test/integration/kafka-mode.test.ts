@@ -156,6 +156,34 @@ describe('killswitch run (Kafka mode)', () => {
     }
   });
 
+  it('a record written by hand to the repartition topic with its group\'s headers goes to the DLQ as invalid_forwarded; one of another group is left alone; the stream goes on', async () => {
+    const dir = tempDir('kafka-bad-forwarded-');
+    const topics = freshTopics('badfwd');
+    const group = `g-${topics.decisions}`;
+    const repartition = `${topics.decisions}.repartition`;
+    const proc = await startProcessor(kafkaConfig(dir, brokers, topics, { partitions: 2 }));
+    try {
+      const headers = (g: string): Record<string, string> => ({
+        'killswitch.forwarded': 'v3', 'killswitch.source.topic': topics.decisions, 'killswitch.source.partition': '1', 'killswitch.source.group': g,
+      });
+      await produce(brokers, repartition, [
+        { partition: 0, value: 'not a forwarded record', headers: headers('some-other-group') },
+        { partition: 0, value: 'not a forwarded record either', headers: headers(group) },
+      ]);
+      // an identity owned by partition 0, produced to partition 1: forwarded, evaluated, tripped
+      const A = Array.from({ length: 50 }, (_, i) => `spiffe://example.org/agent/badfwd-${i}`).find((id) => ownerPartition(id, 2) === 0)!;
+      await produce(brokers, topics.decisions, denies(A, 10, 0).map((m) => ({ ...m, partition: 1 })));
+      const kills = await readTopic(brokers, topics.kills, { until: (r) => r.length >= 1 });
+      expect(kills.map((k) => k.key)).toEqual([A]);
+      await drained(topics, group);
+      const dlq = await readTopic(brokers, topics.dlq, { timeoutMs: 2000 });
+      expect(dlq.map((r) => [r.value!.toString(), r.headers['killswitch.reason'], r.headers['killswitch.source.topic'], r.headers['killswitch.source.partition'], r.headers['killswitch.source.offset']]))
+        .toEqual([['not a forwarded record either', 'invalid_forwarded', repartition, '0', '1']]);
+    } finally {
+      await proc.stop();
+    }
+  });
+
   it('decodes Schema Registry framing with a registered schema; the registry refuses an incompatible change', async () => {
     const dir = tempDir('kafka-sr-');
     const topics = freshTopics('sr');

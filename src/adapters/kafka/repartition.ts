@@ -10,7 +10,7 @@
 import { brotliCompressSync, brotliDecompressSync, constants as zlib } from 'node:zlib';
 import kafkajs from 'kafkajs';
 import type { PartitionAssigner } from 'kafkajs';
-import type { Forwarded, ForwardedRecord, InputRecord, OutputRecord, PartitionRouting, RecordHeaders } from '../../ports/partition-records.js';
+import type { Forwarded, ForwardedRecord, InputRecord, OutputRecord, PartitionRouting, RecordHeaders, Unpacked } from '../../ports/partition-records.js';
 import { DecisionClass } from '../../core/decision-class.js';
 import type { Decision } from '../../core/decision.js';
 import { spiffeIdError } from '../../core/spiffe-id.js';
@@ -162,7 +162,7 @@ function header(headers: RecordHeaders | undefined, name: string): string | unde
 export class KafkaRouting implements PartitionRouting {
   private readonly owners: OwnerCache;
 
-  constructor(private readonly o: { readonly decisionsTopic: string; readonly partitions: number; readonly groupId: string }) {
+  constructor(private readonly o: { readonly decisionsTopic: string; readonly repartitionTopic: string; readonly partitions: number; readonly groupId: string }) {
     this.owners = new OwnerCache(o.partitions);
   }
 
@@ -203,27 +203,32 @@ export class KafkaRouting implements PartitionRouting {
   }
 
   /**
-   * The decisions a record of the repartition topic carries, with where each was read; null when this
-   * deployment did not forward it (another consumer group sharing the topic, a record produced there by
-   * hand) or its value is not whole entries of a known format.
+   * The decisions a record of the repartition topic carries, with where each was read. `foreign` when
+   * this deployment did not forward it (another consumer group sharing the topic, a record produced there
+   * by hand without the headers); `invalid` when it did and the value is not whole entries of a known
+   * format, or holds a decision its source could not have forwarded (docs/spec.md#8-bad-records-and-the-dlq).
    */
-  unpack(m: InputRecord): ForwardedRecord[] | null {
+  unpack(m: InputRecord): Unpacked {
+    if (header(m.headers, FORWARD_HEADERS.group) !== this.o.groupId) return FOREIGN;
     const partition = Number(header(m.headers, FORWARD_HEADERS.partition));
-    if (header(m.headers, FORWARD_HEADERS.group) !== this.o.groupId || !Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions) return null;
+    if (!Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions) return invalid(`source partition header ${JSON.stringify(header(m.headers, FORWARD_HEADERS.partition) ?? null)} is not one of the ${this.o.partitions} decisions partitions`);
     const format = header(m.headers, FORWARD_HEADERS.format);
     if (format === undefined) return this.unpackOne(m, partition);
-    if (m.value === null) return null;
+    if (m.value === null) return invalid('no value');
     if (format === FORWARD_FORMAT) {
       const v = inflate(m.value);
-      return v === null ? null : this.decisionEntries(v, partition);
+      if (v === null) return invalid(`a ${format} value that is not Brotli or inflates to more than ${MAX_INFLATED_BYTES} bytes`);
+      return entriesOf(this.decisionEntries(v, partition), format);
     }
-    if (format !== FORMAT_RECORDS && format !== FORMAT_RECORDS_PLAIN) return null;
+    if (format !== FORMAT_RECORDS && format !== FORMAT_RECORDS_PLAIN) return invalid(`unknown format ${JSON.stringify(format)}`);
     const v = format === FORMAT_RECORDS_PLAIN ? m.value : inflate(m.value);
-    return v === null ? null : this.recordEntries(v, partition);
+    if (v === null) return invalid(`a ${format} value that is not Brotli or inflates to more than ${MAX_INFLATED_BYTES} bytes`);
+    return entriesOf(this.recordEntries(v, partition), format);
   }
 
-  deadLetter(m: InputRecord, at: { readonly partition: number; readonly offset?: string }, reason: string, message: string): OutputRecord {
-    return dlqRecord(m, { topic: this.o.decisionsTopic, ...at }, reason, message);
+  deadLetter(m: InputRecord, at: { readonly partition: number; readonly offset?: string; readonly forwarded?: boolean }, reason: string, message: string): OutputRecord {
+    const topic = at.forwarded === true ? this.o.repartitionTopic : this.o.decisionsTopic;
+    return dlqRecord(m, { topic, partition: at.partition, ...(at.offset === undefined ? {} : { offset: at.offset }) }, reason, message);
   }
 
   /** `v3` entries; null at the first that is not whole or not a decision its source could have forwarded. */
@@ -292,13 +297,18 @@ export class KafkaRouting implements PartitionRouting {
    * headers `killswitch.source.offset` and `killswitch.source.stream_time_ms`), still on the topic
    * after an upgrade: evaluated as it was meant to be, not skipped.
    */
-  private unpackOne(m: InputRecord, partition: number): ForwardedRecord[] | null {
+  private unpackOne(m: InputRecord, partition: number): Unpacked {
     const offset = Number(header(m.headers, 'killswitch.source.offset') ?? NaN);
     const streamTime = Number(header(m.headers, 'killswitch.source.stream_time_ms') ?? NaN);
-    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isFinite(streamTime)) return null;
-    return [{ record: { key: m.key, value: m.value, timestamp: m.timestamp, offset: String(offset) }, from: { group: this.o.groupId, partition, offset, streamTime } }];
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isFinite(streamTime)) return invalid(`no ${FORWARD_HEADERS.format} header, and no whole source offset and stream time headers of the layout before formats`);
+    return { kind: 'entries', entries: [{ record: { key: m.key, value: m.value, timestamp: m.timestamp, offset: String(offset) }, from: { group: this.o.groupId, partition, offset, streamTime } }] };
   }
 }
+
+const FOREIGN: Unpacked = { kind: 'foreign' };
+const invalid = (message: string): Unpacked => ({ kind: 'invalid', message: `not a readable forwarded record: ${message}` });
+const entriesOf = (entries: ForwardedRecord[] | null, format: string): Unpacked =>
+  entries === null ? invalid(`its ${format} entries are not whole, or one holds a decision no source forwards`) : { kind: 'entries', entries };
 
 /** 1 to 128 characters, as the decision schema counts them (code points: an astral character is two UTF-16 units). */
 function decisionIdFits(id: string): boolean {

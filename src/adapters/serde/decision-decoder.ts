@@ -14,7 +14,7 @@ import { FastDecisionDecoder, type ReusableDecision } from './fast-decision.js';
 /** Stable reasons: DLQ header values and metric labels. */
 export const BAD_RECORD_REASONS = [
   'invalid_json', 'schema_invalid', 'invalid_spiffe_id', 'unknown_decision', 'key_mismatch', 'too_large', 'unknown_schema', 'invalid_utf8', 'future_timestamp',
-  'schema_unsupported', 'registry_error',
+  'schema_unsupported', 'registry_error', 'invalid_forwarded',
 ] as const;
 export type BadRecordReason = (typeof BAD_RECORD_REASONS)[number];
 

@@ -10,9 +10,15 @@ import { KafkaRouting, ownerPartition } from '../../../src/adapters/kafka/repart
 import { bySize } from '../../../src/adapters/kafka/transactional-committer.js';
 import { DecisionClass } from '../../../src/core/decision-class.js';
 import type { Decision } from '../../../src/core/decision.js';
-import type { Forwarded, InputRecord, OutputRecord } from '../../../src/ports/partition-records.js';
+import type { Forwarded, ForwardedRecord, InputRecord, OutputRecord, Unpacked } from '../../../src/ports/partition-records.js';
 
-const routing = new KafkaRouting({ decisionsTopic: 'decisions', partitions: 6, groupId: 'g' });
+const routing = new KafkaRouting({ decisionsTopic: 'decisions', repartitionTopic: 'decisions.repartition', partitions: 6, groupId: 'g' });
+
+/** The entries of a record its owner can read (fails the test otherwise). */
+function entries(u: Unpacked): ForwardedRecord[] {
+  if (u.kind !== 'entries') throw new Error(`expected entries, got ${JSON.stringify(u)}`);
+  return u.entries;
+}
 
 function read(o: OutputRecord, offset: number): InputRecord {
   return { key: o.key as Buffer | null, value: o.value as Buffer, timestamp: o.timestamp!, offset: String(offset), headers: o.headers! };
@@ -66,7 +72,7 @@ describe('repartition records', () => {
     expect(records.length).toBe(new Set(input.map((f) => f.owner)).size); // one record per owner here
     const got = records.flatMap((r, i) => {
       expect(r.headers!['killswitch.forwarded']).toBe('v3');
-      const inner = routing.unpack(read(r, i))!;
+      const inner = entries(routing.unpack(read(r, i)));
       for (const f of inner) expect(ownerPartition(f.decision!.agentId!, 6)).toBe(r.partition);
       // a restore finds records by timestamp: the record is stamped no later than anything it carries
       for (const f of inner) expect(Number(r.timestamp)).toBeLessThanOrEqual(Number(input.find((x) => x.offset === f.from.offset)!.record.timestamp));
@@ -81,7 +87,7 @@ describe('repartition records', () => {
     }
     // each owner's records keep the order they were read in
     for (const r of records) {
-      const offsets = routing.unpack(read(r, 0))!.map((f) => f.from.offset);
+      const offsets = entries(routing.unpack(read(r, 0))).map((f) => f.from.offset);
       expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
     }
   });
@@ -91,10 +97,10 @@ describe('repartition records', () => {
     const records = routing.pack(0, one);
     expect(records.length).toBeGreaterThan(2);
     for (const r of records) expect(brotliDecompressSync(r.value as Buffer).length).toBeLessThanOrEqual(256 * 1024);
-    expect(records.flatMap((r) => routing.unpack(read(r, 0))!).length).toBe(2000);
+    expect(records.flatMap((r) => entries(routing.unpack(read(r, 0)))).length).toBe(2000);
     const huge = forwarded(3, 400 * 1024).slice(2);
     const [big] = routing.pack(0, huge);
-    expect(routing.unpack(read(big!, 0))![0]!.decision!.sessionId).toBe(huge[0]!.decision.sessionId);
+    expect(entries(routing.unpack(read(big!, 0)))[0]!.decision!.sessionId).toBe(huge[0]!.decision.sessionId);
   });
 
   it('forwards a fraction of the bytes of the records it read', () => {
@@ -108,27 +114,38 @@ describe('repartition records', () => {
     const input = forwarded(50);
     const [r] = routing.pack(4, input.map((f) => ({ ...f, owner: 0 })));
     for (const [format, value] of [['v2', brotliCompressSync(recordEntries(input))], ['v1', recordEntries(input)]] as const) {
-      const got = routing.unpack({ ...read(r!, 0), value, headers: { ...r!.headers, 'killswitch.forwarded': format } })!;
+      const got = entries(routing.unpack({ ...read(r!, 0), value, headers: { ...r!.headers, 'killswitch.forwarded': format } }));
       expect(got.map((f) => f.from)).toEqual(input.map((f) => ({ group: 'g', partition: 4, offset: f.offset, streamTime: f.streamTime })));
       expect(got.map((f) => f.record!.value!.toString())).toEqual(input.map((f) => f.record.value!.toString()));
       expect(got.map((f) => f.record!.key?.toString() ?? null)).toEqual(input.map((f) => f.record.key?.toString() ?? null));
     }
   });
 
-  it('is not the owner\'s to evaluate: another consumer group\'s record, a record without the headers, another format, a damaged value', () => {
+  it('is not the owner\'s to evaluate when another consumer group forwarded it or it has none of the headers; is a bad record when this group forwarded it and it cannot be read', () => {
     const [r] = routing.pack(1, forwarded(3));
     const rec = read(r!, 0);
-    expect(new KafkaRouting({ decisionsTopic: 'decisions', partitions: 6, groupId: 'other' }).unpack(rec)).toBeNull();
-    expect(routing.unpack({ ...rec, headers: {} })).toBeNull();
-    expect(routing.unpack({ ...rec, headers: { ...rec.headers, 'killswitch.forwarded': 'v4' } })).toBeNull();
-    expect(routing.unpack({ ...rec, headers: { ...rec.headers, 'killswitch.source.partition': '6' } })).toBeNull();
-    expect(routing.unpack({ ...rec, value: rec.value!.subarray(0, rec.value!.length - 1) })).toBeNull();
-    expect(routing.unpack({ ...rec, value: Buffer.from('{"agent_id":"spiffe://example.org/a"}') })).toBeNull();
-    // a value that would inflate past 8 MiB is not inflated whole
-    expect(routing.unpack({ ...rec, value: brotliCompressSync(Buffer.alloc(9 << 20)) })).toBeNull();
+    expect(new KafkaRouting({ decisionsTopic: 'decisions', repartitionTopic: 'decisions.repartition', partitions: 6, groupId: 'other' }).unpack(rec)).toEqual({ kind: 'foreign' });
+    expect(routing.unpack({ ...rec, headers: {} })).toEqual({ kind: 'foreign' });
     const plain = brotliDecompressSync(rec.value!);
-    expect(routing.unpack({ ...rec, value: brotliCompressSync(plain.subarray(0, plain.length - 1)) })).toBeNull();
-    expect(routing.unpack({ ...rec, value: plain, headers: { ...rec.headers, 'killswitch.forwarded': 'v1' } })).toBeNull();
+    const unreadable: [string, InputRecord, RegExp][] = [
+      ['another format', { ...rec, headers: { ...rec.headers, 'killswitch.forwarded': 'v4' } }, /unknown format "v4"/],
+      ['a source partition the topic does not have', { ...rec, headers: { ...rec.headers, 'killswitch.source.partition': '6' } }, /source partition header "6"/],
+      ['a value cut short', { ...rec, value: rec.value!.subarray(0, rec.value!.length - 1) }, /not Brotli/],
+      ['a value that is not Brotli', { ...rec, value: Buffer.from('{"agent_id":"spiffe://example.org/a"}') }, /not Brotli/],
+      // a value that would inflate past 8 MiB is not inflated whole
+      ['a value inflating past 8 MiB', { ...rec, value: brotliCompressSync(Buffer.alloc(9 << 20)) }, /inflates to more than/],
+      ['entries cut short', { ...rec, value: brotliCompressSync(plain.subarray(0, plain.length - 1)) }, /entries are not whole/],
+      ['v3 entries read as v1', { ...rec, value: plain, headers: { ...rec.headers, 'killswitch.forwarded': 'v1' } }, /entries are not whole/],
+      ['no value', { ...rec, value: null }, /no value/],
+    ];
+    for (const [what, record, message] of unreadable) {
+      const u = routing.unpack(record);
+      expect(u.kind, what).toBe('invalid');
+      expect(u.kind === 'invalid' ? u.message : '', what).toMatch(message);
+    }
+    // its DLQ record names the repartition partition and offset it was read at
+    const dead = routing.deadLetter({ ...rec, offset: '42' }, { partition: 3, offset: '42', forwarded: true }, 'invalid_forwarded', 'not a readable forwarded record');
+    expect(dead.headers).toMatchObject({ 'killswitch.reason': 'invalid_forwarded', 'killswitch.source.topic': 'decisions.repartition', 'killswitch.source.partition': '3', 'killswitch.source.offset': '42' });
   });
 
   it('takes no decision its source could not have forwarded: an invalid or non-canonical SPIFFE ID, an unknown class, an empty or too long id', () => {
@@ -143,12 +160,12 @@ describe('repartition records', () => {
     // 128 characters as the schema counts them, each two UTF-16 units: a decision id the source takes
     const [astral] = forwarded(1);
     const [ok] = routing.pack(1, [{ ...astral!, decision: { ...astral!.decision, decisionId: '\u{1F600}'.repeat(128) } }]);
-    expect(routing.unpack(read(ok!, 0))![0]!.decision!.decisionId).toBe('\u{1F600}'.repeat(128));
+    expect(entries(routing.unpack(read(ok!, 0)))[0]!.decision!.decisionId).toBe('\u{1F600}'.repeat(128));
     bad.push(['129 astral characters', { decisionId: '\u{1F600}'.repeat(129) }]);
     for (const [what, change] of bad) {
       const [f] = forwarded(1);
       const [r] = routing.pack(1, [{ ...f!, decision: { ...f!.decision, ...change } }]);
-      expect(routing.unpack(read(r!, 0)), what).toBeNull();
+      expect(routing.unpack(read(r!, 0)).kind, what).toBe('invalid');
     }
   });
 });
@@ -163,13 +180,13 @@ describe('records forwarded by the previous version (one decision per record, it
         'killswitch.source.timestamp': '1790000000000', 'killswitch.source.stream_time_ms': '1790000000500', 'killswitch.source.group': 'g',
       },
     };
-    const [f, ...rest] = routing.unpack(old)!;
+    const [f, ...rest] = entries(routing.unpack(old));
     expect(rest).toEqual([]);
     expect(f!.record!.value).toBe(value);
     expect(f!.record!.offset).toBe('1234');
     expect(f!.from).toEqual({ group: 'g', partition: 4, offset: 1234, streamTime: 1_790_000_000_500 });
-    expect(routing.unpack({ ...old, headers: { ...old.headers, 'killswitch.source.group': 'other' } })).toBeNull();
-    expect(routing.unpack({ ...old, headers: { ...old.headers, 'killswitch.source.stream_time_ms': 'x' } })).toBeNull();
+    expect(routing.unpack({ ...old, headers: { ...old.headers, 'killswitch.source.group': 'other' } }).kind).toBe('foreign');
+    expect(routing.unpack({ ...old, headers: { ...old.headers, 'killswitch.source.stream_time_ms': 'x' } }).kind).toBe('invalid');
   });
 });
 

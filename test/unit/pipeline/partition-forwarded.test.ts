@@ -24,7 +24,7 @@ const SOURCE = (OWNER + 1) % PARTITIONS;
 function pipelines(): { routing: KafkaRouting; source: PartitionPipeline; owner: PartitionPipeline } {
   const config = tripConfig();
   const decoder = new KafkaValueDecoder(new DecisionDecoder(config.classifier), undefined, 'decisions-value');
-  const routing = new KafkaRouting({ decisionsTopic: 'decisions', partitions: PARTITIONS, groupId: 'g' });
+  const routing = new KafkaRouting({ decisionsTopic: 'decisions', repartitionTopic: 'decisions.repartition', partitions: PARTITIONS, groupId: 'g' });
   const shared = { routing, tripConfig: config, fold: new LedgerFold(), governor: undefined, decoder, chains: new AddendumChains(), signer: undefined };
   return { routing, source: new PartitionPipeline({ ...shared, partition: SOURCE }), owner: new PartitionPipeline({ ...shared, partition: OWNER }) };
 }
@@ -100,5 +100,32 @@ describe('the owner of forwarded decisions', () => {
       expect(got.dlq, format).toHaveLength(1);
       expect(got.dlq[0]!.headers, format).toMatchObject({ 'killswitch.reason': 'invalid_json', 'killswitch.source.partition': String(SOURCE), 'killswitch.source.offset': '105' });
     }
+  });
+});
+
+describe('a repartition record this deployment forwarded that cannot be read', () => {
+  it('goes to the DLQ as invalid_forwarded with the repartition partition and offset, and the records beside it are evaluated', async () => {
+    const { source, owner } = pipelines();
+    const read = await run(source, false, sourceRecords());
+    const good = asRead(read.forwarded[0]!, 7);
+    const damaged = { ...asRead(read.forwarded[0]!, 6), value: Buffer.from('not brotli') };
+    // another consumer group's record on the same topic: not ours, and not a bad record either
+    const foreign = { ...asRead(read.forwarded[0]!, 5), headers: { ...good.headers, 'killswitch.source.group': 'other' } };
+    const got = await run(owner, true, [foreign, damaged, good]);
+    expect(got.kills.map((k) => k.key)).toEqual([X]);
+    expect(got.dlq).toHaveLength(1);
+    expect(got.dlq[0]!.headers).toMatchObject({
+      'killswitch.reason': 'invalid_forwarded', 'killswitch.source.topic': 'decisions.repartition', 'killswitch.source.partition': String(OWNER), 'killswitch.source.offset': '6',
+    });
+    expect(got.dlq[0]!.value).toEqual(Buffer.from('not brotli'));
+  });
+
+  it('is not sent again when a restore re-reads it', async () => {
+    const { source, owner } = pipelines();
+    const read = await run(source, false, sourceRecords());
+    const damaged = { ...asRead(read.forwarded[0]!, 0), value: Buffer.from('not brotli') };
+    const out = batchRecords();
+    await owner.process({ forwarded: true, messages: [damaged], upTo: 1, liveFrom: 1, isStale: () => false, now: 0 }, out);
+    expect(out.dlq).toHaveLength(0);
   });
 });
