@@ -169,6 +169,8 @@ export class KafkaProcessor {
   private ledger: LedgerFollower | undefined;
   private admin: Admin | undefined;
   private stopping = false;
+  /** group joins so far (GROUP_JOIN events): a fenced partition expects one soon (onFenced) */
+  private joins = 0;
   private assignments: Promise<void> = Promise.resolve();
   private readonly instance = randomUUID();
   private failure: ((err: unknown) => void) | undefined;
@@ -262,6 +264,7 @@ export class KafkaProcessor {
     });
     this.consumer = consumer;
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      this.joins++;
       const assigned = (e.payload.memberAssignment[topics.decisions] ?? []);
       const forwarded = new Set(e.payload.memberAssignment[this.repartition] ?? []);
       if (assigned.length !== forwarded.size || assigned.some((p) => !forwarded.has(p))) {
@@ -497,6 +500,7 @@ export class KafkaProcessor {
         this.o.log.info({ partition: p }, 'partition taken over by another instance (fenced); dropping it');
         this.forget(p, st);
         this.retract(p, out.records);
+        this.expectRebalance(p);
         await st.committer.disconnect().catch(() => undefined);
         return;
       }
@@ -520,6 +524,22 @@ export class KafkaProcessor {
       this.o.log.warn({ partition: p, evicted, last: evaluator.lastLiveEvicted }, 'tracked-identity cap reached: live windows evicted (raise limits.max_tracked_identities)');
     }
     metrics.blocked.set(this.fold.blocked);
+  }
+
+  /**
+   * A fenced partition has a new owner, which took it in a rebalance that this instance's consumer joins
+   * within the rebalance timeout. When no rebalance comes, no instance took the partition over: its
+   * transaction was aborted for running past kafka.transaction_timeout_ms, or another process uses its
+   * transactional id. The group still assigns it here, and dropped it would stay unread: stop, so the
+   * restart takes it up again from what was committed.
+   */
+  private expectRebalance(p: number): void {
+    const joins = this.joins;
+    const waitMs = Math.max(10_000, 2 * this.o.sessionTimeoutMs) + this.o.sessionTimeoutMs;
+    setTimeout(() => {
+      if (this.stopping || this.joins !== joins) return;
+      this.fail(new Error(`partition ${p} was fenced but no rebalance followed within ${waitMs} ms (a transaction ran past kafka.transaction_timeout_ms, or another process uses the transactional id ${this.o.groupId}.${this.o.topics.decisions}.${p}); stopping so a restart takes the partition up again`));
+    }, waitMs).unref();
   }
 
   /**

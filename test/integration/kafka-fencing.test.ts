@@ -97,6 +97,38 @@ describe('a processor fenced with trips it latched but could not commit', () => 
   }, 120_000);
 });
 
+describe('a processor fenced when no rebalance follows (a transaction timed out, or another process took its transactional id)', () => {
+  const brokers = inject('kafkaBrokers');
+
+  it('stops with exit 1 saying why, instead of leaving the partition unread; restarted, it trips what the fenced batch held', async () => {
+    const dir = tempDir('kafka-fenced-alone-');
+    const topics = freshTopics('fenced-alone');
+    const group = `g-${topics.decisions}`;
+    const cfg = kafkaConfig(dir, brokers, topics, { partitions: 1 });
+    let proc = await startProcessor(cfg);
+    const A = 'spiffe://example.org/agent/fenced-alone';
+    const zombieFence = kafkaClient(brokers).producer({ transactionalId: `${group}.${topics.decisions}.0`, idempotent: true, maxInFlightRequests: 1 });
+    try {
+      await produce(brokers, topics.decisions, [{ key: A, value: decision(A, 'allow', 0) }]);
+      await drainedOn(brokers, topics, group);
+      await connectFenced(zombieFence);
+      await produce(brokers, topics.decisions, Array.from({ length: 10 }, (_, i) => ({ key: A, value: decision(A, 'deny', 1 + i) })));
+      await waitFor(() => proc.log().includes('taken over by another instance (fenced)'), 30_000, () => proc.log());
+      // nobody else is in the group: no rebalance comes, and the partition would stay unread
+      await waitFor(() => proc.child.exitCode !== null, 40_000, () => `still running: ${proc.log()}`);
+      expect(proc.child.exitCode).toBe(1);
+      expect(proc.log()).toContain('partition 0 was fenced but no rebalance followed');
+      await zombieFence.disconnect();
+      proc = await startProcessor(cfg);
+      const kills = await readTopic(brokers, topics.kills, { until: (r) => r.length >= 1, timeoutMs: 30_000 });
+      expect(kills.map((k) => k.key)).toEqual([A]);
+    } finally {
+      await zombieFence.disconnect();
+      await proc.stop();
+    }
+  }, 150_000);
+});
+
 async function waitFor(done: () => boolean, ms: number, what: () => string): Promise<void> {
   const deadline = Date.now() + ms;
   while (!done()) {
