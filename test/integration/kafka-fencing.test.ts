@@ -7,8 +7,9 @@
 import { describe, expect, inject, it } from 'vitest';
 import { connectFenced, isFenced } from '../../src/adapters/kafka/transactional-committer.js';
 import { coPartitionedAssigner } from '../../src/adapters/kafka/repartition.js';
-import { decision, tempDir } from '../helpers/cli.js';
-import { createTopic, drainedOn, freshTopics, kafkaClient, kafkaConfig, produce, readTopic, startProcessor } from '../helpers/kafka.js';
+import type { Producer } from 'kafkajs';
+import { decision, tempDir, type LoggedCli } from '../helpers/cli.js';
+import { createTopic, drainedOn, freshTopics, kafkaClient, kafkaConfig, produce, readTopic, startProcessor, type TestTopics } from '../helpers/kafka.js';
 import { randomUUID } from 'node:crypto';
 
 describe('connectFenced', () => {
@@ -67,13 +68,7 @@ describe('a processor fenced with trips it latched but could not commit', () => 
     const zombieFence = kafka.producer({ transactionalId: `${group}.${topics.decisions}.0`, idempotent: true, maxInFlightRequests: 1 });
     const visitor = kafka.consumer({ groupId: group, partitionAssigners: [coPartitionedAssigner(topics.decisions, repartition)], sessionTimeout: 6000 });
     try {
-      // live on partition 0: one decision processed and committed
-      await produce(brokers, topics.decisions, [{ key: B, value: decision(B, 'allow', 0) }]);
-      await drainedOn(brokers, topics, group);
-      // another producer takes the partition's transactional id: the processor's next commit is fenced
-      await connectFenced(zombieFence);
-      await produce(brokers, topics.decisions, Array.from({ length: 10 }, (_, i) => ({ key: A, value: decision(A, 'deny', 1 + i) })));
-      await waitFor(() => proc.log().includes('taken over by another instance (fenced)'), 30_000, () => proc.log());
+      await fenceBeforeTrip(brokers, proc, topics, zombieFence, B, A);
       expect(await readTopic(brokers, topics.kills, { timeoutMs: 1000 })).toHaveLength(0);
       await zombieFence.disconnect();
       // a member joins and leaves: two rebalances, and partition 0 ends with the processor again
@@ -109,11 +104,7 @@ describe('a processor fenced when no rebalance follows (a transaction timed out,
     const A = 'spiffe://example.org/agent/fenced-alone';
     const zombieFence = kafkaClient(brokers).producer({ transactionalId: `${group}.${topics.decisions}.0`, idempotent: true, maxInFlightRequests: 1 });
     try {
-      await produce(brokers, topics.decisions, [{ key: A, value: decision(A, 'allow', 0) }]);
-      await drainedOn(brokers, topics, group);
-      await connectFenced(zombieFence);
-      await produce(brokers, topics.decisions, Array.from({ length: 10 }, (_, i) => ({ key: A, value: decision(A, 'deny', 1 + i) })));
-      await waitFor(() => proc.log().includes('taken over by another instance (fenced)'), 30_000, () => proc.log());
+      await fenceBeforeTrip(brokers, proc, topics, zombieFence, A, A);
       // nobody else is in the group: no rebalance comes, and the partition would stay unread
       await waitFor(() => proc.child.exitCode !== null, 40_000, () => `still running: ${proc.log()}`);
       expect(proc.child.exitCode).toBe(1);
@@ -128,6 +119,19 @@ describe('a processor fenced when no rebalance follows (a transaction timed out,
     }
   }, 150_000);
 });
+
+/**
+ * Live on partition 0 (one decision of `first` processed and committed), then another producer takes
+ * the partition's transactional id, and 10 denies of `tripping` come: the processor evaluates them,
+ * trips, and its commit is fenced.
+ */
+async function fenceBeforeTrip(brokers: string, proc: LoggedCli, topics: TestTopics, zombie: Producer, first: string, tripping: string): Promise<void> {
+  await produce(brokers, topics.decisions, [{ key: first, value: decision(first, 'allow', 0) }]);
+  await drainedOn(brokers, topics, `g-${topics.decisions}`);
+  await connectFenced(zombie);
+  await produce(brokers, topics.decisions, Array.from({ length: 10 }, (_, i) => ({ key: tripping, value: decision(tripping, 'deny', 1 + i) })));
+  await waitFor(() => proc.log().includes('taken over by another instance (fenced)'), 30_000, () => proc.log());
+}
 
 async function waitFor(done: () => boolean, ms: number, what: () => string): Promise<void> {
   const deadline = Date.now() + ms;
