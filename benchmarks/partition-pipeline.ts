@@ -9,7 +9,7 @@
  *  - murmur2: every keyed record on its owner partition: decode -> evaluate (what the processor does
  *    per record besides kafkajs's fetch and the transaction);
  *  - all forwarded: every keyed record read on another partition: decoded, judged and packed at its
- *    source, then its repartition record unpacked, decoded and evaluated at its owner, as the processor
+ *    source, then its repartition record unpacked and its decisions evaluated at its owner, as the processor
  *    does (kafkajs's produce and fetch of the repartition record are not in it).
  *
  * The pipelines' calls are timed in CPU time of the process (all threads; the records are made from
