@@ -201,6 +201,11 @@ export class KafkaProcessor {
     });
   }
 
+  /** The consumer's rebalance timeout (see startConsumer); a fenced partition waits this and a session for a rebalance (expectRebalance). */
+  private get rebalanceTimeoutMs(): number {
+    return Math.max(10_000, 2 * this.o.sessionTimeoutMs);
+  }
+
   private estimatedActiveIdentities(): number {
     let tracked = 0;
     for (const st of this.partitionsState.values()) tracked += st.pipeline.evaluator.trackedIdentities;
@@ -256,7 +261,7 @@ export class KafkaProcessor {
       maxBytesPerPartition: this.o.maxPartitionFetchBytes, maxBytes: this.o.fetchMaxBytes,
       // A member killed mid-rebalance holds the group up to the rebalance timeout, not the session
       // timeout; our batches are short, so twice the session timeout is plenty to rejoin.
-      sessionTimeout: this.o.sessionTimeoutMs, rebalanceTimeout: Math.max(10_000, 2 * this.o.sessionTimeoutMs), heartbeatInterval: Math.max(500, Math.floor(this.o.sessionTimeoutMs / 10)),
+      sessionTimeout: this.o.sessionTimeoutMs, rebalanceTimeout: this.rebalanceTimeoutMs, heartbeatInterval: Math.max(500, Math.floor(this.o.sessionTimeoutMs / 10)),
       // Decisions partition p and repartition partition p to the same member (docs/spec.md#11-kafka-mode).
       // The only assignor offered: a member of an older version (kafkajs's round robin) cannot join the
       // group, rather than split an identity's decisions over two instances.
@@ -535,7 +540,7 @@ export class KafkaProcessor {
    */
   private expectRebalance(p: number): void {
     const joins = this.joins;
-    const waitMs = Math.max(10_000, 2 * this.o.sessionTimeoutMs) + this.o.sessionTimeoutMs;
+    const waitMs = this.rebalanceTimeoutMs + this.o.sessionTimeoutMs;
     setTimeout(() => {
       if (this.stopping || this.joins !== joins) return;
       this.fail(new Error(`partition ${p} was fenced but no rebalance followed within ${waitMs} ms (a transaction ran past kafka.transaction_timeout_ms, or another process uses the transactional id ${this.o.groupId}.${this.o.topics.decisions}.${p}); stopping so a restart takes the partition up again`));

@@ -124,7 +124,7 @@ export const FORWARD_HEADERS = {
  * little-endian: [offset f64][timestamp f64][stream time f64][event time f64][class u8], then the
  * decision id, the agent id and the session id, each [UTF-8 length u32][bytes] (0xffffffff: no session
  * id). The decision travels decoded: its owner neither parses it again nor asks the registry, and the
- * entry is about a third of the record it came from. A forwarded decision is produced to the broker a
+ * entry is smaller than the record it came from. A forwarded decision is produced to the broker a
  * second time and fetched back, and kafkajs's producer spends about 10 ns of CPU per byte (copies,
  * zero-filled buffers, a CRC-32C in JavaScript): compressing costs less than the bytes it saves
  * (benchmarks/README.md, Kafka pipeline, all forwarded).

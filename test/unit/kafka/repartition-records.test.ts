@@ -11,6 +11,7 @@ import { bySize } from '../../../src/adapters/kafka/transactional-committer.js';
 import { DecisionClass } from '../../../src/core/decision-class.js';
 import type { Decision } from '../../../src/core/decision.js';
 import type { Forwarded, ForwardedRecord, InputRecord, OutputRecord, Unpacked } from '../../../src/ports/partition-records.js';
+import { v1Entries } from '../../helpers/forwarded-v1.js';
 
 const routing = new KafkaRouting({ decisionsTopic: 'decisions', repartitionTopic: 'decisions.repartition', partitions: 6, groupId: 'g' });
 
@@ -44,26 +45,6 @@ function forwarded(n: number, padBytes = 200): Forwarded[] {
 
 /** What a decision is to its evaluator. */
 const fields = (d: Decision): Record<string, unknown> => ({ decisionId: d.decisionId, agentId: d.agentId, cls: d.cls, timeMs: d.timeMs, sessionId: d.sessionId });
-
-/** The entries of the layout the version before wrote (docs/spec.md#11-kafka-mode, `v1`), written by hand. */
-function recordEntries(list: readonly Forwarded[]): Buffer {
-  const parts: Buffer[] = [];
-  const u32 = (n: number): Buffer => {
-    const b = Buffer.alloc(4);
-    b.writeUInt32LE(n);
-    return b;
-  };
-  for (const f of list) {
-    const { key, value } = f.record;
-    parts.push(key === null ? u32(0xffffffff) : Buffer.concat([u32(key.length), key]), value === null ? u32(0xffffffff) : Buffer.concat([u32(value.length), value]));
-    const tail = Buffer.alloc(24);
-    tail.writeDoubleLE(f.offset, 0);
-    tail.writeDoubleLE(Number(f.record.timestamp), 8);
-    tail.writeDoubleLE(f.streamTime, 16);
-    parts.push(tail);
-  }
-  return Buffer.concat(parts);
-}
 
 describe('repartition records', () => {
   it('the owner unpacks every forwarded decision as its source decoded it, with its source partition, offset and stream time, in order', () => {
@@ -113,7 +94,7 @@ describe('repartition records', () => {
   it('reads the layouts of the version before (v2 compressed, v1 plain): the records as read at their source, to decode again', () => {
     const input = forwarded(50);
     const [r] = routing.pack(4, input.map((f) => ({ ...f, owner: 0 })));
-    for (const [format, value] of [['v2', brotliCompressSync(recordEntries(input))], ['v1', recordEntries(input)]] as const) {
+    for (const [format, value] of [['v2', brotliCompressSync(v1Entries(input))], ['v1', v1Entries(input)]] as const) {
       const got = entries(routing.unpack({ ...read(r!, 0), value, headers: { ...r!.headers, 'killswitch.forwarded': format } }));
       expect(got.map((f) => f.from)).toEqual(input.map((f) => ({ group: 'g', partition: 4, offset: f.offset, streamTime: f.streamTime })));
       expect(got.map((f) => f.record!.value!.toString())).toEqual(input.map((f) => f.record.value!.toString()));

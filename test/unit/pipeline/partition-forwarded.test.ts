@@ -13,6 +13,7 @@ import { KafkaValueDecoder } from '../../../src/adapters/serde/kafka-value-decod
 import { KafkaRouting, ownerPartition } from '../../../src/adapters/kafka/repartition.js';
 import { batchRecords, PartitionPipeline, type BatchRecords } from '../../../src/pipeline/partition-pipeline.js';
 import type { InputRecord, OutputRecord } from '../../../src/ports/partition-records.js';
+import { v1Entries } from '../../helpers/forwarded-v1.js';
 import { tripConfig } from '../../helpers/trip-config.js';
 
 const PARTITIONS = 4;
@@ -46,21 +47,6 @@ const asRead = (r: OutputRecord, offset: number, value = r.value as Buffer, form
   key: null, value, timestamp: r.timestamp!, offset: String(offset), headers: { ...r.headers, ...(format === undefined ? {} : { 'killswitch.forwarded': format }) },
 });
 
-/** The entries of format v1 (the records as read at their source), written from the spec by hand. */
-function recordEntries(records: InputRecord[], streamTimes: number[]): Buffer {
-  return Buffer.concat(records.flatMap((m, i) => {
-    const head = Buffer.alloc(8 + m.key!.length + m.value!.length + 24);
-    let at = head.writeUInt32LE(m.key!.length, 0);
-    at += m.key!.copy(head, at);
-    at = head.writeUInt32LE(m.value!.length, at);
-    at += m.value!.copy(head, at);
-    at = head.writeDoubleLE(Number(m.offset), at);
-    at = head.writeDoubleLE(Number(m.timestamp), at);
-    head.writeDoubleLE(streamTimes[i]!, at);
-    return [head];
-  }));
-}
-
 const evidenceOf = (out: BatchRecords): Record<string, unknown> => (JSON.parse(out.kills[0]!.value as string) as { evidence: Record<string, unknown> }).evidence;
 
 describe('the owner of forwarded decisions', () => {
@@ -92,7 +78,8 @@ describe('the owner of forwarded decisions', () => {
       if (at !== undefined) streamTime = Math.max(streamTime, Date.parse(at));
       return streamTime;
     });
-    for (const [format, value] of [['v2', brotliCompressSync(recordEntries(records, streamTimes))], ['v1', recordEntries(records, streamTimes)]] as const) {
+    const entries = v1Entries(records.map((record, i) => ({ record, offset: Number(record.offset), streamTime: streamTimes[i]! })));
+    for (const [format, value] of [['v2', brotliCompressSync(entries)], ['v1', entries]] as const) {
       const fresh = pipelines();
       const got = await run(fresh.owner, true, [asRead(read.forwarded[0]!, 0, value, format)]);
       expect(got.kills.map((k) => k.key), format).toEqual([X]);
