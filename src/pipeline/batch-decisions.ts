@@ -9,6 +9,8 @@ import { ReusableDecision } from '../adapters/serde/fast-decision.js';
 
 export class BatchDecisions {
   private readonly pool: ReusableDecision[] = [];
+  private readonly timeOnly: ReusableDecision[] = [];
+  private timeOnlyCount = 0;
   /** the batch's decisions in offset order: pool entries, or the full decoder's objects */
   readonly decisions: Decision[] = [];
   /** the offset of each of `decisions` */
@@ -24,6 +26,21 @@ export class BatchDecisions {
       this.pool.push(d);
     }
     return d;
+  }
+
+  /**
+   * Adds a decision that only moves the stream's time to `timeMs` (ReusableDecision.setTimeOnly), from a
+   * pool of its own, kept from batch to batch like the decoded ones.
+   */
+  addTimeOnly(timeMs: number, position: number): void {
+    let d = this.timeOnly[this.timeOnlyCount];
+    if (d === undefined) {
+      d = new ReusableDecision();
+      this.timeOnly.push(d);
+    }
+    this.timeOnlyCount++;
+    d.setTimeOnly(timeMs);
+    this.add(d, position);
   }
 
   add(decision: Decision, position: number): void {
@@ -42,5 +59,6 @@ export class BatchDecisions {
     const n = Math.min(this.count, this.pool.length);
     for (let i = 0; i < n; i++) this.pool[i]!.release();
     this.count = 0;
+    this.timeOnlyCount = 0;
   }
 }

@@ -12,13 +12,12 @@
  */
 import { canonicalJson } from '../core/canonical-json.js';
 import type { AddendumChains, ShadowEvent } from '../core/documents.js';
-import { DecisionClass } from '../core/decision-class.js';
 import type { Decision } from '../core/decision.js';
 import { DEFAULT_MAX_FUTURE_SKEW_MS, Evaluator, type StreamClock, type Trip, type TripRuleConfig } from '../core/evaluator.js';
 import type { Governor } from '../core/governor.js';
 import type { LedgerFold, LedgerLatch } from '../core/ledger-fold.js';
 import { futureTimestampError } from '../core/time.js';
-import type { Forwarded, ForwardedFrom, ForwardedRecord, InputRecord, OutputRecord, PartitionRouting } from '../ports/partition-records.js';
+import type { ForwardPacker, ForwardUnpacker, InputRecord, OutputRecord, PartitionRouting } from '../ports/partition-records.js';
 import type { Signer } from '../ports/signer.js';
 import type { DecodeResult } from '../adapters/serde/decision-decoder.js';
 import { ReusableDecision } from '../adapters/serde/fast-decision.js';
@@ -111,16 +110,6 @@ export interface BatchCounts {
   readonly duplicates: number;
 }
 
-/**
- * A decision that only moves its stream's time: a decision read here but evaluated by its owner, and
- * the source stream time a forwarded decision carries (docs/spec.md#11-kafka-mode). It is of the ignored
- * class, so the evaluator checks its lateness, moves the stream time and notes its position, and
- * nothing else (docs/spec.md#2-the-trip-rule, steps 3 to 5).
- */
-function timeOnly(timeMs: number): Decision {
-  return { decisionId: '', agentId: null, cls: DecisionClass.Ignored, timeMs, sessionId: undefined };
-}
-
 export class PartitionPipeline {
   readonly evaluator: Evaluator;
   /** the stream of decisions partition p itself */
@@ -131,6 +120,10 @@ export class PartitionPipeline {
   private unblocksApplied = false;
   /** the batch being decoded and evaluated, per input (reused from batch to batch) */
   private readonly batches = { decisions: new BatchDecisions(), forwarded: new BatchDecisions() };
+  /** what decisions partition p forwards to other owners, packed as it is read */
+  private readonly packer: ForwardPacker;
+  /** the entries of a batch of repartition partition p */
+  private readonly unpacker: ForwardUnpacker;
   private readonly maxFutureSkewMs: number;
 
   constructor(private readonly o: PartitionPipelineOptions) {
@@ -138,6 +131,8 @@ export class PartitionPipeline {
     const topic = o.routing.decisionsTopic;
     this.clock = this.evaluator.openStream(partitionStream(topic, o.partition), { topic, partition: o.partition });
     this.maxFutureSkewMs = o.tripConfig.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS;
+    this.packer = o.routing.packer(o.partition);
+    this.unpacker = o.routing.unpacker();
   }
 
   /** Restored with nothing to re-read: live from the start, no unblock to apply again. */
@@ -163,6 +158,9 @@ export class PartitionPipeline {
       return counts;
     } finally {
       batch.release();
+      if (b.forwarded) this.unpacker.release();
+      // a batch that went stale: what it packed is not forwarded
+      else if (this.packer.count > 0) this.packer.take();
     }
   }
 
@@ -231,7 +229,7 @@ export class PartitionPipeline {
     // The stream time as the evaluator will have it before each record: the forwarded ones carry it.
     let streamTime = this.clock.time;
     let restoring = 0;
-    const forwarded: Forwarded[] = [];
+    const packer = this.packer;
     for (let i = 0; i < upTo; i++) {
       const m = messages[i]!;
       const offset = Number(m.offset);
@@ -254,8 +252,9 @@ export class PartitionPipeline {
       const t = d.timeMs;
       // The record's timestamp is its arrival: part of the record, so a restore (and a replay of the
       // topic) refuses exactly the decisions refused live.
-      if (t > Number(m.timestamp) + skewMs) {
-        if (!restore) out.dlq.push(routing.deadLetter(m, { partition: p }, 'future_timestamp', futureTimestampError(t, Number(m.timestamp), skewMs)!));
+      const timestamp = Number(m.timestamp);
+      if (t > timestamp + skewMs) {
+        if (!restore) out.dlq.push(routing.deadLetter(m, { partition: p }, 'future_timestamp', futureTimestampError(t, timestamp, skewMs)!));
         continue;
       }
       // docs/spec.md#22-event-time-lateness-and-future-decisions: late decisions never move the stream time
@@ -265,10 +264,11 @@ export class PartitionPipeline {
       if (agentId !== null) {
         const owner = routing.ownerOf(agentId, d.identity);
         if (owner !== p) {
-          decided.add(timeOnly(t), offset);
-          if (restore) restoring++;
           // a late one is dropped here as its owner would drop it (counted late by the evaluator)
-          else if (!late) forwarded.push({ record: m, decision: d, owner, offset, streamTime });
+          if (!restore && !late) packer.add(owner, d, offset, timestamp, streamTime);
+          // here it only moves the stream time (and is late or not, as the evaluator judges)
+          decided.addTimeOnly(t, offset);
+          if (restore) restoring++;
           continue;
         }
       }
@@ -277,9 +277,9 @@ export class PartitionPipeline {
       else classes[d.cls]!++;
     }
     out.last = last;
-    if (forwarded.length > 0) {
-      out.forwardedDecisions += forwarded.length;
-      out.forwarded.push(...routing.pack(p, forwarded));
+    if (packer.count > 0) {
+      out.forwardedDecisions += packer.count;
+      out.forwarded.push(...packer.take());
     }
     if (restoring > 0) runs.push({ clock: this.clock, start: 0, end: restoring, restore: true });
     if (decided.count > restoring) runs.push({ clock: this.clock, start: restoring, end: decided.count, restore: false });
@@ -296,49 +296,62 @@ export class PartitionPipeline {
   private decodeForwarded(b: PartitionBatch, decided: BatchDecisions, runs: Run[], out: BatchRecords): boolean | Promise<boolean> {
     const { messages, upTo, liveFrom } = b;
     const { routing, decoder } = this.o;
-    const entries: { readonly f: ForwardedRecord; readonly restore: boolean }[] = [];
+    const entries = this.unpacker;
+    // entries below this one are of records re-read to restore windows (offsets grow through the batch)
+    let restoreEnd = 0;
     for (let i = 0; i < upTo; i++) {
       const m = messages[i]!;
       const restore = Number(m.offset) < liveFrom;
       if (!restore) out.last = Number(m.offset);
-      const forwarded = routing.unpack(m);
-      if (forwarded.kind === 'entries') for (const f of forwarded.entries) entries.push({ f, restore });
+      const forwarded = entries.unpack(m);
       // forwarded by this deployment and unreadable: a bad record of the repartition input (a foreign
       // one, of another consumer group sharing the topic or produced there by hand, is not ours to evaluate)
-      else if (forwarded.kind === 'invalid' && !restore) out.dlq.push(routing.deadLetter(m, { partition: this.o.partition, offset: m.offset, forwarded: true }, 'invalid_forwarded', forwarded.message));
+      if (forwarded.kind === 'invalid' && !restore) out.dlq.push(routing.deadLetter(m, { partition: this.o.partition, offset: m.offset, forwarded: true }, 'invalid_forwarded', forwarded.message));
+      if (restore) restoreEnd = entries.count;
     }
     const step = (k: number): boolean | Promise<boolean> => {
-      for (; k < entries.length; k++) {
-        const { f, restore } = entries[k]!;
+      for (; k < entries.count; k++) {
+        const restore = k < restoreEnd;
         // decoded at its source (this version's format), or the record as read there (an older version's)
-        if (f.record === undefined) {
-          take(f.decision, f.from, restore);
+        const d = entries.decision(k);
+        if (d !== undefined) {
+          take(d, k, restore);
           continue;
         }
-        const record = f.record;
+        const record = entries.record(k)!;
         const decoded = decoder.decodeInto(record.value, record.key, decided.next());
         if (decoded instanceof Promise) {
           const at = k;
           return decoded.then((r) => {
             if (b.isStale()) return false;
-            take(decodedDecision(r, f.from, record, restore), f.from, restore);
+            take(decodedDecision(r, at, record, restore), at, restore);
             return step(at + 1);
           });
         }
-        take(decodedDecision(decoded, f.from, record, restore), f.from, restore);
+        take(decodedDecision(decoded, k, record, restore), k, restore);
       }
       return true;
     };
     // a bad one is reported where it was produced, as if it had been found bad there
-    const decodedDecision = (r: DecodeResult | ReusableDecision, from: ForwardedFrom, record: InputRecord, restore: boolean): Decision | null =>
-      r instanceof ReusableDecision ? r : r.ok ? r.decision : badRecord(routing, r, restore, out, record, { partition: from.partition });
-    const take = (d: Decision | null, from: ForwardedFrom, restore: boolean): void => {
+    const decodedDecision = (r: DecodeResult | ReusableDecision, k: number, record: InputRecord, restore: boolean): Decision | null =>
+      r instanceof ReusableDecision ? r : r.ok ? r.decision : badRecord(routing, r, restore, out, record, { partition: entries.partition(k) });
+    // the stream time the last entry moved its stream to, in this batch: an entry carrying the same
+    // time into the same stream has no time of its own to move it to
+    let movedClock: StreamClock | undefined;
+    let movedTo = NaN;
+    const take = (d: Decision | null, k: number, restore: boolean): void => {
       if (d === null) return;
       // The future check was made where the record was read, against the same timestamp.
-      const clock = this.sourceClock(from.partition, b.now);
+      const clock = this.sourceClock(entries.partition(k), b.now);
       const start = decided.count;
-      decided.add(timeOnly(from.streamTime), from.offset);
-      decided.add(d, from.offset);
+      const offset = entries.offset(k);
+      const streamTime = entries.streamTime(k);
+      if (clock !== movedClock || streamTime !== movedTo) {
+        decided.addTimeOnly(streamTime, offset);
+        movedClock = clock;
+        movedTo = streamTime;
+      }
+      decided.add(d, offset);
       const last = runs[runs.length - 1];
       if (last !== undefined && last.clock === clock && last.restore === restore && last.end === start) last.end = decided.count;
       else runs.push({ clock, start, end: decided.count, restore });

@@ -10,10 +10,13 @@
 import { brotliCompressSync, brotliDecompressSync, constants as zlib } from 'node:zlib';
 import kafkajs from 'kafkajs';
 import type { PartitionAssigner } from 'kafkajs';
-import type { Forwarded, ForwardedRecord, InputRecord, OutputRecord, PartitionRouting, RecordHeaders, Unpacked } from '../../ports/partition-records.js';
+import type { ForwardPacker, ForwardUnpacker, InputRecord, OutputRecord, PartitionRouting, RecordHeaders, Unpacked } from '../../ports/partition-records.js';
 import { DecisionClass } from '../../core/decision-class.js';
 import type { Decision } from '../../core/decision.js';
+import { NO_HANDLE, newIdentityHandle } from '../../core/identity-handle.js';
 import { spiffeIdError } from '../../core/spiffe-id.js';
+import { MAX_CACHED_IDS, ReusableDecision } from '../serde/fast-decision.js';
+import { IdTable } from '../serde/id-table.js';
 import { dlqRecord } from './dlq.js';
 
 // kafkajs is CommonJS; AssignerProtocol is not among its ESM named exports.
@@ -154,6 +157,12 @@ function header(headers: RecordHeaders | undefined, name: string): string | unde
   return one === undefined ? undefined : typeof one === 'string' ? one : one.toString('utf8');
 }
 
+/** SPIFFE IDs of forwarded decisions remembered once validated (as the fast decoder keeps them), and their bytes at most. */
+const MAX_KNOWN_IDS = MAX_CACHED_IDS;
+const MAX_KNOWN_ID_BYTES = 8 << 20;
+/** Longer session ids are not kept per identity. */
+const MAX_KEPT_SESSION = 128;
+
 /**
  * The partition pipeline's routing in Kafka mode (src/ports/partition-records.ts): owners by murmur2,
  * forwarded decisions packed per owner into records of the repartition topic, bad records with the DLQ
@@ -161,6 +170,14 @@ function header(headers: RecordHeaders | undefined, name: string): string | unde
  */
 export class KafkaRouting implements PartitionRouting {
   private readonly owners: OwnerCache;
+  /**
+   * The SPIFFE IDs forwarded decisions carried, validated, by their bytes: the ID string (one per
+   * identity) and its identity handle, so an owner neither makes nor validates a string per decision.
+   * Shared by the instance's unpackers (unpacking is synchronous).
+   */
+  readonly knownIds = new IdTable<string>(MAX_KNOWN_IDS, MAX_KNOWN_ID_BYTES);
+  /** by entry of knownIds: the session id the identity's last forwarded decision carried (ASCII only) */
+  readonly lastSession: (string | undefined)[] = [];
 
   constructor(private readonly o: { readonly decisionsTopic: string; readonly repartitionTopic: string; readonly partitions: number; readonly groupId: string }) {
     this.owners = new OwnerCache(o.partitions);
@@ -170,104 +187,279 @@ export class KafkaRouting implements PartitionRouting {
     return this.o.decisionsTopic;
   }
 
+  get groupId(): string {
+    return this.o.groupId;
+  }
+
+  get partitions(): number {
+    return this.o.partitions;
+  }
+
   ownerOf(agentId: string, handle: number | undefined): number {
     return this.owners.ownerOf(agentId, handle);
   }
 
-  /** The records that carry `forwarded` (read on decisions partition `partition`), one or a few per owner partition. */
-  pack(partition: number, forwarded: readonly Forwarded[]): OutputRecord[] {
-    const byOwner = new Map<number, Forwarded[]>();
-    for (const f of forwarded) {
-      const list = byOwner.get(f.owner);
-      if (list === undefined) byOwner.set(f.owner, [f]);
-      else list.push(f);
-    }
-    const headers: RecordHeaders = {
+  packer(partition: number): ForwardPacker {
+    return new RepartitionPacker({
       [FORWARD_HEADERS.format]: FORWARD_FORMAT,
       [FORWARD_HEADERS.topic]: this.o.decisionsTopic,
       [FORWARD_HEADERS.partition]: String(partition),
       [FORWARD_HEADERS.group]: this.o.groupId,
-    };
-    const out: OutputRecord[] = [];
-    for (const [owner, list] of byOwner) {
-      let start = 0;
-      while (start < list.length) {
-        let end = start;
-        let bytes = 0;
-        while (end < list.length && (end === start || bytes + entryBytes(list[end]!) <= MAX_FORWARD_BYTES)) bytes += entryBytes(list[end++]!);
-        out.push(packed(list, start, end, bytes, owner, headers));
-        start = end;
-      }
-    }
-    return out;
+    });
   }
 
-  /**
-   * The decisions a record of the repartition topic carries, with where each was read. `foreign` when
-   * this deployment did not forward it (another consumer group sharing the topic, a record produced there
-   * by hand without the headers); `invalid` when it did and the value is not whole entries of a known
-   * format, or holds a decision its source could not have forwarded (docs/spec.md#8-bad-records-and-the-dlq).
-   */
-  unpack(m: InputRecord): Unpacked {
-    if (header(m.headers, FORWARD_HEADERS.group) !== this.o.groupId) return FOREIGN;
-    const partition = Number(header(m.headers, FORWARD_HEADERS.partition));
-    if (!Number.isInteger(partition) || partition < 0 || partition >= this.o.partitions) return invalid(`source partition header ${JSON.stringify(header(m.headers, FORWARD_HEADERS.partition) ?? null)} is not one of the ${this.o.partitions} decisions partitions`);
-    const format = header(m.headers, FORWARD_HEADERS.format);
-    if (format === undefined) return this.unpackOne(m, partition);
-    if (m.value === null) return invalid('no value');
-    if (format === FORWARD_FORMAT) {
-      const v = inflate(m.value);
-      if (v === null) return invalid(`a ${format} value that is not Brotli or inflates to more than ${MAX_INFLATED_BYTES} bytes`);
-      return entriesOf(this.decisionEntries(v, partition), format);
-    }
-    if (format !== FORMAT_RECORDS && format !== FORMAT_RECORDS_PLAIN) return invalid(`unknown format ${JSON.stringify(format)}`);
-    const v = format === FORMAT_RECORDS_PLAIN ? m.value : inflate(m.value);
-    if (v === null) return invalid(`a ${format} value that is not Brotli or inflates to more than ${MAX_INFLATED_BYTES} bytes`);
-    return entriesOf(this.recordEntries(v, partition), format);
+  unpacker(): ForwardUnpacker {
+    return new RepartitionUnpacker(this);
   }
 
   deadLetter(m: InputRecord, at: { readonly partition: number; readonly offset?: string; readonly forwarded?: boolean }, reason: string, message: string): OutputRecord {
     const topic = at.forwarded === true ? this.o.repartitionTopic : this.o.decisionsTopic;
     return dlqRecord(m, { topic, partition: at.partition, ...(at.offset === undefined ? {} : { offset: at.offset }) }, reason, message);
   }
+}
 
-  /** `v3` entries; null at the first that is not whole or not a decision its source could have forwarded. */
-  private decisionEntries(v: Buffer, partition: number): ForwardedRecord[] | null {
-    const out: ForwardedRecord[] = [];
-    let at = 0;
-    const text = (optional: boolean): string | null | undefined => {
-      if (at + 4 > v.length) return undefined;
-      const n = v.readUInt32LE(at);
-      at += 4;
-      if (n === NULL_LENGTH) return optional ? null : undefined;
-      if (at + n > v.length) return undefined;
-      at += n;
-      return v.toString('utf8', at - n, at);
-    };
-    while (at < v.length) {
-      if (at + 33 > v.length) return null;
-      const offset = v.readDoubleLE(at);
-      const timestamp = v.readDoubleLE(at + 8);
-      const streamTime = v.readDoubleLE(at + 16);
-      const timeMs = v.readDoubleLE(at + 24);
-      const cls = v[at + 32]! as DecisionClass;
-      at += 33;
-      const decisionId = text(false);
-      const agentId = decisionId === undefined ? undefined : text(false);
-      const sessionId = agentId === undefined ? undefined : text(true);
-      if (sessionId === undefined || decisionId == null || agentId == null) return null;
-      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isFinite(timestamp) || !Number.isFinite(streamTime) || !Number.isFinite(timeMs)) return null;
-      // what the source's decoder let through: a valid SPIFFE ID (so its canonical spelling), an id of 1..128 characters, a known class
-      if (cls > MAX_CLASS || !decisionIdFits(decisionId) || spiffeIdError(agentId) !== null) return null;
-      const decision: Decision = { decisionId, agentId, cls, timeMs, sessionId: sessionId ?? undefined };
-      out.push({ decision, from: { group: this.o.groupId, partition, offset, streamTime } });
+/** The entries being written for one owner: a buffer that grows, and their earliest record timestamp. */
+interface OwnerEntries {
+  buf: Buffer;
+  at: number;
+  earliest: number;
+}
+
+const FIRST_BUFFER_BYTES = 16 * 1024;
+
+/**
+ * The decisions a batch forwards, written as `v3` entries as they are read, one buffer per owner; a
+ * buffer reaching MAX_FORWARD_BYTES becomes a record. A decision the fast decoder made has its id
+ * copied from the record's bytes, never made a string.
+ */
+class RepartitionPacker implements ForwardPacker {
+  count = 0;
+  private owners: (OwnerEntries | undefined)[] = [];
+  private records: OutputRecord[] = [];
+
+  constructor(private readonly headers: RecordHeaders) {}
+
+  add(owner: number, d: Decision, offset: number, timestamp: number, streamTime: number): void {
+    let o = this.owners[owner];
+    if (o === undefined) {
+      o = { buf: Buffer.allocUnsafe(FIRST_BUFFER_BYTES), at: 0, earliest: Infinity };
+      this.owners[owner] = o;
     }
-    return out;
+    const reusable = d instanceof ReusableDecision;
+    const decisionId = reusable ? undefined : d.decisionId;
+    const agentId = d.agentId!;
+    const sessionId = d.sessionId;
+    // at most the entry's bytes (UTF-8 takes at most 3 bytes per UTF-16 unit)
+    const bound = DECISION_ENTRY_FIXED + (reusable ? d.decisionIdBytes : 3 * decisionId!.length) + 3 * (agentId.length + (sessionId?.length ?? 0));
+    if (o.at > 0 && o.at + bound > MAX_FORWARD_BYTES) this.cut(owner, o);
+    if (o.at + bound > o.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(2 * o.buf.length, o.at + bound));
+      o.buf.copy(grown, 0, 0, o.at);
+      o.buf = grown;
+    }
+    const buf = o.buf;
+    let at = buf.writeDoubleLE(offset, o.at);
+    at = buf.writeDoubleLE(timestamp, at);
+    at = buf.writeDoubleLE(streamTime, at);
+    at = buf.writeDoubleLE(d.timeMs, at);
+    buf[at++] = d.cls;
+    const idBytes = reusable ? d.copyDecisionId(buf, at + 4) : buf.write(decisionId!, at + 4, 'utf8');
+    buf.writeUInt32LE(idBytes, at);
+    at += 4 + idBytes;
+    at = putText(buf, at, agentId);
+    o.at = sessionId === undefined ? buf.writeUInt32LE(NULL_LENGTH, at) : putText(buf, at, sessionId);
+    if (timestamp < o.earliest) o.earliest = timestamp;
+    this.count++;
   }
 
-  /** `v1` and `v2` entries (the records as read at their source); null at the first that is not whole. */
-  private recordEntries(v: Buffer, partition: number): ForwardedRecord[] | null {
-    const out: ForwardedRecord[] = [];
+  take(): OutputRecord[] {
+    this.owners.forEach((o, owner) => {
+      if (o !== undefined && o.at > 0) this.cut(owner, o);
+    });
+    const records = this.records;
+    // the buffers go with the batch: an instance owning many partitions keeps none between batches
+    this.owners = [];
+    this.records = [];
+    this.count = 0;
+    return records;
+  }
+
+  /** One repartition record for what `o` holds, stamped with their earliest timestamp (a restore finds records by it). */
+  private cut(owner: number, o: OwnerEntries): void {
+    this.records.push({ key: null, value: brotliCompressSync(o.buf.subarray(0, o.at), BROTLI_PARAMS), partition: owner, timestamp: String(o.earliest), headers: this.headers });
+    o.at = 0;
+    o.earliest = Infinity;
+  }
+}
+
+function putText(buf: Buffer, at: number, s: string): number {
+  const n = buf.write(s, at + 4, 'utf8');
+  buf.writeUInt32LE(n, at);
+  return at + 4 + n;
+}
+
+const NO_DECISION = undefined;
+
+/**
+ * The entries of a batch's repartition records, in columns. A `v3` entry becomes a ReusableDecision of
+ * the unpacker's pool whose decision id stays in the inflated bytes until asked for; its SPIFFE ID is
+ * validated once per identity (KafkaRouting.knownIds).
+ */
+class RepartitionUnpacker implements ForwardUnpacker {
+  count = 0;
+  private readonly pool: ReusableDecision[] = [];
+  private readonly decisions: (Decision | undefined)[] = [];
+  private readonly records: (InputRecord | undefined)[] = [];
+  private partitions = new Int32Array(1024);
+  private offsets = new Float64Array(1024);
+  private streamTimes = new Float64Array(1024);
+
+  constructor(private readonly routing: KafkaRouting) {}
+
+  decision(i: number): Decision | undefined {
+    return this.decisions[i];
+  }
+
+  record(i: number): InputRecord | undefined {
+    return this.records[i];
+  }
+
+  partition(i: number): number {
+    return this.partitions[i]!;
+  }
+
+  offset(i: number): number {
+    return this.offsets[i]!;
+  }
+
+  streamTime(i: number): number {
+    return this.streamTimes[i]!;
+  }
+
+  release(): void {
+    const n = Math.min(this.count, this.pool.length);
+    for (let i = 0; i < n; i++) this.pool[i]!.release();
+    // the records of older formats go too
+    this.records.length = 0;
+    this.count = 0;
+  }
+
+  /**
+   * `foreign` when this deployment did not forward it (another consumer group sharing the topic, a
+   * record produced there by hand without the headers); `invalid` when it did and the value is not whole
+   * entries of a known format, or holds a decision its source could not have forwarded
+   * (docs/spec.md#8-bad-records-and-the-dlq): then none of its entries are kept.
+   */
+  unpack(m: InputRecord): Unpacked {
+    const { groupId, partitions } = this.routing;
+    if (header(m.headers, FORWARD_HEADERS.group) !== groupId) return FOREIGN;
+    const partition = Number(header(m.headers, FORWARD_HEADERS.partition));
+    if (!Number.isInteger(partition) || partition < 0 || partition >= partitions) return invalid(`source partition header ${JSON.stringify(header(m.headers, FORWARD_HEADERS.partition) ?? null)} is not one of the ${partitions} decisions partitions`);
+    const format = header(m.headers, FORWARD_HEADERS.format);
+    if (format === undefined) return this.unpackOne(m, partition);
+    if (m.value === null) return invalid('no value');
+    if (format !== FORWARD_FORMAT && format !== FORMAT_RECORDS && format !== FORMAT_RECORDS_PLAIN) return invalid(`unknown format ${JSON.stringify(format)}`);
+    const v = format === FORMAT_RECORDS_PLAIN ? m.value : inflate(m.value);
+    if (v === null) return invalid(`a ${format} value that is not Brotli or inflates to more than ${MAX_INFLATED_BYTES} bytes`);
+    const before = this.count;
+    if (format === FORWARD_FORMAT ? this.decisionEntries(v, partition) : this.recordEntries(v, partition)) return ENTRIES;
+    // none of a bad record's entries are evaluated
+    for (let i = before; i < this.count; i++) this.pool[i]?.release();
+    this.count = before;
+    return invalid(`its ${format} entries are not whole, or one holds a decision no source forwards`);
+  }
+
+  private push(d: Decision | undefined, r: InputRecord | undefined, partition: number, offset: number, streamTime: number): void {
+    const i = this.count++;
+    if (i === this.offsets.length) {
+      const grow = <T extends Int32Array | Float64Array>(a: T, b: T): T => {
+        b.set(a);
+        return b;
+      };
+      this.partitions = grow(this.partitions, new Int32Array(2 * i));
+      this.offsets = grow(this.offsets, new Float64Array(2 * i));
+      this.streamTimes = grow(this.streamTimes, new Float64Array(2 * i));
+    }
+    this.decisions[i] = d;
+    this.records[i] = r;
+    this.partitions[i] = partition;
+    this.offsets[i] = offset;
+    this.streamTimes[i] = streamTime;
+  }
+
+  /** `v3` entries; false at the first that is not whole or not a decision its source could have forwarded. */
+  private decisionEntries(v: Buffer, partition: number): boolean {
+    const view = new DataView(v.buffer, v.byteOffset, v.length);
+    const { knownIds, lastSession } = this.routing;
+    const end = v.length;
+    let at = 0;
+    while (at < end) {
+      if (at + DECISION_ENTRY_FIXED > end) return false;
+      const offset = view.getFloat64(at, true);
+      const timestamp = view.getFloat64(at + 8, true);
+      const streamTime = view.getFloat64(at + 16, true);
+      const timeMs = view.getFloat64(at + 24, true);
+      const cls = v[at + 32]!;
+      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isFinite(timestamp) || !Number.isFinite(streamTime) || !Number.isFinite(timeMs) || cls > MAX_CLASS) return false;
+      at += 33;
+      // the decision id: 1 to 128 characters as the schema counts them (no more characters than bytes)
+      const idLength = view.getUint32(at, true);
+      const idStart = at + 4;
+      at = idStart + idLength;
+      if (idLength === 0 || idLength === NULL_LENGTH || at + 4 > end) return false;
+      if (idLength > 128 && !decisionIdFits(v.toString('utf8', idStart, at))) return false;
+      // the SPIFFE ID: what the source's decoder let through (valid, so in its canonical spelling)
+      const agentLength = view.getUint32(at, true);
+      const agentStart = at + 4;
+      at = agentStart + agentLength;
+      if (agentLength === NULL_LENGTH || at + 4 > end) return false;
+      let entry = knownIds.find(view, agentStart, agentLength);
+      let agentId: string;
+      let handle: number;
+      if (entry >= 0) {
+        agentId = knownIds.value(entry);
+        handle = knownIds.tag(entry);
+      } else {
+        agentId = v.toString('utf8', agentStart, at);
+        if (spiffeIdError(agentId) !== null) return false;
+        handle = newIdentityHandle();
+        entry = knownIds.add(view, agentStart, agentLength, agentId, handle);
+      }
+      const sessionLength = view.getUint32(at, true);
+      at += 4;
+      let sessionId: string | undefined;
+      if (sessionLength !== NULL_LENGTH) {
+        if (at + sessionLength > end) return false;
+        sessionId = this.session(v, at, at + sessionLength, entry, lastSession);
+        at += sessionLength;
+      }
+      let d = this.pool[this.count];
+      if (d === undefined) {
+        d = new ReusableDecision();
+        this.pool.push(d);
+      }
+      d.agentId = agentId;
+      d.cls = cls as DecisionClass;
+      d.timeMs = timeMs;
+      d.sessionId = sessionId;
+      d.identity = handle === NO_HANDLE ? undefined : handle;
+      d.setDecisionId(v, idStart, idStart + idLength, true);
+      this.push(d, undefined, partition, offset, streamTime);
+    }
+    return true;
+  }
+
+  /** The session id in v[s..e): the string the identity's last forwarded decision carried when the bytes are its, else a new one. */
+  private session(v: Buffer, s: number, e: number, entry: number, lastSession: (string | undefined)[]): string {
+    const last = entry >= 0 ? lastSession[entry] : undefined;
+    if (last !== undefined && sameAscii(last, v, s, e)) return last;
+    const text = v.toString('utf8', s, e);
+    if (entry >= 0 && e - s <= MAX_KEPT_SESSION && text.length === e - s) lastSession[entry] = text;
+    return text;
+  }
+
+  /** `v1` and `v2` entries (the records as read at their source); false at the first that is not whole. */
+  private recordEntries(v: Buffer, partition: number): boolean {
     let at = 0;
     const bytes = (): Buffer | null | undefined => {
       if (at + 4 > v.length) return undefined;
@@ -281,15 +473,15 @@ export class KafkaRouting implements PartitionRouting {
     while (at < v.length) {
       const key = bytes();
       const value = key === undefined ? undefined : bytes();
-      if (key === undefined || value === undefined || at + 24 > v.length) return null;
+      if (key === undefined || value === undefined || at + 24 > v.length) return false;
       const offset = v.readDoubleLE(at);
       const timestamp = v.readDoubleLE(at + 8);
       const streamTime = v.readDoubleLE(at + 16);
       at += 24;
-      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isFinite(timestamp) || !Number.isFinite(streamTime)) return null;
-      out.push({ record: { key, value, timestamp: String(timestamp), offset: String(offset) }, from: { group: this.o.groupId, partition, offset, streamTime } });
+      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isFinite(timestamp) || !Number.isFinite(streamTime)) return false;
+      this.push(NO_DECISION, { key, value, timestamp: String(timestamp), offset: String(offset) }, partition, offset, streamTime);
     }
-    return out;
+    return true;
   }
 
   /**
@@ -301,14 +493,24 @@ export class KafkaRouting implements PartitionRouting {
     const offset = Number(header(m.headers, 'killswitch.source.offset') ?? NaN);
     const streamTime = Number(header(m.headers, 'killswitch.source.stream_time_ms') ?? NaN);
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isFinite(streamTime)) return invalid(`no ${FORWARD_HEADERS.format} header, and no whole source offset and stream time headers of the layout before formats`);
-    return { kind: 'entries', entries: [{ record: { key: m.key, value: m.value, timestamp: m.timestamp, offset: String(offset) }, from: { group: this.o.groupId, partition, offset, streamTime } }] };
+    this.push(NO_DECISION, { key: m.key, value: m.value, timestamp: m.timestamp, offset: String(offset) }, partition, offset, streamTime);
+    return ENTRIES;
   }
 }
 
+const ENTRIES: Unpacked = { kind: 'entries' };
 const FOREIGN: Unpacked = { kind: 'foreign' };
 const invalid = (message: string): Unpacked => ({ kind: 'invalid', message: `not a readable forwarded record: ${message}` });
-const entriesOf = (entries: ForwardedRecord[] | null, format: string): Unpacked =>
-  entries === null ? invalid(`its ${format} entries are not whole, or one holds a decision no source forwards`) : { kind: 'entries', entries };
+
+/** Whether v[s..e) are the ASCII characters of `text`. */
+function sameAscii(text: string, v: Buffer, s: number, e: number): boolean {
+  if (text.length !== e - s) return false;
+  for (let i = 0; i < text.length; i++) {
+    const c = v[s + i]!;
+    if (c >= 0x80 || c !== text.charCodeAt(i)) return false;
+  }
+  return true;
+}
 
 /** 1 to 128 characters, as the decision schema counts them (code points: an astral character is two UTF-16 units). */
 function decisionIdFits(id: string): boolean {
@@ -325,43 +527,6 @@ function inflate(value: Buffer): Buffer | null {
   } catch {
     return null;
   }
-}
-
-/** At most the bytes of f's entry (UTF-8 takes at most 3 bytes per UTF-16 unit). */
-const entryBytes = (f: Forwarded): number => {
-  const d = f.decision;
-  return DECISION_ENTRY_FIXED + 3 * (d.decisionId.length + (d.agentId?.length ?? 0) + (d.sessionId?.length ?? 0));
-};
-
-/** One repartition record for list[start, end) to `owner`, stamped with their earliest timestamp (a restore finds records by it). */
-function packed(list: readonly Forwarded[], start: number, end: number, size: number, owner: number, headers: RecordHeaders): OutputRecord {
-  const buf = Buffer.allocUnsafe(size);
-  let at = 0;
-  let earliest = Infinity;
-  const put = (s: string | undefined): void => {
-    if (s === undefined) {
-      at = buf.writeUInt32LE(NULL_LENGTH, at);
-    } else {
-      const n = buf.write(s, at + 4, 'utf8');
-      buf.writeUInt32LE(n, at);
-      at += 4 + n;
-    }
-  };
-  for (let i = start; i < end; i++) {
-    const f = list[i]!;
-    const d = f.decision;
-    const ts = Number(f.record.timestamp);
-    if (ts < earliest) earliest = ts;
-    at = buf.writeDoubleLE(f.offset, at);
-    at = buf.writeDoubleLE(ts, at);
-    at = buf.writeDoubleLE(f.streamTime, at);
-    at = buf.writeDoubleLE(d.timeMs, at);
-    at = buf.writeUInt8(d.cls, at);
-    put(d.decisionId);
-    put(d.agentId!);
-    put(d.sessionId);
-  }
-  return { key: null, value: brotliCompressSync(buf.subarray(0, at), BROTLI_PARAMS), partition: owner, timestamp: String(earliest), headers };
 }
 
 export const CO_PARTITIONED_ASSIGNER = 'KillswitchCoPartitioned';

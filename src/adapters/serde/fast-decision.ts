@@ -38,17 +38,47 @@ export class ReusableDecision implements Decision {
   private value: Buffer | null = null;
   private idStart = 0;
   private idEnd = 0;
+  private idUtf8 = false;
 
   get decisionId(): string {
     if (this.value === null) throw new Error('a released ReusableDecision has no decision id');
-    return (this.value as Latin1Sliceable).latin1Slice(this.idStart, this.idEnd);
+    const v = this.value as Sliceable;
+    return this.idUtf8 ? v.utf8Slice(this.idStart, this.idEnd) : v.latin1Slice(this.idStart, this.idEnd);
   }
 
-  /** Where the decision id is: value[start..end) (FastDecisionDecoder's business). */
-  setDecisionId(value: Buffer, start: number, end: number): void {
+  /** The decision id's UTF-8 bytes at most, without making its string. */
+  get decisionIdBytes(): number {
+    return this.idEnd - this.idStart;
+  }
+
+  /**
+   * Where the decision id is: value[start..end), printable ASCII (FastDecisionDecoder's business), or
+   * any UTF-8 (`utf8`: a forwarded decision's, src/adapters/kafka/repartition.ts).
+   */
+  setDecisionId(value: Buffer, start: number, end: number, utf8 = false): void {
     this.value = value;
     this.idStart = start;
     this.idEnd = end;
+    this.idUtf8 = utf8;
+  }
+
+  /** Copies the decision id's UTF-8 bytes to target[at]; returns how many. */
+  copyDecisionId(target: Buffer, at: number): number {
+    if (this.value === null) throw new Error('a released ReusableDecision has no decision id');
+    return this.value.copy(target, at, this.idStart, this.idEnd);
+  }
+
+  /**
+   * Makes this a decision that only moves its stream's time to `timeMs` (of the ignored class, no
+   * identity, no decision id): what a partition keeps of a decision it forwards to its owner.
+   */
+  setTimeOnly(timeMs: number): void {
+    this.agentId = null;
+    this.cls = DecisionClass.Ignored;
+    this.timeMs = timeMs;
+    this.sessionId = undefined;
+    this.identity = undefined;
+    this.setDecisionId(EMPTY, 0, 0);
   }
 
   /** Lets go of the record's bytes (so a fetch's buffer is not kept alive by a reused decision). */
@@ -57,10 +87,13 @@ export class ReusableDecision implements Decision {
   }
 }
 
-/** The string slice Buffer has at run time (Node's own `toString('latin1', s, e)` ends in it). */
-interface Latin1Sliceable extends Buffer {
+/** The string slices Buffer has at run time (Node's own `toString('latin1' or 'utf8', s, e)` end in them). */
+interface Sliceable extends Buffer {
   latin1Slice(start: number, end: number): string;
+  utf8Slice(start: number, end: number): string;
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** Validated SPIFFE IDs remembered (and their bytes at most); when there are more, the table starts over. */
 export const MAX_CACHED_IDS = 100_000;
@@ -535,7 +568,7 @@ export class FastDecisionDecoder {
       const last = this.sessionOf[entry];
       if (last !== undefined && isAscii(last, b, s, e)) return last;
     }
-    const text = (b as Latin1Sliceable).latin1Slice(s, e);
+    const text = (b as Sliceable).latin1Slice(s, e);
     if (entry >= 0 && e - s <= MAX_KEPT_SESSION) this.sessionOf[entry] = text;
     return text;
   }
@@ -553,7 +586,7 @@ export class FastDecisionDecoder {
       this.knownEntry = entry;
       return true;
     }
-    const id = (b as Latin1Sliceable).latin1Slice(s, e);
+    const id = (b as Sliceable).latin1Slice(s, e);
     if (!isSpiffeId(id)) return false;
     const handle = newIdentityHandle();
     this.knownEntry = this.validIds.add(view, base + s, e - s, id, handle);
@@ -573,7 +606,7 @@ export class FastDecisionDecoder {
       const rest = secondsAndFraction(b, s + MINUTE_LENGTH, e);
       if (rest >= 0) return this.minuteMs + rest;
     }
-    const text = (b as Latin1Sliceable).latin1Slice(s, e);
+    const text = (b as Sliceable).latin1Slice(s, e);
     const ms = parseRfc3339(text);
     if (!Number.isNaN(ms)) {
       // the start of this minute, in UTC ('Z' whatever the record's offset): what secondsAndFraction adds to

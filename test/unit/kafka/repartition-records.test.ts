@@ -7,16 +7,63 @@
 import { brotliCompressSync, brotliDecompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { KafkaRouting, ownerPartition } from '../../../src/adapters/kafka/repartition.js';
+import { ReusableDecision } from '../../../src/adapters/serde/fast-decision.js';
 import { bySize } from '../../../src/adapters/kafka/transactional-committer.js';
 import { DecisionClass } from '../../../src/core/decision-class.js';
 import type { Decision } from '../../../src/core/decision.js';
-import type { Forwarded, ForwardedRecord, InputRecord, OutputRecord, Unpacked } from '../../../src/ports/partition-records.js';
+import type { InputRecord, OutputRecord } from '../../../src/ports/partition-records.js';
 import { v1Entries } from '../../helpers/forwarded-v1.js';
 
 const routing = new KafkaRouting({ decisionsTopic: 'decisions', repartitionTopic: 'decisions.repartition', partitions: 6, groupId: 'g' });
 
+/** A decision read on a partition for another owner, and the record it was read from. */
+interface Forwarded {
+  readonly record: InputRecord;
+  readonly decision: Decision;
+  readonly owner: number;
+  readonly offset: number;
+  readonly streamTime: number;
+}
+
+/** What the source's packer makes of `list`, read on decisions partition `partition`. */
+function pack(partition: number, list: readonly Forwarded[]): OutputRecord[] {
+  const packer = routing.packer(partition);
+  for (const f of list) packer.add(f.owner, f.decision, f.offset, Number(f.record.timestamp), f.streamTime);
+  expect(packer.count).toBe(list.length);
+  return packer.take();
+}
+
+/** An entry as its owner reads it: the decision's fields (or the record), and where it was read. */
+interface Entry {
+  readonly decision?: ReturnType<typeof fields> & { readonly identity: number | undefined };
+  readonly record?: InputRecord;
+  readonly from: { readonly partition: number; readonly offset: number; readonly streamTime: number };
+}
+
+type Read = { readonly kind: 'entries'; readonly entries: Entry[] } | { readonly kind: 'foreign' } | { readonly kind: 'invalid'; readonly message: string };
+
+/** What an owner's unpacker reads from one record. */
+function unpack(m: InputRecord, by: KafkaRouting = routing): Read {
+  const unpacker = by.unpacker();
+  const u = unpacker.unpack(m);
+  if (u.kind !== 'entries') {
+    expect(unpacker.count).toBe(0);
+    return u;
+  }
+  return { kind: 'entries', entries: entriesOf(unpacker) };
+}
+
+function entriesOf(unpacker: ReturnType<KafkaRouting['unpacker']>, from = 0): Entry[] {
+  return Array.from({ length: unpacker.count - from }, (_, j) => {
+    const i = from + j;
+    const d = unpacker.decision(i);
+    const where = { partition: unpacker.partition(i), offset: unpacker.offset(i), streamTime: unpacker.streamTime(i) };
+    return d === undefined ? { record: unpacker.record(i)!, from: where } : { decision: { ...fields(d), identity: d.identity }, from: where };
+  });
+}
+
 /** The entries of a record its owner can read (fails the test otherwise). */
-function entries(u: Unpacked): ForwardedRecord[] {
+function entries(u: Read): Entry[] {
   if (u.kind !== 'entries') throw new Error(`expected entries, got ${JSON.stringify(u)}`);
   return u.entries;
 }
@@ -24,6 +71,9 @@ function entries(u: Unpacked): ForwardedRecord[] {
 function read(o: OutputRecord, offset: number): InputRecord {
   return { key: o.key as Buffer | null, value: o.value as Buffer, timestamp: o.timestamp!, offset: String(offset), headers: o.headers! };
 }
+
+/** What a decision is to its evaluator. */
+const fields = (d: Decision): Pick<Decision, 'decisionId' | 'agentId' | 'cls' | 'timeMs' | 'sessionId'> => ({ decisionId: d.decisionId, agentId: d.agentId, cls: d.cls, timeMs: d.timeMs, sessionId: d.sessionId });
 
 const CLASSES = [DecisionClass.Ignored, DecisionClass.Call, DecisionClass.Deny, DecisionClass.AdvisoryDeny];
 
@@ -43,17 +93,15 @@ function forwarded(n: number, padBytes = 200): Forwarded[] {
   });
 }
 
-/** What a decision is to its evaluator. */
-const fields = (d: Decision): Record<string, unknown> => ({ decisionId: d.decisionId, agentId: d.agentId, cls: d.cls, timeMs: d.timeMs, sessionId: d.sessionId });
 
 describe('repartition records', () => {
   it('the owner unpacks every forwarded decision as its source decoded it, with its source partition, offset and stream time, in order', () => {
     const input = forwarded(500);
-    const records = routing.pack(2, input);
+    const records = pack(2, input);
     expect(records.length).toBe(new Set(input.map((f) => f.owner)).size); // one record per owner here
     const got = records.flatMap((r, i) => {
       expect(r.headers!['killswitch.forwarded']).toBe('v3');
-      const inner = entries(routing.unpack(read(r, i)));
+      const inner = entries(unpack(read(r, i)));
       for (const f of inner) expect(ownerPartition(f.decision!.agentId!, 6)).toBe(r.partition);
       // a restore finds records by timestamp: the record is stamped no later than anything it carries
       for (const f of inner) expect(Number(r.timestamp)).toBeLessThanOrEqual(Number(input.find((x) => x.offset === f.from.offset)!.record.timestamp));
@@ -63,50 +111,50 @@ describe('repartition records', () => {
     for (const f of got) {
       const src = input.find((x) => x.offset === f.from.offset)!;
       expect(f.record).toBeUndefined();
-      expect(fields(f.decision!)).toEqual(fields(src.decision));
-      expect(f.from).toEqual({ group: 'g', partition: 2, offset: src.offset, streamTime: src.streamTime });
+      expect({ ...f.decision, identity: undefined }).toEqual({ ...fields(src.decision), identity: undefined });
+      expect(f.from).toEqual({ partition: 2, offset: src.offset, streamTime: src.streamTime });
     }
     // each owner's records keep the order they were read in
     for (const r of records) {
-      const offsets = entries(routing.unpack(read(r, 0))).map((f) => f.from.offset);
+      const offsets = entries(unpack(read(r, 0))).map((f) => f.from.offset);
       expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
     }
   });
 
   it('splits what goes to one owner into records of at most 256 KiB of entries, and one entry too large alone still travels', () => {
     const one = forwarded(2000, 1000).map((f) => ({ ...f, owner: 3 }));
-    const records = routing.pack(0, one);
+    const records = pack(0, one);
     expect(records.length).toBeGreaterThan(2);
     for (const r of records) expect(brotliDecompressSync(r.value as Buffer).length).toBeLessThanOrEqual(256 * 1024);
-    expect(records.flatMap((r) => entries(routing.unpack(read(r, 0)))).length).toBe(2000);
+    expect(records.flatMap((r) => entries(unpack(read(r, 0)))).length).toBe(2000);
     const huge = forwarded(3, 400 * 1024).slice(2);
-    const [big] = routing.pack(0, huge);
-    expect(entries(routing.unpack(read(big!, 0)))[0]!.decision!.sessionId).toBe(huge[0]!.decision.sessionId);
+    const [big] = pack(0, huge);
+    expect(entries(unpack(read(big!, 0)))[0]!.decision!.sessionId).toBe(huge[0]!.decision.sessionId);
   });
 
   it('forwards a fraction of the bytes of the records it read', () => {
     const input = forwarded(500, 150).map((f) => ({ ...f, owner: 1, decision: { ...f.decision, sessionId: undefined } }));
     const raw = input.reduce((n, f) => n + (f.record.key?.length ?? 0) + f.record.value!.length, 0);
-    const sent = routing.pack(0, input).reduce((n, r) => n + (r.value as Buffer).length, 0);
+    const sent = pack(0, input).reduce((n, r) => n + (r.value as Buffer).length, 0);
     expect(sent).toBeLessThan(raw / 3);
   });
 
   it('reads the layouts of the version before (v2 compressed, v1 plain): the records as read at their source, to decode again', () => {
     const input = forwarded(50);
-    const [r] = routing.pack(4, input.map((f) => ({ ...f, owner: 0 })));
+    const [r] = pack(4, input.map((f) => ({ ...f, owner: 0 })));
     for (const [format, value] of [['v2', brotliCompressSync(v1Entries(input))], ['v1', v1Entries(input)]] as const) {
-      const got = entries(routing.unpack({ ...read(r!, 0), value, headers: { ...r!.headers, 'killswitch.forwarded': format } }));
-      expect(got.map((f) => f.from)).toEqual(input.map((f) => ({ group: 'g', partition: 4, offset: f.offset, streamTime: f.streamTime })));
+      const got = entries(unpack({ ...read(r!, 0), value, headers: { ...r!.headers, 'killswitch.forwarded': format } }));
+      expect(got.map((f) => f.from)).toEqual(input.map((f) => ({ partition: 4, offset: f.offset, streamTime: f.streamTime })));
       expect(got.map((f) => f.record!.value!.toString())).toEqual(input.map((f) => f.record.value!.toString()));
       expect(got.map((f) => f.record!.key?.toString() ?? null)).toEqual(input.map((f) => f.record.key?.toString() ?? null));
     }
   });
 
   it('is not the owner\'s to evaluate when another consumer group forwarded it or it has none of the headers; is a bad record when this group forwarded it and it cannot be read', () => {
-    const [r] = routing.pack(1, forwarded(3));
+    const [r] = pack(1, forwarded(3));
     const rec = read(r!, 0);
-    expect(new KafkaRouting({ decisionsTopic: 'decisions', repartitionTopic: 'decisions.repartition', partitions: 6, groupId: 'other' }).unpack(rec)).toEqual({ kind: 'foreign' });
-    expect(routing.unpack({ ...rec, headers: {} })).toEqual({ kind: 'foreign' });
+    expect(unpack(rec, new KafkaRouting({ decisionsTopic: 'decisions', repartitionTopic: 'decisions.repartition', partitions: 6, groupId: 'other' }))).toEqual({ kind: 'foreign' });
+    expect(unpack({ ...rec, headers: {} })).toEqual({ kind: 'foreign' });
     const plain = brotliDecompressSync(rec.value!);
     const unreadable: [string, InputRecord, RegExp][] = [
       ['another format', { ...rec, headers: { ...rec.headers, 'killswitch.forwarded': 'v4' } }, /unknown format "v4"/],
@@ -120,7 +168,7 @@ describe('repartition records', () => {
       ['no value', { ...rec, value: null }, /no value/],
     ];
     for (const [what, record, message] of unreadable) {
-      const u = routing.unpack(record);
+      const u = unpack(record);
       expect(u.kind, what).toBe('invalid');
       expect(u.kind === 'invalid' ? u.message : '', what).toMatch(message);
     }
@@ -140,14 +188,67 @@ describe('repartition records', () => {
     ];
     // 128 characters as the schema counts them, each two UTF-16 units: a decision id the source takes
     const [astral] = forwarded(1);
-    const [ok] = routing.pack(1, [{ ...astral!, decision: { ...astral!.decision, decisionId: '\u{1F600}'.repeat(128) } }]);
-    expect(entries(routing.unpack(read(ok!, 0)))[0]!.decision!.decisionId).toBe('\u{1F600}'.repeat(128));
+    const [ok] = pack(1, [{ ...astral!, decision: { ...astral!.decision, decisionId: '\u{1F600}'.repeat(128) } }]);
+    expect(entries(unpack(read(ok!, 0)))[0]!.decision!.decisionId).toBe('\u{1F600}'.repeat(128));
     bad.push(['129 astral characters', { decisionId: '\u{1F600}'.repeat(129) }]);
     for (const [what, change] of bad) {
       const [f] = forwarded(1);
-      const [r] = routing.pack(1, [{ ...f!, decision: { ...f!.decision, ...change } }]);
-      expect(routing.unpack(read(r!, 0)).kind, what).toBe('invalid');
+      const [r] = pack(1, [{ ...f!, decision: { ...f!.decision, ...change } }]);
+      expect(unpack(read(r!, 0)).kind, what).toBe('invalid');
     }
+  });
+});
+
+describe('packing as read, unpacking without a string per decision', () => {
+  const agent = 'spiffe://example.org/agent-reuse';
+  const owner = ownerPartition(agent, 6);
+  const at = (i: number, sessionId: string | undefined, decision: Decision = { decisionId: `r-${i}`, agentId: agent, cls: DecisionClass.Deny, timeMs: 1_790_000_000_000 + i, sessionId }): Forwarded => ({
+    record: { key: null, value: null, timestamp: String(1_790_000_000_000 + i), offset: String(i) }, decision, owner, offset: i, streamTime: 1_790_000_000_000 + i,
+  });
+
+  it('forwards a decision the fast decoder made (its id still in the record\'s bytes) with that id, and the decision may be reused at once', () => {
+    const value = Buffer.from('{"decision_id":"fast-01","agent_id":"x"}');
+    const d = new ReusableDecision();
+    Object.assign(d, { agentId: agent, cls: DecisionClass.Call, timeMs: 1_790_000_000_000, sessionId: 's' });
+    d.setDecisionId(value, 16, 23);
+    const packer = routing.packer(0);
+    packer.add(owner, d, 5, 1_790_000_000_000, 1_790_000_000_000);
+    // the pool entry is reused for the next record before the batch is packed
+    d.setDecisionId(Buffer.from('{"decision_id":"fast-02"}'), 16, 23);
+    packer.add(owner, d, 6, 1_790_000_000_001, 1_790_000_000_000);
+    const [r] = packer.take();
+    expect(entries(unpack(read(r!, 0))).map((e) => e.decision!.decisionId)).toEqual(['fast-01', 'fast-02']);
+    // the packer starts empty again
+    expect(packer.count).toBe(0);
+    expect(packer.take()).toEqual([]);
+  });
+
+  it('gives every decision of an identity the same ID and identity handle, and each the session id it was sent with', () => {
+    const sessions = ['s-1', 's-1', undefined, 'é', 'Ã©', 's-1', 'x'.repeat(200), 'x'.repeat(200), 's-2', 's-1'];
+    const other = 'spiffe://example.org/agent-other';
+    const list = [...sessions.map((s, i) => at(i, s)), at(99, 's-1', { decisionId: 'o', agentId: other, cls: DecisionClass.Call, timeMs: 1_790_000_000_000, sessionId: 's-1' })];
+    const got = pack(3, list.map((f) => ({ ...f, owner }))).flatMap((r) => entries(unpack(read(r, 0))));
+    expect(got.map((e) => e.decision!.sessionId)).toEqual([...sessions, 's-1']);
+    const handles = new Set(got.slice(0, sessions.length).map((e) => e.decision!.identity));
+    expect(handles.size).toBe(1);
+    expect([...handles][0]).toBeGreaterThan(0);
+    expect(got[sessions.length]!.decision!.identity).not.toBe([...handles][0]);
+    expect(got.map((e) => e.decision!.agentId)).toEqual([...sessions.map(() => agent), other]);
+  });
+
+  it('keeps none of an unreadable record\'s entries, and the entries of the records before and after it', () => {
+    const [first] = pack(1, [at(1, 's'), at(2, 's')]);
+    const [second] = pack(1, [at(3, 's'), at(4, 's')]);
+    const plain = brotliDecompressSync(second!.value as Buffer);
+    // a whole first entry, then one cut short
+    const cut = { ...read(second!, 1), value: brotliCompressSync(plain.subarray(0, plain.length - 3)) };
+    const unpacker = routing.unpacker();
+    expect(unpacker.unpack(read(first!, 0)).kind).toBe('entries');
+    expect(unpacker.unpack(cut).kind).toBe('invalid');
+    expect(unpacker.unpack(read(second!, 2)).kind).toBe('entries');
+    expect(entriesOf(unpacker).map((e) => e.from.offset)).toEqual([1, 2, 3, 4]);
+    unpacker.release();
+    expect(unpacker.count).toBe(0);
   });
 });
 
@@ -161,13 +262,13 @@ describe('records forwarded by the previous version (one decision per record, it
         'killswitch.source.timestamp': '1790000000000', 'killswitch.source.stream_time_ms': '1790000000500', 'killswitch.source.group': 'g',
       },
     };
-    const [f, ...rest] = entries(routing.unpack(old));
+    const [f, ...rest] = entries(unpack(old));
     expect(rest).toEqual([]);
     expect(f!.record!.value).toBe(value);
     expect(f!.record!.offset).toBe('1234');
-    expect(f!.from).toEqual({ group: 'g', partition: 4, offset: 1234, streamTime: 1_790_000_000_500 });
-    expect(routing.unpack({ ...old, headers: { ...old.headers, 'killswitch.source.group': 'other' } }).kind).toBe('foreign');
-    expect(routing.unpack({ ...old, headers: { ...old.headers, 'killswitch.source.stream_time_ms': 'x' } }).kind).toBe('invalid');
+    expect(f!.from).toEqual({ partition: 4, offset: 1234, streamTime: 1_790_000_000_500 });
+    expect(unpack({ ...old, headers: { ...old.headers, 'killswitch.source.group': 'other' } }).kind).toBe('foreign');
+    expect(unpack({ ...old, headers: { ...old.headers, 'killswitch.source.stream_time_ms': 'x' } }).kind).toBe('invalid');
   });
 });
 

@@ -5,6 +5,7 @@
  * records themselves, decoded again here, a bad one to the DLQ as if found bad where it was read).
  */
 import { brotliCompressSync } from 'node:zlib';
+import type { Client } from '@confluentinc/schemaregistry';
 import { describe, expect, it } from 'vitest';
 import { AddendumChains } from '../../../src/core/documents.js';
 import { LedgerFold } from '../../../src/core/ledger-fold.js';
@@ -87,6 +88,29 @@ describe('the owner of forwarded decisions', () => {
       expect(got.dlq, format).toHaveLength(1);
       expect(got.dlq[0]!.headers, format).toMatchObject({ 'killswitch.reason': 'invalid_json', 'killswitch.source.partition': String(SOURCE), 'killswitch.source.offset': '105' });
     }
+  });
+});
+
+describe('a batch that goes stale while a schema is fetched', () => {
+  it('forwards nothing of it: the next batch carries only its own decisions', async () => {
+    const config = tripConfig();
+    // a registry that answers, but only after the batch has gone stale (a seek, a rebalance)
+    const registry = {
+      config: () => ({ baseURLs: ['http://127.0.0.1:1'], maxRetries: 0 }),
+      getBySubjectAndId: () => Promise.resolve({ schema: '{"type":"object"}', schemaType: 'JSON' }),
+    } as unknown as Client;
+    const decoder = new KafkaValueDecoder(new DecisionDecoder(config.classifier), registry, 'decisions-value');
+    const routing = new KafkaRouting({ decisionsTopic: 'decisions', repartitionTopic: 'decisions.repartition', partitions: PARTITIONS, groupId: 'g' });
+    const source = new PartitionPipeline({ routing, tripConfig: config, fold: new LedgerFold(), governor: undefined, decoder, chains: new AddendumChains(), signer: undefined, partition: SOURCE });
+    const [first, ...rest] = sourceRecords();
+    const framed = Buffer.concat([Buffer.from([0, 0, 0, 0, 7]), rest[0]!.value!]);
+    const stale = [first!, { ...rest[0]!, value: framed }];
+    expect(await source.process({ forwarded: false, messages: stale, upTo: 2, liveFrom: 0, isStale: () => true, now: 0 }, batchRecords())).toBe(false);
+    const next = await run(source, false, [rest[1]!]);
+    expect(next.forwardedDecisions).toBe(1);
+    const unpacker = routing.unpacker();
+    for (const r of next.forwarded) unpacker.unpack(asRead(r, 0));
+    expect(Array.from({ length: unpacker.count }, (_, i) => unpacker.offset(i))).toEqual([Number(rest[1]!.offset)]);
   });
 });
 
