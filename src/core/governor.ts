@@ -11,6 +11,8 @@ import type { LedgerFold } from './ledger-fold.js';
 export class Governor {
   private minute = -Infinity;
   private admitted = 0;
+  /** how many trips of each identity were admitted in the current minute (withdraw) */
+  private readonly admittedThisMinute = new Map<string, number>();
   /** identities whose trip was held in the current minute: reported once per minute */
   private readonly heldThisMinute = new Set<string>();
 
@@ -33,6 +35,7 @@ export class Governor {
     if (minute <= this.minute) return;
     this.minute = minute;
     this.admitted = 0;
+    this.admittedThisMinute.clear();
     this.heldThisMinute.clear();
   }
 
@@ -45,12 +48,27 @@ export class Governor {
     else if (this.ledger.automaticallyBlockedSince(timeMs - this.windowMs) + 1 > Math.max(g.shareFloor, Math.floor(g.maxShare * this.activeIdentities()))) held = 'governor_share';
     if (held === undefined) {
       this.admitted++;
+      this.admittedThisMinute.set(agentId, (this.admittedThisMinute.get(agentId) ?? 0) + 1);
       this.heldThisMinute.delete(agentId);
       return undefined;
     }
     if (this.heldThisMinute.has(agentId)) return null;
     this.heldThisMinute.add(agentId);
     return held;
+  }
+
+  /**
+   * A trip of `agentId` admitted here whose block was withdrawn before its kill event was written (its
+   * transaction was fenced or aborted: LedgerFold.retract): it no longer counts against the current
+   * minute, so the block that does get written (this instance's again, or another instance's, seen on
+   * the ledger) counts once. One admitted in an earlier minute counts nowhere now anyway.
+   */
+  withdraw(agentId: string): void {
+    const n = this.admittedThisMinute.get(agentId);
+    if (n === undefined) return;
+    if (n === 1) this.admittedThisMinute.delete(agentId);
+    else this.admittedThisMinute.set(agentId, n - 1);
+    this.admitted--;
   }
 
   /**

@@ -558,6 +558,9 @@ export class KafkaProcessor {
   private retract(p: number, r: BatchRecords): void {
     for (const latch of r.latches) {
       if (this.fold.retract(latch) === 'unchanged') continue;
+      // its admission no longer counts against the governor's minute: the kill event written for it
+      // later (here again, or by the partition's new owner, seen on the ledger) counts once
+      this.governor?.withdraw(latch.entry.agent_id);
       this.o.log.info({ partition: p, agent_id: latch.entry.agent_id, epoch: latch.entry.epoch }, 'trip not committed (partition dropped): its block is withdrawn until a kill event is');
     }
     this.o.metrics.blocked.set(this.fold.blocked);

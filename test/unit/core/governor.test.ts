@@ -87,6 +87,26 @@ describe('blast-radius governor', () => {
     expect(fold.automaticallyBlocked).toBe(4);
   });
 
+  it('does not count a trip whose block was withdrawn (its kill event never written) against the minute: the block written for it instead counts once', () => {
+    const fold = new LedgerFold();
+    const gov = new Governor({ maxPerMinute: 2, maxShare: 1, shareFloor: 0 }, fold, () => 100, 300_000);
+    const x = 'spiffe://gov.example/x/1';
+    expect(gov.decide(T0 + 1000, x)).toBeUndefined();
+    // fenced: the trip's transaction never committed; the partition's new owner trips x and writes its kill event
+    gov.withdraw(x);
+    gov.noteExternal(T0 + 2000);
+    expect(gov.decide(T0 + 3000, 'spiffe://gov.example/x/2')).toBeUndefined();
+    expect(gov.decide(T0 + 3000, 'spiffe://gov.example/x/3')).toBe('governor_rate');
+    // only what was admitted, once per admission, in the current minute
+    gov.withdraw('spiffe://gov.example/never-admitted');
+    gov.withdraw(x);
+    expect(gov.decide(T0 + 4000, 'spiffe://gov.example/x/4')).toBe('governor_rate');
+    expect(gov.decide(T0 + 61_000, 'spiffe://gov.example/x/5')).toBeUndefined();
+    gov.withdraw('spiffe://gov.example/x/2'); // admitted in the minute before: counts nowhere now
+    expect(gov.decide(T0 + 61_000, 'spiffe://gov.example/x/6')).toBeUndefined();
+    expect(gov.decide(T0 + 61_000, 'spiffe://gov.example/x/7')).toBe('governor_rate');
+  });
+
   it('counts blocks admitted elsewhere (seen on the ledger) against the minute they fall in; minutes never go back', () => {
     const fold = new LedgerFold();
     const gov = new Governor({ maxPerMinute: 3, maxShare: 1, shareFloor: 0 }, fold, () => 100, 300_000);
