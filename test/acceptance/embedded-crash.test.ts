@@ -8,20 +8,10 @@ import { once } from 'node:events';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { seededRandom as random } from '../helpers/random.js';
 import { decision, type KillEventLine, parseLines, runCli, startCli, tempDir } from '../helpers/cli.js';
 
 const N = 2500; // identities that trip, each once
-
-/** A small seeded generator: the test is the same on every run. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Storm {
   readonly input: string;

@@ -11,8 +11,10 @@ import { ReusableDecision } from '../../../src/adapters/serde/fast-decision.js';
 import { bySize } from '../../../src/adapters/kafka/transactional-committer.js';
 import { DecisionClass } from '../../../src/core/decision-class.js';
 import type { Decision } from '../../../src/core/decision.js';
+import { spiffeIdError } from '../../../src/core/spiffe-id.js';
 import type { InputRecord, OutputRecord } from '../../../src/ports/partition-records.js';
 import { v1Entries } from '../../helpers/forwarded-v1.js';
+import { seededRandom } from '../../helpers/random.js';
 
 const routing = new KafkaRouting({ decisionsTopic: 'decisions', repartitionTopic: 'decisions.repartition', partitions: 6, groupId: 'g' });
 
@@ -249,6 +251,94 @@ describe('packing as read, unpacking without a string per decision', () => {
     expect(entriesOf(unpacker).map((e) => e.from.offset)).toEqual([1, 2, 3, 4]);
     unpacker.release();
     expect(unpacker.count).toBe(0);
+  });
+});
+
+/**
+ * Format `v3` as docs/spec.md section 11 describes it, read the plain way (a string per field, every
+ * check on the strings): null when the value is not whole entries or holds one no source forwards.
+ */
+function referenceV3(v: Buffer, partition: number): Entry[] | null {
+  const out: Entry[] = [];
+  let at = 0;
+  while (at < v.length) {
+    if (at + 33 > v.length) return null;
+    const [offset, timestamp, streamTime, timeMs] = [0, 8, 16, 24].map((k) => v.readDoubleLE(at + k)) as [number, number, number, number];
+    const cls = v[at + 32]!;
+    at += 33;
+    const texts: (string | undefined)[] = [];
+    for (let k = 0; k < 3; k++) {
+      if (at + 4 > v.length) return null;
+      const n = v.readUInt32LE(at);
+      at += 4;
+      if (n === 0xffffffff) {
+        if (k < 2) return null; // only the session id may be absent
+        texts.push(undefined);
+        continue;
+      }
+      if (at + n > v.length) return null;
+      texts.push(v.toString('utf8', at, at + n));
+      at += n;
+    }
+    const [decisionId, agentId, sessionId] = texts as [string, string, string | undefined];
+    const characters = [...decisionId].length;
+    if (!Number.isSafeInteger(offset) || offset < 0 || ![timestamp, streamTime, timeMs].every(Number.isFinite)) return null;
+    if (cls > 3 || characters < 1 || characters > 128 || spiffeIdError(agentId) !== null) return null;
+    out.push({ decision: { decisionId, agentId, cls: cls as DecisionClass, timeMs, sessionId, identity: undefined }, from: { partition, offset, streamTime } });
+  }
+  return out;
+}
+
+describe('damaged v3 records against the format read the plain way', () => {
+  it('unpacks exactly what the reference reads, and refuses exactly what it refuses, whatever bytes are changed', () => {
+    const rnd = seededRandom(22);
+    const identities = ['spiffe://example.org/a', 'spiffe://example.org/ns/prod/sa/b', 'spiffe://example.org/c'];
+    const input: Forwarded[] = Array.from({ length: 40 }, (_, i) => {
+      const agent = identities[i % identities.length]!;
+      return {
+        record: { key: null, value: null, timestamp: String(1_790_000_000_000 + i), offset: String(i) },
+        decision: { decisionId: i % 5 === 0 ? `déjà-${i}` : `id-${i}`, agentId: agent, cls: CLASSES[i % 4]!, timeMs: 1_790_000_000_000 + i, sessionId: i % 4 === 0 ? undefined : `s-${i % 3}` },
+        owner: 2, offset: 1000 + i, streamTime: 1_790_000_000_000 + i,
+      };
+    });
+    const [r] = pack(5, input);
+    const plain = brotliDecompressSync(r!.value as Buffer);
+    const outcomes = { entries: 0, invalid: 0 };
+    for (let round = 0; round < 3000; round++) {
+      const v = Buffer.from(plain);
+      const changes = 1 + Math.floor(rnd() * 3);
+      for (let c = 0; c < changes; c++) {
+        const at = Math.floor(rnd() * v.length);
+        const how = rnd();
+        // a byte anywhere, a printable byte (a changed character of an id), or a length field's worth of bytes
+        if (how < 0.4) v[at] = Math.floor(rnd() * 256);
+        else if (how < 0.8) v[at] = 0x20 + Math.floor(rnd() * 0x5f);
+        else v.writeUInt32LE(Math.floor(rnd() * 300), Math.min(at, v.length - 4));
+      }
+      const cut = rnd() < 0.1 ? v.subarray(0, Math.floor(rnd() * v.length)) : v;
+      const got = unpack({ ...read(r!, round), value: brotliCompressSync(cut) });
+      const expected = referenceV3(cut, 5);
+      if (expected === null) {
+        expect(got.kind, `round ${round}`).toBe('invalid');
+        outcomes.invalid++;
+        continue;
+      }
+      const entries = got.kind === 'entries' ? got.entries : [];
+      expect(got.kind, `round ${round}`).toBe('entries');
+      expect(entries.map((e) => ({ ...e, decision: { ...e.decision!, identity: undefined } })), `round ${round}`).toEqual(expected);
+      // one identity handle per identity
+      const handles = new Map<string, number | undefined>();
+      for (const e of entries) {
+        expect(e.decision!.identity).toBeGreaterThan(0);
+        expect(handles.get(e.decision!.agentId!) ?? e.decision!.identity).toBe(e.decision!.identity);
+        handles.set(e.decision!.agentId!, e.decision!.identity);
+      }
+      expect(new Set(handles.values()).size).toBe(handles.size);
+      outcomes.entries++;
+    }
+    // both kinds of outcome were exercised, not only refusals
+    expect(outcomes.entries).toBeGreaterThan(300);
+    expect(outcomes.invalid).toBeGreaterThan(300);
   });
 });
 
