@@ -91,6 +91,31 @@ describe('the owner of forwarded decisions', () => {
   });
 });
 
+describe('a batch of both formats (during an upgrade)', () => {
+  it('evaluates its entries in order, also when an older record waits for the registry: the trip falls on the last decision', async () => {
+    const config = tripConfig();
+    // registry-framed values forwarded by an older version are decoded again at their owner: a schema fetch
+    const registry = {
+      config: () => ({ baseURLs: ['http://127.0.0.1:1'], maxRetries: 0 }),
+      getBySubjectAndId: () => new Promise((resolve) => setTimeout(() => resolve({ schema: '{"type":"object"}', schemaType: 'JSON' }), 20)),
+    } as unknown as Client;
+    const decoder = new KafkaValueDecoder(new DecisionDecoder(config.classifier), registry, 'decisions-value');
+    const routing = new KafkaRouting({ decisionsTopic: 'decisions', repartitionTopic: 'decisions.repartition', partitions: PARTITIONS, groupId: 'g' });
+    const shared = { routing, tripConfig: config, fold: new LedgerFold(), governor: undefined, decoder, chains: new AddendumChains(), signer: undefined };
+    const source = new PartitionPipeline({ ...shared, partition: SOURCE });
+    const owner = new PartitionPipeline({ ...shared, partition: OWNER });
+    const records = sourceRecords().filter((m) => !m.value!.toString().includes('broken'));
+    // the first five forwarded by an older version (v1: the records themselves, framed), the last five by this one
+    const older = records.slice(0, 5).map((record, i) => ({ record: { ...record, value: Buffer.concat([Buffer.from([0, 0, 0, 0, 7]), record.value!]) }, offset: Number(record.offset), streamTime: T0 + i * 1000 }));
+    const forwarded = (await run(source, false, records.slice(5))).forwarded;
+    const v1 = asRead(forwarded[0]!, 0, v1Entries(older), 'v1');
+    const v3 = forwarded.map((r, i) => asRead(r, 1 + i));
+    const got = await run(owner, true, [v1, ...v3]);
+    expect(got.kills.map((k) => k.key)).toEqual([X]);
+    expect(evidenceOf(got)).toMatchObject({ calls: 10, denies: 10, tripping_decision_id: 'fx-9', source: { topic: 'decisions', partition: SOURCE } });
+  });
+});
+
 describe('a batch that goes stale while a schema is fetched', () => {
   it('forwards nothing of it: the next batch carries only its own decisions', async () => {
     const config = tripConfig();
