@@ -30,7 +30,10 @@ export class BatchDecisions {
 
   /**
    * Adds a decision that only moves the stream's time to `timeMs` (ReusableDecision.setTimeOnly), from a
-   * pool of its own, kept from batch to batch like the decoded ones.
+   * pool of its own, kept from batch to batch like the decoded ones: what a partition keeps of a decision
+   * it forwards, and the stream time a forwarded decision carries to its owner (docs/spec.md#11-kafka-mode).
+   * It is of the ignored class, so the evaluator checks its lateness, moves the stream time and notes its
+   * position, and nothing else (docs/spec.md#2-the-trip-rule, steps 3 to 5).
    */
   addTimeOnly(timeMs: number, position: number): void {
     let d = this.timeOnly[this.timeOnlyCount];
