@@ -13,10 +13,9 @@ import type { PartitionAssigner } from 'kafkajs';
 import type { ForwardPacker, ForwardUnpacker, InputRecord, OutputRecord, PartitionRouting, RecordHeaders, Unpacked } from '../../ports/partition-records.js';
 import { DecisionClass } from '../../core/decision-class.js';
 import type { Decision } from '../../core/decision.js';
-import { NO_HANDLE, newIdentityHandle } from '../../core/identity-handle.js';
-import { spiffeIdError } from '../../core/spiffe-id.js';
-import { MAX_CACHED_IDS, ReusableDecision } from '../serde/fast-decision.js';
-import { IdTable } from '../serde/id-table.js';
+import { NO_HANDLE } from '../../core/identity-handle.js';
+import { ReusableDecision } from '../serde/fast-decision.js';
+import { KnownIds } from '../serde/known-ids.js';
 import { dlqRecord } from './dlq.js';
 
 // kafkajs is CommonJS; AssignerProtocol is not among its ESM named exports.
@@ -157,12 +156,6 @@ function header(headers: RecordHeaders | undefined, name: string): string | unde
   return one === undefined ? undefined : typeof one === 'string' ? one : one.toString('utf8');
 }
 
-/** SPIFFE IDs of forwarded decisions remembered once validated (as the fast decoder keeps them), and their bytes at most. */
-const MAX_KNOWN_IDS = MAX_CACHED_IDS;
-const MAX_KNOWN_ID_BYTES = 8 << 20;
-/** Longer session ids are not kept per identity. */
-const MAX_KEPT_SESSION = 128;
-
 /**
  * The partition pipeline's routing in Kafka mode (src/ports/partition-records.ts): owners by murmur2,
  * forwarded decisions packed per owner into records of the repartition topic, bad records with the DLQ
@@ -171,13 +164,10 @@ const MAX_KEPT_SESSION = 128;
 export class KafkaRouting implements PartitionRouting {
   private readonly owners: OwnerCache;
   /**
-   * The SPIFFE IDs forwarded decisions carried, validated, by their bytes: the ID string (one per
-   * identity) and its identity handle, so an owner neither makes nor validates a string per decision.
-   * Shared by the instance's unpackers (unpacking is synchronous).
+   * The SPIFFE IDs forwarded decisions carried, validated, and their last session ids: an owner neither
+   * makes nor validates a string per decision. Shared by the instance's unpackers (unpacking is synchronous).
    */
-  readonly knownIds = new IdTable<string>(MAX_KNOWN_IDS, MAX_KNOWN_ID_BYTES);
-  /** by entry of knownIds: the session id the identity's last forwarded decision carried (ASCII only) */
-  readonly lastSession: (string | undefined)[] = [];
+  readonly known = new KnownIds();
 
   constructor(private readonly o: { readonly decisionsTopic: string; readonly repartitionTopic: string; readonly partitions: number; readonly groupId: string }) {
     this.owners = new OwnerCache(o.partitions);
@@ -298,12 +288,10 @@ function putText(buf: Buffer, at: number, s: string): number {
   return at + 4 + n;
 }
 
-const NO_DECISION = undefined;
-
 /**
  * The entries of a batch's repartition records, in columns. A `v3` entry becomes a ReusableDecision of
  * the unpacker's pool whose decision id stays in the inflated bytes until asked for; its SPIFFE ID is
- * validated once per identity (KafkaRouting.knownIds).
+ * validated once per identity (KafkaRouting.known).
  */
 class RepartitionUnpacker implements ForwardUnpacker {
   count = 0;
@@ -390,7 +378,7 @@ class RepartitionUnpacker implements ForwardUnpacker {
   /** `v3` entries; false at the first that is not whole or not a decision its source could have forwarded. */
   private decisionEntries(v: Buffer, partition: number): boolean {
     const view = new DataView(v.buffer, v.byteOffset, v.length);
-    const { knownIds, lastSession } = this.routing;
+    const known = this.routing.known;
     const end = v.length;
     let at = 0;
     while (at < end) {
@@ -413,24 +401,16 @@ class RepartitionUnpacker implements ForwardUnpacker {
       const agentStart = at + 4;
       at = agentStart + agentLength;
       if (agentLength === NULL_LENGTH || at + 4 > end) return false;
-      let entry = knownIds.find(view, agentStart, agentLength);
-      let agentId: string;
-      let handle: number;
-      if (entry >= 0) {
-        agentId = knownIds.value(entry);
-        handle = knownIds.tag(entry);
-      } else {
-        agentId = v.toString('utf8', agentStart, at);
-        if (spiffeIdError(agentId) !== null) return false;
-        handle = newIdentityHandle();
-        entry = knownIds.add(view, agentStart, agentLength, agentId, handle);
-      }
+      if (!known.valid(view, v, 0, agentStart, at)) return false;
+      const agentId = known.id;
+      const handle = known.handle;
+      const entry = known.entry;
       const sessionLength = view.getUint32(at, true);
       at += 4;
       let sessionId: string | undefined;
       if (sessionLength !== NULL_LENGTH) {
         if (at + sessionLength > end) return false;
-        sessionId = this.session(v, at, at + sessionLength, entry, lastSession);
+        sessionId = known.session(v, at, at + sessionLength, entry);
         at += sessionLength;
       }
       let d = this.pool[this.count];
@@ -447,15 +427,6 @@ class RepartitionUnpacker implements ForwardUnpacker {
       this.push(d, undefined, partition, offset, streamTime);
     }
     return true;
-  }
-
-  /** The session id in v[s..e): the string the identity's last forwarded decision carried when the bytes are its, else a new one. */
-  private session(v: Buffer, s: number, e: number, entry: number, lastSession: (string | undefined)[]): string {
-    const last = entry >= 0 ? lastSession[entry] : undefined;
-    if (last !== undefined && sameAscii(last, v, s, e)) return last;
-    const text = v.toString('utf8', s, e);
-    if (entry >= 0 && e - s <= MAX_KEPT_SESSION && text.length === e - s) lastSession[entry] = text;
-    return text;
   }
 
   /** `v1` and `v2` entries (the records as read at their source); false at the first that is not whole. */
@@ -479,7 +450,7 @@ class RepartitionUnpacker implements ForwardUnpacker {
       const streamTime = v.readDoubleLE(at + 16);
       at += 24;
       if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isFinite(timestamp) || !Number.isFinite(streamTime)) return false;
-      this.push(NO_DECISION, { key, value, timestamp: String(timestamp), offset: String(offset) }, partition, offset, streamTime);
+      this.push(undefined, { key, value, timestamp: String(timestamp), offset: String(offset) }, partition, offset, streamTime);
     }
     return true;
   }
@@ -493,7 +464,7 @@ class RepartitionUnpacker implements ForwardUnpacker {
     const offset = Number(header(m.headers, 'killswitch.source.offset') ?? NaN);
     const streamTime = Number(header(m.headers, 'killswitch.source.stream_time_ms') ?? NaN);
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isFinite(streamTime)) return invalid(`no ${FORWARD_HEADERS.format} header, and no whole source offset and stream time headers of the layout before formats`);
-    this.push(NO_DECISION, { key: m.key, value: m.value, timestamp: m.timestamp, offset: String(offset) }, partition, offset, streamTime);
+    this.push(undefined, { key: m.key, value: m.value, timestamp: m.timestamp, offset: String(offset) }, partition, offset, streamTime);
     return ENTRIES;
   }
 }
@@ -501,16 +472,6 @@ class RepartitionUnpacker implements ForwardUnpacker {
 const ENTRIES: Unpacked = { kind: 'entries' };
 const FOREIGN: Unpacked = { kind: 'foreign' };
 const invalid = (message: string): Unpacked => ({ kind: 'invalid', message: `not a readable forwarded record: ${message}` });
-
-/** Whether v[s..e) are the ASCII characters of `text`. */
-function sameAscii(text: string, v: Buffer, s: number, e: number): boolean {
-  if (text.length !== e - s) return false;
-  for (let i = 0; i < text.length; i++) {
-    const c = v[s + i]!;
-    if (c >= 0x80 || c !== text.charCodeAt(i)) return false;
-  }
-  return true;
-}
 
 /** 1 to 128 characters, as the decision schema counts them (code points: an astral character is two UTF-16 units). */
 function decisionIdFits(id: string): boolean {

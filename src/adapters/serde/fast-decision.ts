@@ -17,10 +17,9 @@
  */
 import { DECISIONS, DecisionClass, type DecisionClassifier } from '../../core/decision-class.js';
 import type { Decision } from '../../core/decision.js';
-import { newIdentityHandle } from '../../core/identity-handle.js';
-import { isSpiffeId } from '../../core/spiffe-id.js';
 import { parseRfc3339 } from '../../core/time.js';
-import { IdTable, sameBytes } from './id-table.js';
+import { sameBytes } from './id-table.js';
+import { KnownIds, MAX_CACHED_IDS, type Sliceable } from './known-ids.js';
 
 /**
  * A decision the fast path writes into instead of making a new object, for a caller that accepts it
@@ -87,19 +86,7 @@ export class ReusableDecision implements Decision {
   }
 }
 
-/** The string slices Buffer has at run time (Node's own `toString('latin1' or 'utf8', s, e)` end in them). */
-interface Sliceable extends Buffer {
-  latin1Slice(start: number, end: number): string;
-  utf8Slice(start: number, end: number): string;
-}
-
 const EMPTY = Buffer.alloc(0);
-
-/** Validated SPIFFE IDs remembered (and their bytes at most); when there are more, the table starts over. */
-export const MAX_CACHED_IDS = 100_000;
-const MAX_CACHED_ID_BYTES = 8 << 20;
-/** Longer session ids are not kept per identity (FastDecisionDecoder.sessionOf): memory stays about what the IDs take. */
-const MAX_KEPT_SESSION = 128;
 
 // The schema's limits on decision_id (schemas/policy-decision.schema.json). Only ASCII gets this far,
 // so its length in characters (what the schema counts) is its length in bytes.
@@ -243,13 +230,6 @@ function sameKey(key: Buffer, memory: ArrayBufferLike, view: DataView, at: numbe
   return true;
 }
 
-/** Whether `text` is the ASCII bytes b[s..e). */
-function isAscii(text: string, b: Buffer, s: number, e: number): boolean {
-  if (text.length !== e - s) return false;
-  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) !== b[s + i]) return false;
-  return true;
-}
-
 /** "YYYY-MM-DDTHH:MM:" */
 const MINUTE_LENGTH = 17;
 
@@ -283,19 +263,8 @@ function secondsAndFraction(b: Buffer, i: number, e: number): number {
 export class FastDecisionDecoder {
   /** the class of each of DECISIONS, in its order */
   private readonly classes: readonly DecisionClass[];
-  /** SPIFFE IDs validated already, each with the identity handle its decisions carry (the window store's shortcut) */
-  private readonly validIds: IdTable;
-  // what the last validId() that answered true found: the ID, its handle and its entry in validIds (-1: not kept)
-  private knownId = '';
-  private knownHandle = 0;
-  private knownEntry = -1;
-  /**
-   * By entry of validIds: the session id string the identity's last record carried. A record of the same
-   * session gets the same string object: no string is made, and the evaluator's check "same session as
-   * this identity's last decision" is an identity comparison. Checked against the record's bytes every
-   * time, so an entry reused after the table starts over only costs a new string.
-   */
-  private readonly sessionOf: (string | undefined)[] = [];
+  /** SPIFFE IDs validated already, each with the identity handle its decisions carry (the window store's shortcut), and its last session id */
+  private readonly known: KnownIds;
   /** what decode() decodes into before making its plain object */
   private readonly scratch = new ReusableDecision();
   /** the "YYYY-MM-DDTHH:MM:" of the last valid occurred_at (none yet: no record's bytes match 0xff) */
@@ -334,7 +303,7 @@ export class FastDecisionDecoder {
   /** @param maxCachedIds bound on remembered valid IDs (tests make it small) */
   constructor(classifier: DecisionClassifier, maxCachedIds = MAX_CACHED_IDS) {
     this.classes = DECISIONS.map((d) => classifier.classOf(d));
-    this.validIds = new IdTable(maxCachedIds, MAX_CACHED_ID_BYTES);
+    this.known = new KnownIds(maxCachedIds);
   }
 
   /**
@@ -382,19 +351,19 @@ export class FastDecisionDecoder {
     let identity: number | undefined;
     let agentEntry = -1;
     if (agentStart >= 0) {
-      if (!this.validId(view, b, base, agentStart, agentEnd)) return false;
-      agentId = this.knownId;
-      identity = this.knownHandle;
-      agentEntry = this.knownEntry;
+      if (!this.known.valid(view, b, base, agentStart, agentEnd)) return false;
+      agentId = this.known.id;
+      identity = this.known.handle;
+      agentEntry = this.known.entry;
     }
     const delegatedStart = spans[DELEGATED_START]!;
-    if (delegatedStart >= 0 && !this.validId(view, b, base, delegatedStart, spans[DELEGATED_START + 1]!)) return false;
+    if (delegatedStart >= 0 && !this.known.valid(view, b, base, delegatedStart, spans[DELEGATED_START + 1]!)) return false;
     const sessionStart = spans[SESSION_START]!;
     into.setDecisionId(b, idStart, idEnd);
     into.agentId = agentId;
     into.cls = this.classes[this.decision]!;
     into.timeMs = timeMs;
-    into.sessionId = sessionStart < 0 ? undefined : this.sessionString(b, sessionStart, spans[SESSION_START + 1]!, agentEntry);
+    into.sessionId = sessionStart < 0 ? undefined : this.known.session(b, sessionStart, spans[SESSION_START + 1]!, agentEntry);
     into.identity = identity;
     return true;
   }
@@ -555,43 +524,6 @@ export class FastDecisionDecoder {
     }
     keys[2 * n] = s;
     keys[2 * n + 1] = len;
-    return true;
-  }
-
-  /**
-   * The session id in b[s..e) (plain ASCII, as every value the walks take): the string the last record
-   * of the identity in validIds entry `entry` carried when the bytes are the same, else a new one, kept
-   * for the next record (-1: anonymous, or an ID not kept: a new string each time).
-   */
-  private sessionString(b: Buffer, s: number, e: number, entry: number): string {
-    if (entry >= 0) {
-      const last = this.sessionOf[entry];
-      if (last !== undefined && isAscii(last, b, s, e)) return last;
-    }
-    const text = (b as Sliceable).latin1Slice(s, e);
-    if (entry >= 0 && e - s <= MAX_KEPT_SESSION) this.sessionOf[entry] = text;
-    return text;
-  }
-
-  /**
-   * Whether b[s..e) (at view[base + s]) is a valid SPIFFE ID; if so, knownId, knownHandle and knownEntry
-   * are the ID, its identity handle and its entry in validIds. A known ID costs a hash and a comparison:
-   * its handle sits in the table entry the lookup reads anyway, its string is only passed on.
-   */
-  private validId(view: DataView, b: Buffer, base: number, s: number, e: number): boolean {
-    const entry = this.validIds.find(view, base + s, e - s);
-    if (entry >= 0) {
-      this.knownId = this.validIds.value(entry);
-      this.knownHandle = this.validIds.tag(entry);
-      this.knownEntry = entry;
-      return true;
-    }
-    const id = (b as Sliceable).latin1Slice(s, e);
-    if (!isSpiffeId(id)) return false;
-    const handle = newIdentityHandle();
-    this.knownEntry = this.validIds.add(view, base + s, e - s, id, handle);
-    this.knownId = id;
-    this.knownHandle = handle;
     return true;
   }
 
