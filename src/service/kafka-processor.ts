@@ -12,7 +12,7 @@
  *   p moves its new owner fences the old one;
  * - batches of a partition committed one after another while the next is fetched and evaluated.
  */
-import kafkajs from 'kafkajs';
+import kafkajs, { recordDecoding } from '../adapters/kafka/kafkajs.js';
 import { randomUUID } from 'node:crypto';
 import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import { AddendumChains, type KillEvent, type ShadowEvent } from '../core/documents.js';
@@ -114,7 +114,7 @@ const CLASS_LABEL: Record<DecisionClass, string> = {
   [DecisionClass.Ignored]: 'ignored', [DecisionClass.Call]: 'call', [DecisionClass.Deny]: 'deny', [DecisionClass.AdvisoryDeny]: 'advisory_deny',
 };
 
-// kafkajs is CommonJS; its default partitioner is the Java client's (murmur2 of the key)
+// kafkajs's default partitioner is the Java client's (murmur2 of the key)
 const keyPartitioner = kafkajs.Partitioners.DefaultPartitioner();
 
 /** Shutdown steps must not hang the process: each gets a bound, and a failure is only logged. */
@@ -222,6 +222,7 @@ export class KafkaProcessor {
     this.decisionsPartitions = decisionsPartitions;
     this.routing = new KafkaRouting({ decisionsTopic: topics.decisions, repartitionTopic: this.repartition, partitions: decisionsPartitions, groupId: this.o.groupId });
     log.info({ topics: { ...topics, repartition: this.repartition }, partitions: decisionsPartitions }, 'kafka topics ready');
+    if (recordDecoding.decoder === 'kafkajs') log.info({ reason: recordDecoding.reason }, 'fetched records are decoded by kafkajs\'s own record decoder (the same records, more CPU per record)');
 
     // Who is blocked, before the first decision: a restart never lifts a block. Read while the consumer
     // below joins its group (each join can wait the broker's group.initial.rebalance.delay.ms, 3 s by

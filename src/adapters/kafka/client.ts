@@ -1,10 +1,13 @@
 /** kafkajs behind one small factory, logging through our logger (kafkajs's own logger is silenced). */
-import { Kafka, logLevel, type LogEntry } from 'kafkajs';
+import type { Kafka, LogEntry } from 'kafkajs';
+import kafkajs from './kafkajs.js';
+
+const { logLevel } = kafkajs;
 import type { Logger } from '../../ports/logger.js';
 
 export function createKafka(brokers: readonly string[], clientId: string, log: Logger): Kafka {
   const kafkaLog = log.child({ component: 'kafkajs' });
-  return new Kafka({
+  return new kafkajs.Kafka({
     clientId,
     brokers: [...brokers],
     logLevel: logLevel.WARN,

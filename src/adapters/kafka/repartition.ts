@@ -8,7 +8,7 @@
  * decisions and the repartition topic.
  */
 import { brotliCompressSync, brotliDecompressSync, constants as zlib } from 'node:zlib';
-import kafkajs from 'kafkajs';
+import kafkajs from './kafkajs.js';
 import type { PartitionAssigner } from 'kafkajs';
 import type { ForwardPacker, ForwardUnpacker, InputRecord, OutputRecord, PartitionRouting, RecordHeaders, Unpacked } from '../../ports/partition-records.js';
 import { DecisionClass } from '../../core/decision-class.js';
@@ -18,7 +18,6 @@ import { ReusableDecision } from '../serde/fast-decision.js';
 import { KnownIds } from '../serde/known-ids.js';
 import { dlqRecord } from './dlq.js';
 
-// kafkajs is CommonJS; AssignerProtocol is not among its ESM named exports.
 const { AssignerProtocol } = kafkajs;
 
 /** The repartition topic of a deployment: `kafka.topics.repartition`, by default `<decisions>.repartition`. */

@@ -4,7 +4,8 @@
  * compacted) and have one partition per decisions partition, so each input partition's hash chain
  * lives in the addenda partition of the same number.
  */
-import kafkajs, { type Admin } from 'kafkajs';
+import type { Admin } from 'kafkajs';
+import kafkajs from './kafkajs.js';
 import { retrying } from './retry.js';
 import { KillSwitchError } from '../../core/errors.js';
 import { repartitionTopic } from './repartition.js';
@@ -43,7 +44,6 @@ async function cleanupPolicy(admin: Admin, topic: string): Promise<string> {
   return r.resources[0]?.configEntries.find((e) => e.configName === 'cleanup.policy')?.configValue ?? 'delete';
 }
 
-// kafkajs is CommonJS and this enum is not among its ESM named exports.
 const { ConfigResourceTypes } = kafkajs;
 
 function misconfigured(message: string): KillSwitchError {
