@@ -42,11 +42,13 @@ export function kafkaConfig(dir: string, brokers: string, topics: TestTopics, o:
 }
 
 /** Create a topic the way its producers' team would, before any processor runs. */
-export async function createTopic(brokers: string, topic: string, partitions: number): Promise<void> {
+/** `config`: topic configs, e.g. `{ 'compression.type': 'lz4' }`. */
+export async function createTopic(brokers: string, topic: string, partitions: number, config: Record<string, string> = {}): Promise<void> {
   const admin = kafkaClient(brokers).admin();
   await admin.connect();
   try {
-    await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+    const configEntries = Object.entries(config).map(([name, value]) => ({ name, value }));
+    await admin.createTopics({ topics: [{ topic, numPartitions: partitions, configEntries }], waitForLeaders: true });
   } finally {
     await admin.disconnect();
   }

@@ -4,7 +4,9 @@
  * Python with librdkafka's default CRC32 partitioner, kafkajs with a random partitioner, records with
  * empty keys) trip exactly the identities `killswitch replay` trips over the same decisions, with the
  * same counts. Before repartitioning, an identity whose 12 denies were split over partitions never
- * tripped.
+ * tripped. The same holds for batches compressed with the codecs kafkajs cannot read by itself (Snappy,
+ * LZ4, Zstandard), by librdkafka (kcat) or by the broker (the Java client's codecs); before the
+ * processor gave kafkajs decompressors, one such batch stopped it on every restart.
  */
 import { ensureConfluentPython } from '../helpers/confluent-python.js';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -78,11 +80,11 @@ async function replayOfTopic(dir: string, topics: TestTopics, total: number): Pr
  * the kill events against replay: the same identities with the same counts, each trip once, its
  * addendum in the chain of the identity's owner partition, and decisions forwarded to get there.
  */
-async function tripsMatchReplay(prefix: string, send: (topics: TestTopics, records: readonly Rec[]) => Promise<void>): Promise<void> {
+async function tripsMatchReplay(prefix: string, send: (topics: TestTopics, records: readonly Rec[]) => Promise<void>, topicConfig: Record<string, string> = {}): Promise<void> {
   const dir = tempDir(`kafka-${prefix}-`);
   const topics = freshTopics(prefix);
   const port = 20_000 + Math.floor(Math.random() * 20_000);
-  await createTopic(brokers, topics.decisions, 3);
+  await createTopic(brokers, topics.decisions, 3, topicConfig);
   const cfg = kafkaConfig(dir, brokers, topics, { partitions: 3, http: `127.0.0.1:${port}`, extra: { governor: { enabled: false } } });
   const records = workload(prefix);
   const proc = await startProcessor(cfg);
@@ -126,6 +128,18 @@ async function murmur2Half(topics: TestTopics, records: readonly Rec[]): Promise
   await produce(brokers, topics.decisions, records.filter((_, i) => i % 2 === 0).map((r) => ({ key: r.key, value: r.value })));
 }
 const otherHalf = (records: readonly Rec[]): Rec[] => records.filter((_, i) => i % 2 === 1);
+
+/** Every record through kafkajs with a partitioner that picks one at random. */
+async function randomPartitions(topics: TestTopics, records: readonly Rec[]): Promise<void> {
+  const random: ICustomPartitioner = () => ({ partitionMetadata }) => Math.floor(Math.random() * partitionMetadata.length);
+  const producer = kafkaClient(brokers).producer({ createPartitioner: random });
+  await producer.connect();
+  try {
+    await producer.send({ topic: topics.decisions, messages: records.map((r): Message => ({ key: r.key, value: r.value })) });
+  } finally {
+    await producer.disconnect();
+  }
+}
 
 
 /** confluent-kafka for Python, in the venv the registry tests use too (made once, under a lock). */
@@ -182,16 +196,24 @@ describe('trips do not depend on the producer\'s partitioner', () => {
   }, 480_000);
 
   it('kafkajs with a random partitioner: the same trips as replay', async () => {
-    await tripsMatchReplay('random', async (topics, records) => {
-      const random: ICustomPartitioner = () => ({ partitionMetadata }) => Math.floor(Math.random() * partitionMetadata.length);
-      const producer = kafkaClient(brokers).producer({ createPartitioner: random });
-      await producer.connect();
-      try {
-        await producer.send({ topic: topics.decisions, messages: records.map((r): Message => ({ key: r.key, value: r.value })) });
-      } finally {
-        await producer.disconnect();
+    await tripsMatchReplay('random', randomPartitions);
+  }, 240_000);
+
+  it('kcat -P with Snappy, LZ4 and Zstandard batches (librdkafka\'s codecs, which kafkajs cannot read by itself), some with headers: the same trips as replay', async () => {
+    await tripsMatchReplay('codecs', (topics, records) => {
+      const codecs = ['snappy', 'lz4', 'zstd'];
+      for (let c = 0; c < codecs.length; c++) {
+        const lines = records.filter((_, i) => i % codecs.length === c).map((r) => `${r.key ?? ''}\t${r.value}`).join('\n') + '\n';
+        const headers = c === 1 ? ['-H', 'trace=codec-test', '-H', 'trace=again'] : [];
+        // batches of many records, so each is compressed as a whole
+        execFileSync('kcat', ['-b', brokers, '-t', topics.decisions, '-P', '-K', '\t', '-z', codecs[c]!, '-X', 'linger.ms=50', ...headers], { input: lines, timeout: 60_000 });
       }
+      return Promise.resolve();
     });
+  }, 240_000);
+
+  it.each(['snappy', 'lz4', 'zstd'])('a topic the broker compresses with %s (the Java client\'s codec and framing): the same trips as replay', async (codec) => {
+    await tripsMatchReplay(`broker-${codec}`, randomPartitions, { 'compression.type': codec });
   }, 240_000);
 
   it('records with an empty key and an agent_id (spread round robin): the same trips as replay', async () => {

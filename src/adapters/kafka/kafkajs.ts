@@ -4,10 +4,12 @@
  * record-batch decoder takes it from when it is loaded (at the process's first fetch). That is done only
  * for kafkajs 2.2.4, whose internals the decoder matches, and only if no fetch loaded the record-batch
  * decoder before this module (a program embedding the processor may have fetched with kafkajs first);
- * otherwise kafkajs decodes as it always has: more CPU per record, the same records.
+ * otherwise kafkajs decodes as it always has: more CPU per record, the same records. And it gives
+ * kafkajs decompressors for the batch codecs it lacks (./compression.ts: Snappy, LZ4, Zstandard).
  */
 import { createRequire } from 'node:module';
 import type * as KafkaJs from 'kafkajs';
+import { installDecompressors } from './compression.js';
 import { numericRecordDecoder, type RecordDecoder } from './record-decoder.js';
 
 const require = createRequire(import.meta.url);
@@ -34,4 +36,5 @@ function install(): RecordDecoding {
 export const recordDecoding: RecordDecoding = install();
 
 const kafkajs = require('kafkajs') as typeof KafkaJs;
+installDecompressors(kafkajs.CompressionCodecs);
 export default kafkajs;
