@@ -114,6 +114,9 @@ const CLASS_LABEL: Record<DecisionClass, string> = {
   [DecisionClass.Ignored]: 'ignored', [DecisionClass.Call]: 'call', [DecisionClass.Deny]: 'deny', [DecisionClass.AdvisoryDeny]: 'advisory_deny',
 };
 
+/** How long an input stays idle after a fetch of only transaction markers or aborted records before its offset is committed past them. */
+const IDLE_COMMIT_MS = 500;
+
 // kafkajs's default partitioner is the Java client's (murmur2 of the key)
 const keyPartitioner = kafkajs.Partitioners.DefaultPartitioner();
 
@@ -285,6 +288,14 @@ export class KafkaProcessor {
       // one assignment at a time, in the order the group gave them
       this.assignments = this.assignments.then(() => this.onAssignment(assigned, at)).catch((err: unknown) => this.fail(err));
     });
+    // kafkajs reports a batch it filtered whole (batchSize 0) only to instrumentation
+    consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+      const b = e.payload;
+      // firstOffset is null when the fetch brought only records below the offset asked for (a compressed
+      // batch read from its middle): then nothing at or after it was consumed
+      const first = b.firstOffset as string | null;
+      if (b.batchSize === 0 && first !== null) this.onFilteredBatch(b.topic, b.partition, Number(first), Number(b.lastOffset), Number(b.highWatermark));
+    });
     consumer.on(consumer.events.CRASH, (e) => {
       if (!this.stopping) this.fail(e.payload.error);
     });
@@ -416,7 +427,8 @@ export class KafkaProcessor {
       // retention, or transaction markers (the watch tells which). Only live ones are evidence lost.
       const first = Number(messages[0]!.offset);
       if (!forwardedInput && first > input.next) this.expiry.noteGap(p, Math.max(input.next, input.liveFrom), first);
-      input.next = Math.max(input.next, Number(messages[n - 1]!.offset) + 1);
+      // through the batch's last offset, which counts the transaction markers and aborted records kafkajs consumed and did not deliver
+      input.next = Math.max(input.next, Number(batch.lastOffset()) + 1);
     }
     const out = batchRecords();
     // Decoded whole, then evaluated in one go. Offsets grow through the batch, so the records re-read to
@@ -444,7 +456,11 @@ export class KafkaProcessor {
       }
       return;
     }
-    if (last < 0) return; // restore only: nothing to commit
+    // Committed through the batch's last offset: a transaction's marker (and an aborted transaction's
+    // records) after its last decision are consumed too, or the group's offset would stay behind them
+    // while the partition is idle (a lag that never clears).
+    const through = Math.max(last, Number(batch.lastOffset()));
+    if (through < input.liveFrom) return; // restore only: nothing to commit
     // The transaction runs after the partition's previous one and while the next batch is fetched and
     // evaluated: fetching, evaluating and committing overlap instead of taking turns. At most one batch
     // waits for its transaction besides the one committing: this returns once the previous one is done.
@@ -452,13 +468,43 @@ export class KafkaProcessor {
     // restores the windows from what was committed; if it is fenced, the partition and its queue are dropped.
     const previous = st.committing;
     const output: BatchOutput = {
-      topic: input.topic, records: out, last, highWatermark: Number(batch.highWatermark), started,
+      topic: input.topic, records: out, last: through, highWatermark: Number(batch.highWatermark), started,
       streamTime: forwardedInput ? st.pipeline.forwardedStreamTime() : st.pipeline.clock.time,
     };
     // commit() handles its own failures; anything it lets through still stops the processor, never goes unhandled
     st.committing = previous.then(() => this.commit(p, st, output)).catch((err: unknown) => this.fail(err));
     await previous;
     await payload.heartbeat();
+  }
+
+  /**
+   * A fetch that brought a partition nothing but records kafkajs does not deliver (transaction markers,
+   * records of aborted transactions) never reaches onBatch. When it follows on from what the input's
+   * batches brought (nothing in between is skipped), the input has consumed it: it may complete a
+   * restore, and once the partition is live its offset is committed past it, alone in a transaction,
+   * when no other batch came within IDLE_COMMIT_MS (the next batch's transaction commits past it anyway:
+   * the repartition input, whose every record is followed by its transaction's marker, would otherwise
+   * make a transaction of each marker fetched on its own).
+   */
+  private onFilteredBatch(topic: string, p: number, firstOffset: number, lastOffset: number, highWatermark: number): void {
+    const st = this.partitionsState.get(p);
+    if (st === undefined || this.stopping) return;
+    const forwardedInput = topic === this.repartition;
+    const input = forwardedInput ? st.repartition : st.input;
+    const other = forwardedInput ? st.input : st.repartition;
+    if (firstOffset > input.next || lastOffset < input.next) return;
+    input.next = lastOffset + 1;
+    if (!input.restored && input.next >= input.liveFrom) this.inputRestored(p, st, input, other);
+    if (!input.restored || !other.restored || lastOffset < input.liveFrom) return;
+    const next = input.next;
+    setTimeout(() => {
+      if (this.stopping || this.partitionsState.get(p) !== st || input.next !== next) return;
+      const output: BatchOutput = {
+        topic: input.topic, records: batchRecords(), last: lastOffset, highWatermark, started: performance.now(),
+        streamTime: forwardedInput ? st.pipeline.forwardedStreamTime() : st.pipeline.clock.time,
+      };
+      st.committing = st.committing.then(() => this.commit(p, st, output)).catch((err: unknown) => this.fail(err));
+    }, IDLE_COMMIT_MS).unref();
   }
 
   /** An input has re-read everything below its live offset: the other one may go live, and the partition is live once both are. */

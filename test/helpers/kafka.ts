@@ -126,10 +126,11 @@ export async function committedTotalOn(brokers: string, topics: TestTopics, grou
 /**
  * Committed offsets of the group equal the high watermarks: everything produced is processed, the
  * decisions forwarded to their owners (the repartition topic, `<decisions>.repartition` unless
- * `repartition` names it) included. The repartition topic is written in transactions, so its high
- * watermark stands one past the last record (the commit marker), or further when the last transaction
- * was aborted (a processor killed in it): a partition counts as drained at high - 1, or once its
- * committed offset and high watermark have not moved for 3 s while everything else is drained.
+ * `repartition` names it) included. The processor commits past transaction markers and aborted
+ * records, so a drained partition's committed offset is its high watermark; a repartition partition
+ * whose last transaction was left open by a processor killed in it gets its abort marker only when the
+ * transaction times out, so one also counts as drained once its committed offset and high watermark
+ * have not moved for 3 s while everything else is drained.
  */
 export async function drainedOn(brokers: string, topics: TestTopics & { repartition?: string }, group: string, timeoutMs = 60_000): Promise<void> {
   const admin = kafkaClient(brokers).admin();
@@ -150,7 +151,7 @@ export async function drainedOn(brokers: string, topics: TestTopics & { repartit
           const fhigh = await admin.fetchTopicOffsets(repartition);
           const fcommitted = (await admin.fetchOffsets({ groupId: group, topics: [repartition] }))[0]?.partitions ?? [];
           state = JSON.stringify([fhigh, fcommitted]);
-          forwardedDone = fhigh.every((h) => Number(h.high) === 0 || Number(fcommitted.find((c) => c.partition === h.partition)?.offset ?? -1) >= Number(h.high) - 1);
+          forwardedDone = fhigh.every((h) => Number(h.high) === 0 || Number(fcommitted.find((c) => c.partition === h.partition)?.offset ?? -1) >= Number(h.high));
         } catch (err) {
           // created a moment ago by the processor: its leaders may not be known yet (NOT_LEADER_FOR_PARTITION)
           state = `error: ${(err as Error).message}`;
