@@ -18,7 +18,11 @@ import { decompress as zstdDecompress } from 'fzstd';
 /** Kafka's codec ids (record batch attributes, bits 0-2), as kafkajs's CompressionTypes. */
 export const CODEC = { snappy: 2, lz4: 3, zstd: 4 } as const;
 
-/** More than any batch a broker accepts inflates to (its message.max.bytes is 1 MiB by default). */
+/**
+ * What one batch may inflate to: far beyond what producers' batches hold (the broker's message.max.bytes
+ * is 1 MiB of compressed bytes by default); a batch built to inflate further is refused rather than let
+ * it exhaust the process's memory.
+ */
 export const MAX_INFLATED_BYTES = 256 << 20;
 
 export class CompressedBatchError extends Error {
