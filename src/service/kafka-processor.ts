@@ -458,8 +458,9 @@ export class KafkaProcessor {
     }
     // Committed through the batch's last offset: a transaction's marker (and an aborted transaction's
     // records) after its last decision are consumed too, or the group's offset would stay behind them
-    // while the partition is idle (a lag that never clears).
-    const through = Math.max(last, Number(batch.lastOffset()));
+    // while the partition is idle (a lag that never clears). Not while the other input still restores:
+    // the stream time committed with it would be a partly restored one.
+    const through = other.restored ? Math.max(last, Number(batch.lastOffset())) : last;
     if (through < input.liveFrom) return; // restore only: nothing to commit
     // The transaction runs after the partition's previous one and while the next batch is fetched and
     // evaluated: fetching, evaluating and committing overlap instead of taking turns. At most one batch
