@@ -3,9 +3,8 @@
  *
  * kafkajs reads gzip only: a batch in any other codec makes it throw while it decodes the fetch, so
  * one such batch would stop every partition of that fetch, again on every restart. Those are the
- * codecs producers set most (`compression.type` of the Java client and librdkafka, franz-go's default
- * Snappy). This module gives kafkajs a decompressor for each, through its public `CompressionCodecs`
- * table: Snappy (the raw format librdkafka writes, and the Java client's xerial framing of it) and
+ * codecs producers set (`compression.type` of the Java client and librdkafka). This module gives
+ * kafkajs a decompressor for each, through its public `CompressionCodecs` table: Snappy (the raw format librdkafka writes, and the Java client's xerial framing of it) and
  * LZ4 frames written here from their format descriptions, Zstandard by `fzstd`. The processor never
  * compresses with them (its producers write uncompressed batches), so their `compress` refuses.
  *
