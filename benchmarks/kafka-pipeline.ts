@@ -123,6 +123,8 @@ interface ProcessorRun extends Progress {
   readonly machineBusy: number;
   /** killswitch_forwarded_total (0 on builds without it) */
   readonly forwarded: number;
+  /** killswitch_decisions_total when the interval starts (NaN on builds without it: the committed count is used) */
+  readonly evaluatedAtFirst: number;
 }
 
 /** What a read_committed reader finds on a kills topic: records and distinct identities (a diagnostic: reads until 3 s pass without a record, at most 30 s). */
@@ -179,6 +181,7 @@ export async function processorRate(brokers: string, dir: string, decisions: str
     instances.push(...(await Promise.all(Array.from({ length: n }, () => startInstance(processorConfig(dir, brokers, topics, group, PARTITIONS), o.cli)))));
     const texts = async (): Promise<string[]> => Promise.all(instances.map((i) => i.metrics()));
     let cpuAtFirst = 0;
+    let evaluatedAtFirst = NaN;
     let machineAtFirst: ReturnType<typeof machineCpu>;
     const t0 = performance.now();
     const check = (): void => {
@@ -188,7 +191,9 @@ export async function processorRate(brokers: string, dir: string, decisions: str
     let progress = await watchCommitted(admin, group, decisions, RECORDS, {
       check,
       onFirst: async () => {
-        cpuAtFirst = cpuSeconds(await texts());
+        const at = await texts();
+        cpuAtFirst = cpuSeconds(at);
+        if (at.some((t) => t.includes('killswitch_decisions_total'))) evaluatedAtFirst = sample(at, 'killswitch_decisions_total');
         machineAtFirst = machineCpu();
       },
     });
@@ -206,10 +211,14 @@ export async function processorRate(brokers: string, dir: string, decisions: str
         }
         await sleep(100);
       }
-      const first = t0 + progress.firstSeconds * 1000;
-      const end = performance.now();
-      progress = { ...progress, endSeconds: (end - t0) / 1000, rate: (RECORDS - progress.firstCommitted) / ((end - first) / 1000) };
+      progress = { ...progress, endSeconds: (performance.now() - t0) / 1000 };
     }
+    // The interval's decisions are those evaluated in it. Committed input offsets run ahead of
+    // evaluation when records are forwarded (a record's offset is committed at its source, before its
+    // owner evaluates it), so counting from the committed offset would leave out decisions evaluated
+    // inside the interval; without forwarding the two differ by the batches evaluated and not yet committed.
+    const counted = RECORDS - (Number.isNaN(evaluatedAtFirst) ? progress.firstCommitted : evaluatedAtFirst);
+    progress = { ...progress, rate: counted / (progress.endSeconds - progress.firstSeconds) };
     const machineBusy = busyCores(machineAtFirst, machineCpu(), cpus().length);
     const last = await texts();
     const tripped = sample(last, 'killswitch_trips_total');
@@ -220,7 +229,7 @@ export async function processorRate(brokers: string, dir: string, decisions: str
       console.error(`group ${group}: killswitch_trips_total ${tripped}, expected ${o.expectTrips}; kills topic (read_committed): ${kills.records} kill events of ${kills.agents} identities; ${lines.length} log lines:\n${lines.slice(-40).join('\n')}`);
     }
     return {
-      ...progress, instances: n, cpuMicros: ((cpuSeconds(last) - cpuAtFirst) * 1e6) / (RECORDS - progress.firstCommitted), machineBusy,
+      ...progress, instances: n, cpuMicros: ((cpuSeconds(last) - cpuAtFirst) * 1e6) / counted, machineBusy, evaluatedAtFirst,
       trips: tripped,
       transactions: sample(last, 'killswitch_batch_duration_seconds_count'),
       assignments: instances.reduce((s, i) => s + i.assigned(), 0),
@@ -431,6 +440,7 @@ export async function run(): Promise<void> {
     }
     await admin.disconnect();
     const rate = (r: { rate: number }): string => Math.round(r.rate).toLocaleString('en-US');
+    const atStart = (r: ProcessorRun): string => `${r.evaluatedAtFirst.toLocaleString('en-US')} / ${r.firstCommitted.toLocaleString('en-US')}`;
     const title = `${PARTITIONS} partitions, ${RECORDS.toLocaleString('en-US')} pre-filled decisions of ${Math.round(bytes / RECORDS)} B, ${broker.own ? 'broker started by this run' : 'KAFKA_BROKERS'}`;
 
     // (a), (e), (b), (f) alternate, so a busy moment on the shared machine does not hit only one of them
@@ -473,6 +483,7 @@ export async function run(): Promise<void> {
         [`b. machine cores busy, of ${cpus().length} (broker, instance, anything else)`]: +one!.machineBusy.toFixed(2),
         'b. transactions': one!.transactions,
         'b. start to first commit (s)': +one!.firstSeconds.toFixed(1),
+        'b. decisions evaluated / input offsets committed when the interval starts, rounds': ones.map(atStart).join('; '),
         'b. forwarded, every round (expected 0: murmur2)': ones.map((r) => r.forwarded).join(', '),
         ...(scaling.length === 0 ? {} : {
           'd. decisions/s with 1, 2, 3 instances': [one!, ...scaling].map(rate).join(', '),
@@ -512,6 +523,7 @@ export async function run(): Promise<void> {
         'f/b CPU per decision, same round': spread(wrongs.map((r, i) => r.cpuMicros / ones[i]!.cpuMicros)),
         'f. machine cores busy, rounds': wrongs.map((r) => r.machineBusy.toFixed(2)).join(', '),
         'f. transactions, rounds': wrongs.map((r) => r.transactions).join(', '),
+        'f. decisions evaluated / input offsets committed when the interval starts, rounds': wrongs.map(atStart).join('; '),
         'f. partitions assigned, rounds (6 + 6 repartition: one assignment logs both)': wrongs.map((r) => r.assignments).join(', '),
         [`f. forwarded, every round (expected ${keyed}: every keyed record)`]: wrongs.map((r) => r.forwarded).join(', '),
         [`f. trips, every round (expected ${trips})`]: wrongs.map((r) => r.trips).join(', '),
