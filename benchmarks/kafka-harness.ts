@@ -167,6 +167,16 @@ export async function startInstance(config: { file: string; port: number }, cli 
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * The steady part of a run, where rates and CPU per record are compared: from the moment 20% of the
+ * records have been handled (consumed by the raw consumer, evaluated by the processor) to the moment
+ * 80% have. Work in flight at either end (a fetch decoded and not yet handled; with forwarding,
+ * records read at their source and not yet evaluated at their owner) is about the same at both, so
+ * it cancels out, as start-up, the first fetch and the final drain are left out.
+ */
+export const STEADY_FROM = 0.2;
+export const STEADY_TO = 0.8;
+
 /** Busy and total CPU time of the whole machine so far (Linux /proc/stat, clock ticks); undefined elsewhere. */
 export function machineCpu(): { busy: number; total: number } | undefined {
   try {

@@ -21,8 +21,14 @@
  * Every run of the processor is a fresh consumer group with fresh output topics over the same
  * pre-filled input (1M decisions by default); (a), (e), (b) and (f) alternate in rounds and the best of
  * each is compared (the machine is shared, so one slow moment should not decide the ratio); every round
- * is printed too. Rates run from the first committed progress (first batch for (a)) to the end, so
- * start-up is not in them; CPU time per decision over the same interval says where a rate is bound by CPU.
+ * is printed too. Rates and CPU time per record or decision are those of the steady part of each run:
+ * from the moment 20% of the records have been handled (consumed by (a), evaluated by the processor:
+ * killswitch_decisions_total, read with the instance's CPU time every 250 ms) to the moment 80% have
+ * (STEADY_FROM, STEADY_TO in kafka-harness.ts). Start-up, the first fetch and the final drain are left
+ * out, and work in flight (fetched and not yet handled; read at a source and not yet evaluated at its
+ * owner) is about the same at both ends. The rates from the first committed progress (first batch for
+ * (a)) to the end are printed too; with forwarding they count in-flight work in one stage only (a
+ * record read and forwarded before the start, evaluated after it), so they are not compared.
  *
  *   npm run bench -- kafka-pipeline     (all modes: about 5 minutes on 2 cores, more with base builds)
  *   KAFKA_BROKERS=host:port             use a running broker instead of starting one
@@ -43,7 +49,7 @@ import { cpus, loadavg } from 'node:os';
 import { Partitioners, type Admin, type Message } from 'kafkajs';
 import {
   benchDir, busyCores, createTopic, fill, highWatermarks, kafkaClient, LATENCY_RATE, LatencyLoad, machineCpu, MISROUTE, Misrouter, percentile, processorConfig, RAW_CONSUMER,
-  sample, sleep, startBroker, startInstance, topicsFor, VERDICTS, watchCommitted, type Instance, type Placement, type Progress,
+  sample, sleep, startBroker, STEADY_FROM, STEADY_TO, startInstance, topicsFor, VERDICTS, watchCommitted, type Instance, type Placement, type Progress,
 } from './kafka-harness.js';
 import { parseConfig } from '../src/config/config.js';
 import { gc, mulberry32, report } from './util.js';
@@ -102,14 +108,17 @@ function fetchSizes(): { maxBytesPerPartition: number; maxBytes: number } {
   return { maxBytesPerPartition: k.max_partition_fetch_bytes, maxBytes: k.fetch_max_bytes };
 }
 
-export function rawRate(brokers: string, topic: string): { rate: number; cpuMicros: number; machineBusy: number } {
+export function rawRate(brokers: string, topic: string): { rate: number; cpuMicros: number; wholeRate: number; wholeCpuMicros: number; machineBusy: number } {
   const before = machineCpu();
   const options = JSON.stringify(fetchSizes());
   const out = execFileSync(process.execPath, [RAW_CONSUMER, brokers, topic, String(RECORDS), options], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  const r = JSON.parse(out) as { records: number; firstBatch: number; seconds: number; cpuSeconds: number };
+  const r = JSON.parse(out) as { records: number; firstBatch: number; seconds: number; cpuSeconds: number; steady: { records: number; seconds: number; cpuSeconds: number } };
   // over the whole child process (start-up included), so only a rough figure
   const machineBusy = busyCores(before, machineCpu(), cpus().length);
-  return { rate: (r.records - r.firstBatch) / r.seconds, cpuMicros: (r.cpuSeconds * 1e6) / (r.records - r.firstBatch), machineBusy };
+  return {
+    rate: r.steady.records / r.steady.seconds, cpuMicros: (r.steady.cpuSeconds * 1e6) / r.steady.records,
+    wholeRate: (r.records - r.firstBatch) / r.seconds, wholeCpuMicros: (r.cpuSeconds * 1e6) / (r.records - r.firstBatch), machineBusy,
+  };
 }
 
 interface ProcessorRun extends Progress {
@@ -117,14 +126,36 @@ interface ProcessorRun extends Progress {
   readonly trips: number;
   readonly transactions: number;
   readonly assignments: number;
-  /** CPU time of the instances per decision over the sustained interval, µs */
+  /** decisions/s and CPU time of the instances per decision (µs) in the steady part (STEADY_FROM to STEADY_TO of the decisions evaluated) */
+  readonly rate: number;
   readonly cpuMicros: number;
+  /** the same from the first committed progress to the end (reported) */
+  readonly wholeRate: number;
+  readonly wholeCpuMicros: number;
   /** cores of the whole machine kept busy over the same interval (broker, instances, anything else) */
   readonly machineBusy: number;
   /** killswitch_forwarded_total (0 on builds without it) */
   readonly forwarded: number;
   /** killswitch_decisions_total when the interval starts (NaN on builds without it: the committed count is used) */
   readonly evaluatedAtFirst: number;
+}
+
+/** a scrape makes the instance render every metric: four a second keep that small beside its work */
+const SAMPLE_MS = 250;
+
+interface Sample {
+  readonly t: number;
+  readonly evaluated: number;
+  readonly cpu: number;
+}
+
+/** Decisions/s and CPU µs per decision between the first samples at STEADY_FROM and at STEADY_TO of `total` evaluated (NaN without them). */
+function steadyPart(samples: readonly Sample[], total: number): { rate: number; cpuMicros: number } {
+  const from = samples.find((s) => s.evaluated >= total * STEADY_FROM);
+  const to = samples.find((s) => s.evaluated >= total * STEADY_TO);
+  if (from === undefined || to === undefined || to.evaluated === from.evaluated) return { rate: NaN, cpuMicros: NaN };
+  const n = to.evaluated - from.evaluated;
+  return { rate: n / ((to.t - from.t) / 1000), cpuMicros: ((to.cpu - from.cpu) * 1e6) / n };
 }
 
 /** What a read_committed reader finds on a kills topic: records and distinct identities (a diagnostic: reads until 3 s pass without a record, at most 30 s). */
@@ -176,10 +207,25 @@ export async function processorRate(brokers: string, dir: string, decisions: str
   const admin = kafkaClient(brokers).admin();
   await admin.connect();
   const instances: Instance[] = [];
+  let sampling = true;
+  let stopSampling = (): Promise<void> => Promise.resolve();
   try {
     // Started together, they join within the broker's initial rebalance delay and get their partitions in one go.
     instances.push(...(await Promise.all(Array.from({ length: n }, () => startInstance(processorConfig(dir, brokers, topics, group, PARTITIONS), o.cli)))));
     const texts = async (): Promise<string[]> => Promise.all(instances.map((i) => i.metrics()));
+    // the instances' decisions evaluated and CPU time, every SAMPLE_MS: the steady part is read from them
+    const samples: Sample[] = [];
+    const sampler = (async () => {
+      while (sampling) {
+        const at = await texts().catch(() => undefined);
+        if (at !== undefined) samples.push({ t: performance.now(), evaluated: sample(at, 'killswitch_decisions_total'), cpu: cpuSeconds(at) });
+        await sleep(SAMPLE_MS);
+      }
+    })();
+    stopSampling = async () => {
+      sampling = false;
+      await sampler;
+    };
     let cpuAtFirst = 0;
     let evaluatedAtFirst = NaN;
     let machineAtFirst: ReturnType<typeof machineCpu>;
@@ -219,6 +265,7 @@ export async function processorRate(brokers: string, dir: string, decisions: str
     // inside the interval; without forwarding the two differ by the batches evaluated and not yet committed.
     const counted = RECORDS - (Number.isNaN(evaluatedAtFirst) ? progress.firstCommitted : evaluatedAtFirst);
     progress = { ...progress, rate: counted / (progress.endSeconds - progress.firstSeconds) };
+    await stopSampling();
     const machineBusy = busyCores(machineAtFirst, machineCpu(), cpus().length);
     const last = await texts();
     const tripped = sample(last, 'killswitch_trips_total');
@@ -229,13 +276,14 @@ export async function processorRate(brokers: string, dir: string, decisions: str
       console.error(`group ${group}: killswitch_trips_total ${tripped}, expected ${o.expectTrips}; kills topic (read_committed): ${kills.records} kill events of ${kills.agents} identities; ${lines.length} log lines:\n${lines.slice(-40).join('\n')}`);
     }
     return {
-      ...progress, instances: n, cpuMicros: ((cpuSeconds(last) - cpuAtFirst) * 1e6) / counted, machineBusy, evaluatedAtFirst,
+      ...progress, ...steadyPart(samples, RECORDS), wholeRate: progress.rate, wholeCpuMicros: ((cpuSeconds(last) - cpuAtFirst) * 1e6) / counted, instances: n, machineBusy, evaluatedAtFirst,
       trips: tripped,
       transactions: sample(last, 'killswitch_batch_duration_seconds_count'),
       assignments: instances.reduce((s, i) => s + i.assigned(), 0),
       forwarded: sample(last, 'killswitch_forwarded_total'),
     };
   } finally {
+    await stopSampling();
     const codes = await Promise.all(instances.map((i) => i.stop()));
     if (codes.some((c) => c !== 0)) console.error(`an instance exited with ${codes.join(', ')}:\n${instances.map((i) => i.log().slice(-3000)).join('\n----\n')}`);
     await admin.disconnect();
@@ -440,6 +488,8 @@ export async function run(): Promise<void> {
     }
     await admin.disconnect();
     const rate = (r: { rate: number }): string => Math.round(r.rate).toLocaleString('en-US');
+    const steadyTitle = `steady part: ${100 * STEADY_FROM}% to ${100 * STEADY_TO}% of the records handled`;
+    const whole = (r: { wholeRate: number; wholeCpuMicros: number }): string => `${Math.round(r.wholeRate).toLocaleString('en-US')} (${r.wholeCpuMicros.toFixed(2)} µs)`;
     const atStart = (r: ProcessorRun): string => `${r.evaluatedAtFirst.toLocaleString('en-US')} / ${r.firstCommitted.toLocaleString('en-US')}`;
     const title = `${PARTITIONS} partitions, ${RECORDS.toLocaleString('en-US')} pre-filled decisions of ${Math.round(bytes / RECORDS)} B, ${broker.own ? 'broker started by this run' : 'KAFKA_BROKERS'}`;
 
@@ -467,11 +517,13 @@ export async function run(): Promise<void> {
       report(`Kafka pipeline, real broker (${title})`, {
         'load average at start (1, 5, 15 min)': loadAtStart,
         'pre-fill, records/s (kafkajs producer, default partitioner: murmur2 of the key)': Math.round(fillRate),
+        'rates and CPU below': steadyTitle,
         [`a. raw kafkajs consume, records/s (best of ${ROUNDS})`]: Math.round(raw.rate),
         'a. rounds': raws.map(rate).join(', '),
         'a. CPU per record (µs)': +raw.cpuMicros.toFixed(2),
         'a. rounds, CPU per record (µs)': raws.map((r) => r.cpuMicros.toFixed(2)).join(', '),
         'a. machine cores busy (whole consumer run, start-up included)': +raw.machineBusy.toFixed(2),
+        'a. from the first batch to the last, records/s (CPU per record), rounds': raws.map(whole).join(', '),
         [`b. killswitch run, 1 instance, decisions/s (best of ${ROUNDS})`]: Math.round(one!.rate),
         'b. rounds': ones.map(rate).join(', '),
         'b. ratio to raw (wall clock, reported; the CPU-time ratio is the figure that stands)': +(one!.rate / raw.rate).toFixed(2),
@@ -483,6 +535,7 @@ export async function run(): Promise<void> {
         [`b. machine cores busy, of ${cpus().length} (broker, instance, anything else)`]: +one!.machineBusy.toFixed(2),
         'b. transactions': one!.transactions,
         'b. start to first commit (s)': +one!.firstSeconds.toFixed(1),
+        'b. from the first commit to the end, decisions/s (CPU per decision), rounds': ones.map(whole).join(', '),
         'b. decisions evaluated / input offsets committed when the interval starts, rounds': ones.map(atStart).join('; '),
         'b. forwarded, every round (expected 0: murmur2)': ones.map((r) => r.forwarded).join(', '),
         ...(scaling.length === 0 ? {} : {
@@ -515,7 +568,8 @@ export async function run(): Promise<void> {
     if (wrongs.length > 0) {
       const ratios = wrongs.map((r, i) => r.rate / ones[i]!.rate);
       report(`Kafka pipeline, every keyed record on a wrong partition (${MISROUTE === 'next' ? 'owner + 1' : 'spread over the 5 others'}), all forwarded through the repartition topic, 1 instance (${title})`, {
-        'f. decisions/s until all are evaluated and committed, rounds': wrongs.map(rate).join(', '),
+        'rates and CPU below': steadyTitle,
+        'f. decisions/s, rounds': wrongs.map(rate).join(', '),
         'b. murmur2, same rounds': ones.map(rate).join(', '),
         'f/b decisions/s, same round: median [range] (target >= 0.5)': spread(ratios),
         'f/b best of each': +(best(wrongs)!.rate / one!.rate).toFixed(2),
@@ -523,6 +577,8 @@ export async function run(): Promise<void> {
         'f/b CPU per decision, same round': spread(wrongs.map((r, i) => r.cpuMicros / ones[i]!.cpuMicros)),
         'f. machine cores busy, rounds': wrongs.map((r) => r.machineBusy.toFixed(2)).join(', '),
         'f. transactions, rounds': wrongs.map((r) => r.transactions).join(', '),
+        'f. from the first commit until all are evaluated and committed, decisions/s (CPU per decision), rounds': wrongs.map(whole).join(', '),
+        'f/b of those, same round': spread(wrongs.map((r, i) => r.wholeRate / ones[i]!.wholeRate)),
         'f. decisions evaluated / input offsets committed when the interval starts, rounds': wrongs.map(atStart).join('; '),
         'f. partitions assigned, rounds (6 + 6 repartition: one assignment logs both)': wrongs.map((r) => r.assignments).join(', '),
         [`f. forwarded, every round (expected ${keyed}: every keyed record)`]: wrongs.map((r) => r.forwarded).join(', '),
