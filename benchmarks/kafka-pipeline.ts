@@ -32,7 +32,8 @@
  *
  *   npm run bench -- kafka-pipeline     (all modes: about 5 minutes on 2 cores, more with base builds)
  *   KAFKA_BROKERS=host:port             use a running broker instead of starting one
- *   KAFKA_BENCH_RECORDS, KAFKA_BENCH_LATENCY_SECONDS    smaller or longer runs
+ *   KAFKA_BENCH_RECORDS, KAFKA_BENCH_LATENCY_SECONDS    smaller or longer runs (with a few hundred
+ *                                       thousand records the steady part can fall between two samples: NaN)
  *   KAFKA_BENCH_ROUNDS=N                rounds of (a), (e), (b), (f) (default 2)
  *   KAFKA_BENCH_MODES=throughput,forwarded,scaling,latency,latency-half    what to run (default all):
  *                                       throughput = (a), (b) [and (e)]; forwarded = (f), in the same
@@ -247,7 +248,7 @@ export async function processorRate(brokers: string, dir: string, decisions: str
       // the input offsets are committed once a record is forwarded: wait for its owner to evaluate and commit it
       const deadline = performance.now() + 120_000;
       for (;;) {
-        const evaluated = sample(await texts(), 'killswitch_decisions_total');
+        const evaluated = samples.at(-1)?.evaluated ?? 0;
         if (evaluated >= RECORDS && (await repartitionDone(admin, group, topics.repartition!))) break;
         check();
         if (performance.now() > deadline) {
@@ -264,7 +265,7 @@ export async function processorRate(brokers: string, dir: string, decisions: str
     // owner evaluates it), so counting from the committed offset would leave out decisions evaluated
     // inside the interval; without forwarding the two differ by the batches evaluated and not yet committed.
     const counted = RECORDS - (Number.isNaN(evaluatedAtFirst) ? progress.firstCommitted : evaluatedAtFirst);
-    progress = { ...progress, rate: counted / (progress.endSeconds - progress.firstSeconds) };
+    const wholeRate = counted / (progress.endSeconds - progress.firstSeconds);
     await stopSampling();
     const machineBusy = busyCores(machineAtFirst, machineCpu(), cpus().length);
     const last = await texts();
@@ -276,7 +277,7 @@ export async function processorRate(brokers: string, dir: string, decisions: str
       console.error(`group ${group}: killswitch_trips_total ${tripped}, expected ${o.expectTrips}; kills topic (read_committed): ${kills.records} kill events of ${kills.agents} identities; ${lines.length} log lines:\n${lines.slice(-40).join('\n')}`);
     }
     return {
-      ...progress, ...steadyPart(samples, RECORDS), wholeRate: progress.rate, wholeCpuMicros: ((cpuSeconds(last) - cpuAtFirst) * 1e6) / counted, instances: n, machineBusy, evaluatedAtFirst,
+      ...progress, ...steadyPart(samples, RECORDS), wholeRate, wholeCpuMicros: ((cpuSeconds(last) - cpuAtFirst) * 1e6) / counted, instances: n, machineBusy, evaluatedAtFirst,
       trips: tripped,
       transactions: sample(last, 'killswitch_batch_duration_seconds_count'),
       assignments: instances.reduce((s, i) => s + i.assigned(), 0),
