@@ -279,7 +279,7 @@ export async function processorRate(brokers: string, dir: string, decisions: str
     return {
       ...progress, ...steadyPart(samples, RECORDS), wholeRate, wholeCpuMicros: ((cpuSeconds(last) - cpuAtFirst) * 1e6) / counted, instances: n, machineBusy, evaluatedAtFirst,
       trips: tripped,
-      transactions: sample(last, 'killswitch_batch_duration_seconds_count'),
+      transactions: transactions(last),
       assignments: instances.reduce((s, i) => s + i.assigned(), 0),
       forwarded: sample(last, 'killswitch_forwarded_total'),
     };
@@ -412,7 +412,7 @@ export async function tripLatency(brokers: string, dir: string, placement: Place
       produced: sent, producedRate: sent / producedSeconds, trips: latencies.length, missing: expected - latencies.length,
       p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1) ?? NaN,
       toProduced: [median(toProduced), p99(toProduced)], toReadable: [median(toReadable), p99(toReadable)],
-      transactions: sample([metrics], 'killswitch_batch_duration_seconds_count'),
+      transactions: transactions([metrics]),
       forwarded: sample([metrics], 'killswitch_forwarded_total'),
       byRoute: { misrouted: [p99(byRoute.misrouted), byRoute.misrouted.length], direct: [p99(byRoute.direct), byRoute.direct.length] },
       machineBusy, instanceBusy, benchBusy: (benchCpu.user + benchCpu.system) / 1e6 / measuredSeconds,
@@ -424,6 +424,14 @@ export async function tripLatency(brokers: string, dir: string, placement: Place
     const code = await instance.stop();
     if (code !== 0) console.error(`the latency instance exited with ${code}:\n${instance.log().slice(-3000)}`);
   }
+}
+
+/**
+ * Transactions the instances committed. A build without killswitch_transactions_total (before 2026-12-07)
+ * committed one per batch: its count of batches is its count of transactions.
+ */
+function transactions(metrics: readonly string[]): number {
+  return metrics.some((m) => m.includes('killswitch_transactions_total ')) ? sample(metrics, 'killswitch_transactions_total') : sample(metrics, 'killswitch_batch_duration_seconds_count');
 }
 
 /** median [min–max] of per-round figures */

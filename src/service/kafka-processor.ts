@@ -1,6 +1,6 @@
 /**
  * Kafka mode (docs/spec.md#11-kafka-mode): decisions from a consumer group, outputs and input offsets in
- * one Kafka transaction per batch (exactly once), bad records to the DLQ, the kills topic followed by
+ * Kafka transactions (exactly once), bad records to the DLQ, the kills topic followed by
  * every instance, windows rebuilt on assignment. This file wires the parts together:
  *
  * - the ledger follower (adapters/kafka/ledger-follower.ts): who is blocked, before any decision;
@@ -10,7 +10,8 @@
  *   documents, decisions of other owners forwarded) and a TransactionalCommitter
  *   (adapters/kafka/transactional-committer.ts) whose transactional id is derived from p, so that when
  *   p moves its new owner fences the old one;
- * - batches of a partition committed one after another while the next is fetched and evaluated.
+ * - the transactions of a partition one after another while the next batches are fetched and evaluated;
+ *   batches evaluated while a transaction runs are committed together in the next one.
  */
 import kafkajs, { recordDecoding } from '../adapters/kafka/kafkajs.js';
 import { randomUUID } from 'node:crypto';
@@ -85,15 +86,18 @@ interface PartitionState {
   /** both inputs restored */
   restored: boolean;
   liveEvictionsSeen: number;
+  /** batches evaluated and not yet in a transaction, in order: the next transaction takes them all */
+  readonly queued: BatchOutput[];
   /**
-   * The partition's transactions (of both inputs), one after another: a batch's transaction is queued
-   * here and runs while the next batch is fetched and evaluated (never rejects; a failure stops the
-   * processor or drops the partition inside).
+   * The partition's transactions (of both inputs), one after another until nothing is queued; resolved
+   * when none runs (never rejects: a failure stops the processor or drops the partition inside).
    */
   committing: Promise<void>;
+  /** a transaction runs */
+  draining: boolean;
 }
 
-/** What one batch writes in its transaction, and what is reported once it is committed. */
+/** What one batch writes in a transaction, and what is reported once it is committed. */
 interface BatchOutput {
   /** the input the batch came from: its offset is committed */
   readonly topic: string;
@@ -116,6 +120,12 @@ const CLASS_LABEL: Record<DecisionClass, string> = {
 
 /** How long an input stays idle after a fetch of only transaction markers or aborted records before its offset is committed past them. */
 const IDLE_COMMIT_MS = 500;
+
+/**
+ * Batches of a partition that may wait for a transaction besides the one running before the partition's
+ * next batch waits too (and with it the consumer's next fetch, which waits for every batch of the last).
+ */
+const MAX_QUEUED_BATCHES = 2;
 
 // kafkajs's default partitioner is the Java client's (murmur2 of the key)
 const keyPartitioner = kafkajs.Partitioners.DefaultPartitioner();
@@ -259,7 +269,7 @@ export class KafkaProcessor {
       // sleeps this long before it looks again: the default 5 s would hold a partition that is ready.
       // Also the longest an idle fetch waits for data; with data it returns at once either way.
       maxWaitTimeInMs: 250,
-      // One partition's batch is one transaction, whose requests cost about as much CPU as decoding a few
+      // A partition's batch is committed in a transaction, whose requests cost about as much CPU as decoding a few
       // thousand records: kafkajs's 1 MiB per partition made 308 transactions per 1M decisions in
       // benchmarks/kafka-pipeline.ts, 4 MiB makes 77 (and fewer fetches).
       maxBytesPerPartition: this.o.maxPartitionFetchBytes, maxBytes: this.o.fetchMaxBytes,
@@ -387,7 +397,7 @@ export class KafkaProcessor {
       const forwarded: InputState = { topic: repartition, forwarded: true, liveFrom: f.liveFrom, restored: f.restoreFrom >= f.liveFrom, waiting: false, next: Math.min(f.restoreFrom, f.liveFrom) };
       const restored = input.restored && forwarded.restored;
       if (restored) pipeline.markRestored();
-      this.partitionsState.set(p, { pipeline, input, repartition: forwarded, committer: committers.get(p)!, assignedAt: at, restored, liveEvictionsSeen: 0, committing: Promise.resolve() });
+      this.partitionsState.set(p, { pipeline, input, repartition: forwarded, committer: committers.get(p)!, assignedAt: at, restored, liveEvictionsSeen: 0, queued: [], committing: Promise.resolve(), draining: false });
       // throws if the consumer stopped: the assignment chain fails the processor
       if (!input.restored) this.consumer!.seek({ topic: topics.decisions, partition: p, offset: String(d.restoreFrom) });
       if (!forwarded.restored) this.consumer!.seek({ topic: repartition, partition: p, offset: String(f.restoreFrom) });
@@ -462,20 +472,36 @@ export class KafkaProcessor {
     // the stream time committed with it would be a partly restored one.
     const through = other.restored ? Math.max(last, Number(batch.lastOffset())) : last;
     if (through < input.liveFrom) return; // restore only: nothing to commit
-    // The transaction runs after the partition's previous one and while the next batch is fetched and
-    // evaluated: fetching, evaluating and committing overlap instead of taking turns. At most one batch
-    // waits for its transaction besides the one committing: this returns once the previous one is done.
-    // Evaluating ahead of a commit is safe: if a transaction fails, the processor stops and a restart
-    // restores the windows from what was committed; if it is fenced, the partition and its queue are dropped.
-    const previous = st.committing;
-    const output: BatchOutput = {
-      topic: input.topic, records: out, last: through, highWatermark: Number(batch.highWatermark), started,
-      streamTime: forwardedInput ? st.pipeline.forwardedStreamTime() : st.pipeline.clock.time,
-    };
-    // commit() handles its own failures; anything it lets through still stops the processor, never goes unhandled
-    st.committing = previous.then(() => this.commit(p, st, output)).catch((err: unknown) => this.fail(err));
-    await previous;
+    // Committed after the partition's running transaction, while the next batches are fetched and
+    // evaluated: fetching, evaluating and committing overlap instead of taking turns, and a fetch does not
+    // wait for the slowest partition's transaction. Evaluating ahead of a commit is safe: if a transaction
+    // fails, the processor stops and a restart restores the windows from what was committed; if it is
+    // fenced, the partition and its queue are dropped.
+    this.queueCommit(p, st, this.batchOutput(st, input, out, through, Number(batch.highWatermark), started));
+    if (st.queued.length > MAX_QUEUED_BATCHES) await st.committing;
     await payload.heartbeat();
+  }
+
+  private batchOutput(st: PartitionState, input: InputState, records: BatchRecords, last: number, highWatermark: number, started: number): BatchOutput {
+    return { topic: input.topic, records, last, highWatermark, started, streamTime: input.forwarded ? st.pipeline.forwardedStreamTime() : st.pipeline.clock.time };
+  }
+
+  /** Queue a batch for the partition's next transaction; start one if none runs. */
+  private queueCommit(p: number, st: PartitionState, out: BatchOutput): void {
+    st.queued.push(out);
+    if (st.draining) return;
+    st.draining = true;
+    // commit() handles its own failures; anything it lets through still stops the processor, never goes unhandled
+    st.committing = this.drain(p, st).catch((err: unknown) => this.fail(err));
+  }
+
+  /** Transactions one after another, each taking every batch queued when it starts, until none is left. */
+  private async drain(p: number, st: PartitionState): Promise<void> {
+    try {
+      while (st.queued.length > 0) await this.commit(p, st, st.queued.splice(0));
+    } finally {
+      st.draining = false;
+    }
   }
 
   /**
@@ -500,11 +526,7 @@ export class KafkaProcessor {
     const next = input.next;
     setTimeout(() => {
       if (this.stopping || this.partitionsState.get(p) !== st || input.next !== next) return;
-      const output: BatchOutput = {
-        topic: input.topic, records: batchRecords(), last: lastOffset, highWatermark, started: performance.now(),
-        streamTime: forwardedInput ? st.pipeline.forwardedStreamTime() : st.pipeline.clock.time,
-      };
-      st.committing = st.committing.then(() => this.commit(p, st, output)).catch((err: unknown) => this.fail(err));
+      this.queueCommit(p, st, this.batchOutput(st, input, batchRecords(), lastOffset, highWatermark, performance.now()));
     }, IDLE_COMMIT_MS).unref();
   }
 
@@ -521,53 +543,66 @@ export class KafkaProcessor {
     }
   }
 
-  /** One batch's outputs and its input offsets in one transaction of the partition's committer. */
-  private async commit(p: number, st: PartitionState, out: BatchOutput): Promise<void> {
-    // dropped meanwhile (fenced, revoked, or the processor failed): nothing of the batch may be committed
+  /**
+   * Queued batches' outputs and the input offsets they reach in one transaction of the partition's
+   * committer: their records in their order, each input's offset and stream time from its last batch.
+   */
+  private async commit(p: number, st: PartitionState, outs: readonly BatchOutput[]): Promise<void> {
+    const retractAll = (): void => {
+      for (const out of outs) this.retract(p, out.records);
+    };
+    // dropped meanwhile (fenced, revoked, or the processor failed): nothing of the batches may be committed
     if (this.partitionsState.get(p) !== st) {
-      this.retract(p, out.records);
+      retractAll();
       return;
     }
     const { topics, metrics } = this.o;
-    const r = out.records;
+    const all = <K extends 'kills' | 'addenda' | 'shadows' | 'dlq' | 'forwarded'>(k: K): BatchRecords[K] => (outs.length === 1 ? outs[0]!.records[k] : outs.flatMap((o) => o.records[k]));
+    // per input, its last batch (batches of one input are queued in offset order)
+    const lastOf = new Map(outs.map((o) => [o.topic, o]));
     try {
       await st.committer.commit({
         // Kill events and addenda in one request (one AddPartitionsToTxn, one Produce).
-        outputs: [{ topic: topics.kills, messages: r.kills }, { topic: topics.addenda, messages: r.addenda }, { topic: topics.shadow, messages: r.shadows }],
+        outputs: [{ topic: topics.kills, messages: all('kills') }, { topic: topics.addenda, messages: all('addenda') }, { topic: topics.shadow, messages: all('shadows') }],
         // Decisions of identities owned elsewhere, to their owners' repartition partitions: in the
         // transaction of their input offset, so each is forwarded exactly once (docs/spec.md#11-kafka-mode).
-        sized: [{ topic: topics.dlq, messages: r.dlq }, { topic: this.repartition, messages: r.forwarded }],
-        input: { topic: out.topic, partition: p, next: out.last + 1 },
-        streamTime: out.streamTime,
+        sized: [{ topic: topics.dlq, messages: all('dlq') }, { topic: this.repartition, messages: all('forwarded') }],
+        inputs: [...lastOf.values()].map((o) => ({ topic: o.topic, partition: p, next: o.last + 1, streamTime: o.streamTime })),
       });
     } catch (err) {
       if (this.partitionsState.get(p) !== st) {
         // revoked while committing: the new owner restores from what is committed
-        this.retract(p, out.records);
+        retractAll();
         return;
       }
       if (isFenced(err)) {
-        // The partition has a new owner, which fenced us: nothing of this batch was committed, and the
-        // new owner restores it. Forget the partition here (the batches queued behind this one are
-        // dropped, and retract their latches, as they come).
+        // The partition has a new owner, which fenced us: nothing of these batches was committed, and the
+        // new owner restores them. Forget the partition here (the batches queued behind them are
+        // dropped, and retract their latches, in the next transaction's turn).
         this.o.log.info({ partition: p }, 'partition taken over by another instance (fenced); dropping it');
         this.forget(p, st);
-        this.retract(p, out.records);
+        retractAll();
         this.expectRebalance(p);
         await st.committer.disconnect().catch(() => undefined);
         return;
       }
-      // The evaluator already counted this batch (and maybe the next) and may have latched trips that were
+      // The evaluator already counted these batches (and maybe the next) and may have latched trips that were
       // not committed: the only safe state is the committed one, which a restart restores. Stop consuming
       // and let the process exit (throwing here would make kafkajs restart the consumer on a state it cannot trust).
       this.partitionsState.clear();
-      this.retract(p, r);
+      retractAll();
       this.fail(err);
       return;
     }
-    for (const h of r.held) this.reportHeld(h);
-    metrics.batchSeconds.observe((performance.now() - out.started) / 1000);
-    (out.topic === this.repartition ? metrics.repartitionLag : metrics.lag).set({ partition: String(p) }, Math.max(0, out.highWatermark - 1 - out.last));
+    const done = performance.now();
+    metrics.transactions.inc();
+    for (const out of outs) {
+      for (const h of out.records.held) this.reportHeld(h);
+      metrics.batchSeconds.observe((done - out.started) / 1000);
+    }
+    for (const out of lastOf.values()) {
+      (out.topic === this.repartition ? metrics.repartitionLag : metrics.lag).set({ partition: String(p) }, Math.max(0, out.highWatermark - 1 - out.last));
+    }
     metrics.tracked.set([...this.partitionsState.values()].reduce((n, s) => n + s.pipeline.evaluator.trackedIdentities, 0));
     const evaluator = st.pipeline.evaluator;
     const evicted = evaluator.liveEvictions - st.liveEvictionsSeen;

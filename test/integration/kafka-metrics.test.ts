@@ -146,6 +146,10 @@ describe('Kafka-mode metrics on /metrics', () => {
       expect(restore.sum).toBeGreaterThan(0);
       expect(restore.sum / 3).toBeLessThan((Date.now() - started) / 1000);
       expect(total(done, 'killswitch_decisions_total')).toBe(60_000);
+      // every batch with live records was committed, in transactions of one or more batches
+      const transactions = total(done, 'killswitch_transactions_total');
+      expect(transactions).toBeGreaterThan(0);
+      expect(transactions).toBeLessThanOrEqual(total(done, 'killswitch_batch_duration_seconds_count'));
     } finally {
       expect(await proc.stop()).toBe(0);
     }

@@ -2,8 +2,9 @@
  * The transactional committer of one owned decisions partition p (docs/spec.md#11-kafka-mode): a
  * producer whose transactional id is derived from p, so that when p moves its new owner's producer fences
  * the old owner's, and a zombie can neither commit outputs nor offsets for p. Each batch of either of
- * p's inputs (decisions p, repartition p) is one transaction: its kill events, addenda, shadow events,
- * DLQ records and forwarded decisions, and its input offset with the stream time at that offset.
+ * p's inputs (decisions p, repartition p), or a few of them taken together, is one transaction: their
+ * kill events, addenda, shadow events, DLQ records and forwarded decisions, and the input offsets they
+ * reach, each with its input's stream time at that offset.
  */
 import type { Kafka, Message, Producer, Transaction } from 'kafkajs';
 import { retrying } from './retry.js';
@@ -96,16 +97,23 @@ export interface TopicMessages {
   readonly messages: Message[];
 }
 
-/** What one batch writes in its transaction. */
-export interface Commit {
-  /** small outputs (kill events, addenda, shadow events): sent together in one request */
-  readonly outputs: readonly TopicMessages[];
-  /** outputs of any size (DLQ records, forwarded decisions): sent in groups under the broker's size limit */
-  readonly sized: readonly TopicMessages[];
-  /** the input the batch came from and the offset after its last record */
-  readonly input: { readonly topic: string; readonly partition: number; readonly next: number };
-  /** the input's stream time once the batch was evaluated (-Infinity: none yet), kept with the offset */
+/** An input offset committed in a transaction: the offset after the last record consumed, and the input's stream time there. */
+export interface CommittedInput {
+  readonly topic: string;
+  readonly partition: number;
+  readonly next: number;
+  /** the input's stream time once its records up to `next` were evaluated (-Infinity: none yet), kept with the offset */
   readonly streamTime: number;
+}
+
+/** What one transaction writes. */
+export interface Commit {
+  /** small outputs (kill events, addenda, shadow events) */
+  readonly outputs: readonly TopicMessages[];
+  /** outputs of any size (DLQ records, forwarded decisions): sent in groups under the broker's size limit, the first with the small outputs */
+  readonly sized: readonly TopicMessages[];
+  /** the inputs the outputs came from (at most one entry per topic and partition) */
+  readonly inputs: readonly CommittedInput[];
 }
 
 export interface TransactionalCommitterOptions {
@@ -113,6 +121,19 @@ export interface TransactionalCommitterOptions {
   readonly groupId: string;
   readonly transactionalId: string;
   readonly transactionTimeoutMs: number;
+}
+
+/**
+ * A transaction's records as few produce requests as the size limit allows: the first carries the small
+ * outputs and the first group of each sized topic, the next ones each sized topic's next groups. A topic's
+ * records keep their order, and no partition gets more than one group of a request (one record batch).
+ */
+export function produceRequests(c: Pick<Commit, 'outputs' | 'sized'>): TopicMessages[][] {
+  const requests: TopicMessages[][] = [c.outputs.filter((t) => t.messages.length > 0)];
+  for (const t of c.sized) {
+    bySize(t.messages, SEND_BYTES).forEach((messages, i) => (requests[i] ??= []).push({ topic: t.topic, messages }));
+  }
+  return requests.filter((r) => r.length > 0);
 }
 
 export class TransactionalCommitter {
@@ -134,7 +155,7 @@ export class TransactionalCommitter {
   }
 
   /**
-   * One batch's outputs and its input offset in one transaction. Rejects (after aborting it) when it
+   * Outputs and the input offsets they reach in one transaction. Rejects (after aborting it) when it
    * cannot commit: `isFenced(err)` tells that another instance owns the partition now.
    */
   async commit(c: Commit): Promise<void> {
@@ -144,14 +165,11 @@ export class TransactionalCommitter {
       trx = txn;
       // CONCURRENT_TRANSACTIONS (the coordinator still finishing a fenced predecessor's transaction) and
       // other retriable answers are retried; the transaction stays the same.
-      const outputs = c.outputs.filter((t) => t.messages.length > 0);
-      if (outputs.length > 0) await inTransaction(() => txn.sendBatch({ topicMessages: outputs }));
-      for (const t of c.sized) {
-        for (const group of bySize(t.messages, SEND_BYTES)) await inTransaction(() => txn.send({ topic: t.topic, messages: group }));
-      }
+      for (const topicMessages of produceRequests(c)) await inTransaction(() => txn.sendBatch({ topicMessages }));
       // kafkajs's types leave out the metadata its TxnOffsetCommit request sends
-      const committed: { partition: number; offset: string; metadata: string | null } = { partition: c.input.partition, offset: String(c.input.next), metadata: offsetMetadata(c.streamTime) };
-      await inTransaction(() => txn.sendOffsets({ consumerGroupId: this.o.groupId, topics: [{ topic: c.input.topic, partitions: [committed] }] }));
+      type Committed = { partition: number; offset: string; metadata: string | null };
+      const topics = c.inputs.map((i) => ({ topic: i.topic, partitions: [{ partition: i.partition, offset: String(i.next), metadata: offsetMetadata(i.streamTime) } satisfies Committed] }));
+      await inTransaction(() => txn.sendOffsets({ consumerGroupId: this.o.groupId, topics }));
       await inTransaction(() => txn.commit());
     } catch (err) {
       await trx?.abort().catch(() => undefined);

@@ -26,7 +26,8 @@ export function createMetrics() {
     lag: new Gauge({ name: 'killswitch_consumer_lag', help: 'Records behind the high watermark, per input partition this instance owns (from its assignment on)', labelNames: ['partition'] as const, ...r }),
     forwarded: new Counter({ name: 'killswitch_forwarded_total', help: 'Decisions read on a partition other than their identity\'s owner partition and forwarded to it through the repartition topic', ...r }),
     repartitionLag: new Gauge({ name: 'killswitch_repartition_consumer_lag', help: 'Records behind the high watermark, per repartition partition this instance owns (decisions forwarded to it, not yet evaluated)', labelNames: ['partition'] as const, ...r }),
-    batchSeconds: new Histogram({ name: 'killswitch_batch_duration_seconds', help: 'Time to process and commit one batch', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], ...r }),
+    transactions: new Counter({ name: 'killswitch_transactions_total', help: 'Kafka transactions committed by the partition pipelines (each takes every batch of its partition evaluated while the one before ran)', ...r }),
+    batchSeconds: new Histogram({ name: 'killswitch_batch_duration_seconds', help: 'Time from a fetched batch handed over to its transaction committed', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], ...r }),
     restoreSeconds: new Histogram({ name: 'killswitch_restore_duration_seconds', help: 'Time from the assignment of a partition to its live processing: fencing the previous owner, finding offsets, re-reading the window', buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120], ...r }),
   };
 }

@@ -8,11 +8,12 @@ import { brotliCompressSync, brotliDecompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { KafkaRouting, ownerPartition } from '../../../src/adapters/kafka/repartition.js';
 import { ReusableDecision } from '../../../src/adapters/serde/fast-decision.js';
-import { bySize } from '../../../src/adapters/kafka/transactional-committer.js';
+import { bySize, produceRequests, recordBytes } from '../../../src/adapters/kafka/transactional-committer.js';
 import { DecisionClass } from '../../../src/core/decision-class.js';
 import type { Decision } from '../../../src/core/decision.js';
 import { spiffeIdError } from '../../../src/core/spiffe-id.js';
 import type { InputRecord, OutputRecord } from '../../../src/ports/partition-records.js';
+import type { Message } from 'kafkajs';
 import { v1Entries } from '../../helpers/forwarded-v1.js';
 import { seededRandom } from '../../helpers/random.js';
 
@@ -372,5 +373,44 @@ describe('bySize', () => {
       const bytes = g.reduce((n, m) => n + String(m.key).length + String(m.value).length + Object.entries(m.headers ?? {}).reduce((h, [k, v]) => h + k.length + String(v).length, 0), 0);
       expect(bytes).toBeLessThanOrEqual(512 * 1024);
     }
+  });
+});
+
+describe('produceRequests', () => {
+  const records = (n: number, bytes: number, tag: string): Message[] => Array.from({ length: n }, (_, i) => ({ key: `${tag}-${i}`, value: 'v'.repeat(bytes) }));
+
+  it('sends a transaction that fits in one request as one: kill events, addenda and forwarded decisions together', () => {
+    const kills = records(1, 500, 'kill');
+    const addenda = records(1, 900, 'addendum');
+    const forwarded = records(200, 250, 'fwd');
+    const requests = produceRequests({
+      outputs: [{ topic: 'kills', messages: kills }, { topic: 'addenda', messages: addenda }, { topic: 'shadow', messages: [] }],
+      sized: [{ topic: 'dlq', messages: [] }, { topic: 'repartition', messages: forwarded }],
+    });
+    expect(requests).toEqual([[{ topic: 'kills', messages: kills }, { topic: 'addenda', messages: addenda }, { topic: 'repartition', messages: forwarded }]]);
+  });
+
+  it('splits large outputs into requests under the size limit, each topic in order, the small outputs in the first', () => {
+    const kills = records(2, 500, 'kill');
+    const dlq = records(3, 1000, 'dlq');
+    const forwarded = records(6000, 250, 'fwd');
+    const requests = produceRequests({
+      outputs: [{ topic: 'kills', messages: kills }],
+      sized: [{ topic: 'dlq', messages: dlq }, { topic: 'repartition', messages: forwarded }],
+    });
+    expect(requests.length).toBeGreaterThan(2);
+    expect(requests[0]!.map((t) => t.topic)).toEqual(['kills', 'dlq', 'repartition']);
+    for (const r of requests.slice(1)) expect(r.map((t) => t.topic)).toEqual(['repartition']);
+    const sent = (topic: string): Message[] => requests.flatMap((r) => r.filter((t) => t.topic === topic).flatMap((t) => t.messages));
+    expect(sent('kills')).toEqual(kills);
+    expect(sent('dlq')).toEqual(dlq);
+    expect(sent('repartition')).toEqual(forwarded);
+    for (const r of requests) {
+      for (const t of r.filter((x) => x.topic === 'repartition')) expect(t.messages.reduce((n, m) => n + recordBytes(m), 0)).toBeLessThanOrEqual(512 * 1024);
+    }
+  });
+
+  it('sends nothing for a transaction with no records (an offset alone)', () => {
+    expect(produceRequests({ outputs: [{ topic: 'kills', messages: [] }], sized: [{ topic: 'dlq', messages: [] }] })).toEqual([]);
   });
 });
