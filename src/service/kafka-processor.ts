@@ -562,7 +562,7 @@ export class KafkaProcessor {
     const lastOf = new Map(outs.map((o) => [o.topic, o]));
     try {
       await st.committer.commit({
-        // Kill events and addenda in one request (one AddPartitionsToTxn, one Produce).
+        // Kill events and addenda go in the first produce request, with the first group of the sized outputs.
         outputs: [{ topic: topics.kills, messages: all('kills') }, { topic: topics.addenda, messages: all('addenda') }, { topic: topics.shadow, messages: all('shadows') }],
         // Decisions of identities owned elsewhere, to their owners' repartition partitions: in the
         // transaction of their input offset, so each is forwarded exactly once (docs/spec.md#11-kafka-mode).
