@@ -163,13 +163,17 @@ export class TransactionalCommitter {
     try {
       const txn = await this.producer.transaction();
       trx = txn;
+      // The offsets first, the records last, right before the commit: from a transaction's first record
+      // on a partition until its commit marker, read_committed readers of that partition (the owners of
+      // forwarded decisions, the ledger's followers) read nothing past it, so that time is kept to the
+      // produce and the commit. The order changes nothing else: offsets and records commit or abort together.
       // CONCURRENT_TRANSACTIONS (the coordinator still finishing a fenced predecessor's transaction) and
       // other retriable answers are retried; the transaction stays the same.
-      for (const topicMessages of produceRequests(c)) await inTransaction(() => txn.sendBatch({ topicMessages }));
       // kafkajs's types leave out the metadata its TxnOffsetCommit request sends
       type Committed = { partition: number; offset: string; metadata: string | null };
       const topics = c.inputs.map((i) => ({ topic: i.topic, partitions: [{ partition: i.partition, offset: String(i.next), metadata: offsetMetadata(i.streamTime) } satisfies Committed] }));
       await inTransaction(() => txn.sendOffsets({ consumerGroupId: this.o.groupId, topics }));
+      for (const topicMessages of produceRequests(c)) await inTransaction(() => txn.sendBatch({ topicMessages }));
       await inTransaction(() => txn.commit());
     } catch (err) {
       await trx?.abort().catch(() => undefined);
