@@ -143,8 +143,10 @@ export class TransactionalCommitter {
     this.producer = o.kafka.producer({
       transactionalId: o.transactionalId,
       idempotent: true, maxInFlightRequests: 1, transactionTimeout: o.transactionTimeoutMs, allowAutoTopicCreation: false,
-      // The first send of a transaction right after the previous commit is answered CONCURRENT_TRANSACTIONS
-      // until the broker has written the commit markers (a few ms); kafkajs would wait 100 ms and more.
+      // A transaction's first request right after the previous commit is answered CONCURRENT_TRANSACTIONS
+      // until the broker has written the commit markers (a few ms); kafkajs would wait 100 ms and more
+      // before it sends an AddPartitionsToTxn again (the AddOffsetsToTxn that starts each transaction is
+      // retried by inTransaction, 5 ms first).
       retry: TXN_RETRY,
     });
   }
