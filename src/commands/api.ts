@@ -10,10 +10,12 @@ import { resolveMapping } from '../adapters/opa/opa-mapping.js';
 import { DEFAULT_DEDUP_SIZE, OpaReceiver, recentDecisionIds } from '../adapters/opa/opa-receiver.js';
 import type { Logger } from '../ports/logger.js';
 import type { LedgerFeed } from '../core/ledger-feed.js';
-import type { OperatorService } from '../ports/operator-service.js';
+import type { OperatorService, SharedDecisionIds } from '../ports/operator-service.js';
 import { loadTokensFile } from './tokens.js';
 
-export async function startApi(config: Config, service: OperatorService, feed: LedgerFeed, registry: Registry, ready: () => boolean, log: Logger): Promise<Server> {
+export async function startApi(
+  config: Config, service: OperatorService, feed: LedgerFeed, registry: Registry, ready: () => boolean, log: Logger, sharedOpaIds?: SharedDecisionIds,
+): Promise<Server> {
   const http = config.http!;
   const auth = new Authenticator([...(http.tokens ?? []), ...(http.tokens_file === undefined ? [] : loadTokensFile(http.tokens_file))]);
   if (auth.configured === 0) log.warn({}, 'http.tokens is empty: every /v1 endpoint answers 401 until a token is configured');
@@ -21,7 +23,7 @@ export async function startApi(config: Config, service: OperatorService, feed: L
   // embedded mode: OPA ids this data_dir already took, so a batch retried after a crash is not counted twice (docs/opa.md)
   const seed = config.kafka === undefined ? recentDecisionIds(join(config.data_dir, 'ingest.ndjson'), dedupSize * 512).slice(-dedupSize) : [];
   const opa = new OpaReceiver({
-    service, registry, log, mapping: resolveMapping(config.opa), dedupSize, seed,
+    service, registry, log, mapping: resolveMapping(config.opa), dedupSize, seed, ...(sharedOpaIds === undefined ? {} : { shared: sharedOpaIds }),
     ...(config.opa === undefined ? {} : { maxDecompressedBytes: config.opa.max_decompressed_bytes }),
   });
   const server = createApiServer({

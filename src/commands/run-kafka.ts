@@ -13,6 +13,8 @@ import { KafkaService } from '../service/kafka-service.js';
 import type { Logger } from '../ports/logger.js';
 import type { Signer } from '../ports/signer.js';
 import { closeServer, startApi } from './api.js';
+import { OpaIdsFollower } from '../adapters/kafka/opa-ids.js';
+import { DEFAULT_DEDUP_SIZE } from '../adapters/opa/opa-receiver.js';
 
 export async function runKafka(config: Config, signer: Signer | undefined, trusted: ReadonlyMap<string, TrustedKey>, log: Logger): Promise<number> {
   const k = config.kafka!;
@@ -32,15 +34,17 @@ export async function runKafka(config: Config, signer: Signer | undefined, trust
   const kafka = createKafka(k.brokers, k.client_id, log);
   const processor = new KafkaProcessor({
     kafka, groupId: k.group_id, topics: k.topics, partitions: k.partitions,
-    replicationFactor: k.replication_factor, transactionTimeoutMs: k.transaction_timeout_ms, sessionTimeoutMs: k.session_timeout_ms, maxPartitionFetchBytes: k.max_partition_fetch_bytes, fetchMaxBytes: k.fetch_max_bytes, tripConfig: trip, decoder, signer, trusted, log, metrics,
+    replicationFactor: k.replication_factor, opaDedupSize: config.opa?.dedup_size ?? DEFAULT_DEDUP_SIZE, transactionTimeoutMs: k.transaction_timeout_ms, sessionTimeoutMs: k.session_timeout_ms, maxPartitionFetchBytes: k.max_partition_fetch_bytes, fetchMaxBytes: k.fetch_max_bytes, tripConfig: trip, decoder, signer, trusted, log, metrics,
   });
   const service = new KafkaService({
     kafka, groupId: k.group_id, topics: k.topics, transactionTimeoutMs: k.transaction_timeout_ms, processor, decoder: decisionDecoder,
     settings: trip.settings, signer, log,
   });
+  // the OPA decision ids every instance took (docs/opa.md): followed once the topics exist, read before each OPA batch
+  const opaIds = config.http === undefined ? undefined : new OpaIdsFollower({ kafka, topic: k.topics.opa_ids, groupPrefix: `${k.group_id}.opa-ids`, log });
   let ready = false;
   let server: Server | undefined;
-  if (config.http !== undefined) server = await startApi(config, service, processor.feed, metrics.registry, () => ready, log);
+  if (config.http !== undefined) server = await startApi(config, service, processor.feed, metrics.registry, () => ready, log, opaIds);
   let stop: (reason: string) => void = () => undefined;
   const stopped = new Promise<string>((resolve) => {
     stop = resolve;
@@ -53,6 +57,7 @@ export async function runKafka(config: Config, signer: Signer | undefined, trust
     const first = await Promise.race([starting.then(() => 'started'), processor.failed.then(() => 'failed'), stopped]);
     if (first === 'started') {
       ready = true;
+      opaIds?.catchUp().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'opa-ids: not read to its end yet; OPA batches wait for it'));
       log.info({ group: k.group_id, topics: k.topics, instance: processor.instanceId }, 'kafka mode running');
       const end = await Promise.race([processor.failed.then(() => 'failed'), stopped]);
       if (end === 'failed') return 1;
@@ -67,6 +72,7 @@ export async function runKafka(config: Config, signer: Signer | undefined, trust
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     if (server !== undefined) await closeServer(server);
+    await opaIds?.stop();
     await service.close();
     await processor.stop();
   }

@@ -78,6 +78,8 @@ export interface Config {
       readonly decisions: string; readonly kills: string; readonly addenda: string; readonly dlq: string; readonly shadow: string; readonly operator_addenda: string;
       /** filled in by parseConfig: `<decisions>.repartition` when not configured */
       readonly repartition: string;
+      /** filled in by parseConfig: `<decisions>.opa-ids` when not configured */
+      readonly opa_ids: string;
     };
   };
   readonly schema_registry?: { readonly url: string; readonly basic_auth?: { readonly username: string; readonly password: string } };
@@ -237,9 +239,11 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   if (topics !== undefined) {
     // docs/spec.md#11-kafka-mode: the repartition topic is named after the decisions topic unless configured
     (topics as { repartition?: string }).repartition ??= `${topics.decisions}.repartition`;
+    // docs/opa.md: so is the topic of the OPA decision ids the instances have taken
+    (topics as { opa_ids?: string }).opa_ids ??= `${topics.decisions}.opa-ids`;
     const seen = new Map<string, string>();
     // in the order of the schema, so the later of two keys is the one reported
-    for (const key of ['decisions', 'kills', 'addenda', 'dlq', 'shadow', 'operator_addenda', 'repartition'] as const) {
+    for (const key of ['decisions', 'kills', 'addenda', 'dlq', 'shadow', 'operator_addenda', 'repartition', 'opa_ids'] as const) {
       const name = topics[key];
       const first = seen.get(name);
       if (first !== undefined) problems.push(`/kafka/topics/${key}: "${name}" is also /kafka/topics/${first}; every topic needs its own name`);

@@ -29,7 +29,7 @@ export const ERROR_CODES = {
   ALREADY_BLOCKED: { status: 409, retryable: false, summary: 'manual block of an identity that is already blocked' },
   SERVICE_UNREACHABLE: { status: undefined, retryable: true, summary: 'the operator CLI cannot reach the service at --url (or KILLSWITCH_URL), or the answer is not JSON' },
   INTERNAL: { status: 500, retryable: true, summary: 'the service failed to answer (logged with details); nothing was changed unless the log says so' },
-  INGEST_UNAVAILABLE: { status: 503, retryable: true, summary: 'Kafka mode: the posted decisions could not be produced to the decisions topic; none of them were (one transaction), so the request can be sent again' },
+  INGEST_UNAVAILABLE: { status: 503, retryable: true, summary: 'Kafka mode: the posted decisions could not be produced to the decisions topic (or, for an OPA upload, the ids already taken could not be read); none of them were (one transaction), so the request can be sent again' },
   SAME_APPROVER: { status: 409, retryable: false, summary: 'dual control: the second approval of a block or unblock must come from a different token than the first' },
 } as const;
 

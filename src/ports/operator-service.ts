@@ -16,6 +16,23 @@ export interface IngestRecord {
   readonly value?: unknown;
 }
 
+export interface IngestOptions {
+  /**
+   * The OPA `decision_id`s of the events this request hands over (docs/opa.md). Kafka mode writes them
+   * to the opa-ids topic in the request's transaction, so every instance learns that they were taken
+   * exactly when the decisions are on the topic; embedded mode has them in ingest.ndjson already.
+   */
+  readonly opaIds?: readonly string[];
+}
+
+/** The OPA decision ids every instance has taken (Kafka mode: the opa-ids topic), for the OPA receiver. */
+export interface SharedDecisionIds {
+  /** `listener` gets every id taken, by any instance, oldest first, as it is read */
+  onIds(listener: (ids: readonly string[]) => void): void;
+  /** Resolves once every id taken up to now has gone to the listener; throws when that is not known within a few seconds. */
+  catchUp(): Promise<void>;
+}
+
 export interface IngestResult {
   readonly accepted: number;
   readonly invalid: number;
@@ -58,7 +75,7 @@ export interface IdentityView {
 
 export interface OperatorService {
   /** Evaluate (embedded) or produce (Kafka) posted decisions, in order. */
-  ingest(records: readonly IngestRecord[]): Promise<IngestResult>;
+  ingest(records: readonly IngestRecord[], options?: IngestOptions): Promise<IngestResult>;
   /** A manual block: a signed kill event (trigger operator) and addendum. ALREADY_BLOCKED when it is. */
   block(a: OperatorAction): Promise<KillEvent>;
   /** An unblock of the current epoch. NOT_BLOCKED when it is not blocked. */

@@ -45,6 +45,8 @@ export interface KafkaProcessorOptions {
   readonly topics: TopicNames;
   readonly partitions: number;
   readonly replicationFactor: number;
+  /** `opa.dedup_size`, for the opa-ids topic when it is created */
+  readonly opaDedupSize: number;
   readonly transactionTimeoutMs: number;
   readonly sessionTimeoutMs: number;
   /** most bytes per partition and in all that one fetch of decisions brings */
@@ -231,7 +233,7 @@ export class KafkaProcessor {
     const admin = kafka.admin();
     this.admin = admin;
     await admin.connect();
-    const decisionsPartitions = await ensureTopics(admin, topics, { partitions: this.o.partitions, replicationFactor: this.o.replicationFactor });
+    const decisionsPartitions = await ensureTopics(admin, topics, { partitions: this.o.partitions, replicationFactor: this.o.replicationFactor, opaDedupSize: this.o.opaDedupSize });
     this.decisionsPartitions = decisionsPartitions;
     this.routing = new KafkaRouting({ decisionsTopic: topics.decisions, repartitionTopic: this.repartition, partitions: decisionsPartitions, groupId: this.o.groupId });
     log.info({ topics: { ...topics, repartition: this.repartition }, partitions: decisionsPartitions }, 'kafka topics ready');

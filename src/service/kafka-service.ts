@@ -19,11 +19,12 @@ import type { Logger } from '../ports/logger.js';
 import type { Signer } from '../ports/signer.js';
 import type { BlocksPage } from '../core/ledger-feed.js';
 import { Mutex } from '../core/mutex.js';
-import type { IdentityView, IngestRecord, IngestResult, OperatorAction, OperatorService } from '../ports/operator-service.js';
+import type { IdentityView, IngestOptions, IngestRecord, IngestResult, OperatorAction, OperatorService } from '../ports/operator-service.js';
 import { identityView } from './operator-service.js';
 import type { DecisionDecoder } from '../adapters/serde/decision-decoder.js';
 import { readTail } from '../adapters/kafka/partition-reader.js';
 import { DLQ_HEADERS, deadLetterRecord } from '../adapters/kafka/dlq.js';
+import { opaIdsMessages, opaIdsTopic } from '../adapters/kafka/opa-ids.js';
 import { bySize, connectFenced, isFenced } from '../adapters/kafka/transactional-committer.js';
 import type { KafkaProcessor } from './kafka-processor.js';
 import type { TopicNames } from '../adapters/kafka/topics.js';
@@ -58,7 +59,7 @@ export class KafkaService implements OperatorService {
   }
 
   /** Posted decisions to the decisions topic in one transaction; invalid ones to the DLQ with their reason (in the same one). */
-  ingest(records: readonly IngestRecord[]): Promise<IngestResult> {
+  ingest(records: readonly IngestRecord[], options: IngestOptions = {}): Promise<IngestResult> {
     const { topics } = this.o;
     const decisions: Message[] = [];
     const dlq: Message[] = [];
@@ -80,6 +81,9 @@ export class KafkaService implements OperatorService {
         this.ingestProducer ??= await this.connect(`${this.o.groupId}.ingest.${randomUUID()}`);
         const trx = await this.ingestProducer.transaction();
         try {
+          // an OPA batch's ids: every instance reads them, so a retry of the batch is not taken twice (docs/opa.md)
+          const opaIds = options.opaIds ?? [];
+          for (const part of bySize(opaIdsMessages(opaIds), 512 * 1024)) await trx.send({ topic: opaIdsTopic(topics), messages: part });
           // a body may hold up to http.max_body_bytes of one identity's decisions: sent in parts, one transaction
           for (const part of bySize(decisions, 512 * 1024)) await trx.send({ topic: topics.decisions, messages: part });
           for (const part of bySize(dlq, 512 * 1024)) await trx.send({ topic: topics.dlq, messages: part });

@@ -1,7 +1,7 @@
 /** Helpers for tests against the real broker started by test/setup/kafka-global.ts. */
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { Kafka, logLevel, type Message } from 'kafkajs';
+import { ConfigResourceTypes, Kafka, logLevel, type Message } from 'kafkajs';
 import { runCli, startLogged, writeIn, type LoggedCli } from './cli.js';
 
 export function kafkaClient(brokers: string): Kafka {
@@ -75,6 +75,18 @@ export async function produce(brokers: string, topic: string, messages: Message[
 }
 
 export interface ReadRecord { partition: number; offset: number; key: string | null; value: Buffer | null; headers: Record<string, string> }
+
+/** The values of some configs of a topic, as the broker describes it. */
+export async function topicConfig(brokers: string, topic: string, names: readonly string[]): Promise<Record<string, string>> {
+  const admin = kafkaClient(brokers).admin();
+  await admin.connect();
+  try {
+    const r = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: [...names] }] });
+    return Object.fromEntries((r.resources[0]?.configEntries ?? []).map((e) => [e.configName, e.configValue]));
+  } finally {
+    await admin.disconnect();
+  }
+}
 
 /**
  * What is committed on `topic` (read_committed): as soon as `until` holds, else what arrived by

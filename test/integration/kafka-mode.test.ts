@@ -88,12 +88,14 @@ describe('killswitch run (Kafka mode)', () => {
     await admin.connect();
     const notCompacted = freshTopics('badkills');
     const wrongCount = freshTopics('badaddenda');
+    const compactedIds = freshTopics('badopaids');
     try {
       await admin.createTopics({
         topics: [
           { topic: notCompacted.kills, numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'delete' }] },
           { topic: wrongCount.decisions, numPartitions: 3 },
           { topic: wrongCount.addenda, numPartitions: 2 },
+          { topic: `${compactedIds.decisions}.opa-ids`, numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] },
         ],
         waitForLeaders: true,
       });
@@ -108,6 +110,12 @@ describe('killswitch run (Kafka mode)', () => {
     const addenda = runCli(['run', '--config', kafkaConfig(dir, brokers, wrongCount)]);
     expect(addenda.status).toBe(2);
     expect(addenda.stderr).toContain(`killswitch: kafka topic ${wrongCount.addenda} has 2 partitions but ${wrongCount.decisions} has 3`);
+    // the OPA ids' records have no key: a compacted topic would refuse every OPA upload
+    const ids = runCli(['run', '--config', kafkaConfig(dir, brokers, compactedIds)]);
+    expect(ids.status).toBe(2);
+    expect(ids.stderr.trim().split('\n').filter((l) => !l.startsWith('{'))).toEqual([
+      `killswitch: kafka topic ${compactedIds.decisions}.opa-ids has cleanup.policy=compact; its records have no key and a compacted topic refuses them (use cleanup.policy=delete)`,
+    ]);
   });
 
   it('sends every kind of bad record to the DLQ with its reason and source, and the good records around them still trip', async () => {

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ensureOpa } from '../../scripts/tools.mjs';
 import { type KillEventLine, parseLines, ROOT, runCli, startLogged, tempDir, writeIn, type LoggedCli } from '../helpers/cli.js';
 import { apiToken, eventually, freePort, request, type Reply } from '../helpers/http-request.js';
-import { freshTopics, kafkaConfig, readTopic, startProcessor } from '../helpers/kafka.js';
+import { freshTopics, kafkaConfig, readTopic, startProcessor, topicConfig } from '../helpers/kafka.js';
 
 const EXAMPLES = join(ROOT, 'examples', 'opa');
 const BAD = 'spiffe://example.org/ns/prod/sa/runaway-agent';
@@ -381,4 +381,49 @@ describe('the OPA receiver in Kafka mode', () => {
       expect(await p.stop()).toBe(0);
     }
   }, 180_000);
+
+  it('a batch one instance took is skipped when OPA sends it again to another instance, or to the same one after a SIGKILL and a restart: the ids travel on the opa-ids topic with the decisions', async () => {
+    const brokers = inject('kafkaBrokers');
+    const dir = tempDir('opa-kafka-ids-');
+    const topics = freshTopics('opaids');
+    const t = apiToken();
+    const instance = async (): Promise<{ cfg: string; url: string }> => {
+      const port = await freePort();
+      const cfg = kafkaConfig(dir, brokers, topics, { extra: { http: { listen: `127.0.0.1:${port}`, tokens: [{ name: 'opa', sha256: t.sha256, roles: ['opa'] }] } } });
+      return { cfg, url: `http://127.0.0.1:${port}` };
+    };
+    const ready = async (url: string): Promise<void> => {
+      await eventually(() => request(`${url}/readyz`), (r) => r.status === 200, 60_000);
+    };
+    const [a, b] = [await instance(), await instance()];
+    let pa = await startProcessor(a.cfg);
+    const pb = await startProcessor(b.cfg);
+    try {
+      await ready(a.url);
+      await ready(b.url);
+      const batch = [...Array.from({ length: 8 }, () => opaEvent(BAD, false)), opaEvent(GOOD, true)];
+      expect(JSON.parse((await postOpa(a.url, t.token, gz(batch))).body)).toMatchObject({ events: 9, accepted: 9, duplicates: 0 });
+      // OPA behind a load balancer: the retry reaches the other instance
+      expect(JSON.parse((await postOpa(b.url, t.token, gz(batch))).body)).toMatchObject({ events: 9, accepted: 0, duplicates: 9 });
+      // the instance that took it is killed and comes back: its memory is read back from the topic
+      await pa.stop('SIGKILL');
+      pa = await startProcessor(a.cfg);
+      await ready(a.url);
+      expect(JSON.parse((await postOpa(a.url, t.token, gz(batch))).body)).toMatchObject({ events: 9, accepted: 0, duplicates: 9 });
+      // a batch with one new event: that one is taken, on whichever instance
+      const more = [...batch, opaEvent(BAD, false)];
+      expect(JSON.parse((await postOpa(b.url, t.token, gz(more))).body)).toMatchObject({ events: 10, accepted: 1, duplicates: 9 });
+      // each event once on the decisions topic, its id once on the opa-ids topic
+      // (all answered, so all committed: what a 15 s read finds is all there is)
+      const records = await readTopic(brokers, topics.decisions, { timeoutMs: 15_000 });
+      expect(records.map((x) => (JSON.parse(x.value!.toString()) as { decision_id: string }).decision_id).sort()).toEqual(more.map((e) => e.decision_id).sort());
+      const ids = await readTopic(brokers, `${topics.decisions}.opa-ids`, { timeoutMs: 15_000 });
+      expect(ids.flatMap((x) => JSON.parse(x.value!.toString()) as string[]).sort()).toEqual(more.map((e) => e.decision_id as string).sort());
+      // created bounded (opa.dedup_size 100,000 ids of up to 128 characters), so every instance reads it whole at start
+      expect(await topicConfig(brokers, `${topics.decisions}.opa-ids`, ['cleanup.policy', 'retention.bytes'])).toEqual({ 'cleanup.policy': 'delete', 'retention.bytes': String(100_000 * 771) });
+    } finally {
+      await pa.stop();
+      await pb.stop();
+    }
+  }, 240_000);
 });

@@ -9,6 +9,7 @@ import kafkajs from './kafkajs.js';
 import { retrying } from './retry.js';
 import { KillSwitchError } from '../../core/errors.js';
 import { repartitionTopic } from './repartition.js';
+import { opaIdsTopic, opaIdsTopicConfig } from './opa-ids.js';
 
 export interface TopicNames {
   readonly decisions: string;
@@ -19,11 +20,15 @@ export interface TopicNames {
   readonly operator_addenda: string;
   /** the internal repartition topic (docs/spec.md#11-kafka-mode); absent: `<decisions>.repartition` */
   readonly repartition?: string | undefined;
+  /** the internal topic of the OPA decision ids taken (docs/opa.md); absent: `<decisions>.opa-ids` */
+  readonly opa_ids?: string | undefined;
 }
 
 export interface TopicSettings {
   readonly partitions: number;
   readonly replicationFactor: number;
+  /** `opa.dedup_size`: the opa-ids topic, when created, keeps at least that many ids */
+  readonly opaDedupSize: number;
 }
 
 async function partitionCounts(admin: Admin, names: readonly string[]): Promise<Map<string, number>> {
@@ -53,7 +58,8 @@ function misconfigured(message: string): KillSwitchError {
 /** Returns the number of decisions partitions. */
 export async function ensureTopics(admin: Admin, topics: TopicNames, settings: TopicSettings): Promise<number> {
   const repartition = repartitionTopic(topics);
-  const names = [topics.decisions, topics.kills, topics.addenda, topics.dlq, topics.shadow, topics.operator_addenda, repartition];
+  const opaIds = opaIdsTopic(topics);
+  const names = [topics.decisions, topics.kills, topics.addenda, topics.dlq, topics.shadow, topics.operator_addenda, repartition, opaIds];
   const counts = await partitionCounts(admin, names);
   const decisionsPartitions = counts.get(topics.decisions) ?? settings.partitions;
   const create: { topic: string; numPartitions: number; replicationFactor: number; configEntries: { name: string; value: string }[] }[] = [];
@@ -72,6 +78,8 @@ export async function ensureTopics(admin: Admin, topics: TopicNames, settings: T
   // Decisions read on a partition other than their identity's owner, forwarded there (never compacted:
   // a compaction would keep one decision per identity)
   want(repartition, decisionsPartitions, { 'cleanup.policy': 'delete' });
+  // The OPA decision ids the instances took (one partition, bounded in bytes: read whole at start)
+  want(opaIds, 1, opaIdsTopicConfig(settings.opaDedupSize));
   if (create.length > 0) {
     try {
       await admin.createTopics({ topics: create, waitForLeaders: true });
@@ -105,6 +113,12 @@ export async function ensureTopics(admin: Admin, topics: TopicNames, settings: T
   const operatorPartitions = counts.get(topics.operator_addenda);
   if (operatorPartitions !== undefined && operatorPartitions !== 1) {
     throw misconfigured(`kafka topic ${topics.operator_addenda} has ${operatorPartitions} partitions; it must have 1 (the operator actions form one hash chain)`);
+  }
+  if (counts.has(opaIds)) {
+    const policy = await cleanupPolicy(admin, opaIds);
+    if (policy.split(',').includes('compact')) {
+      throw misconfigured(`kafka topic ${opaIds} has cleanup.policy=${policy}; its records have no key and a compacted topic refuses them (use cleanup.policy=delete)`);
+    }
   }
   for (const t of [topics.addenda, topics.operator_addenda]) {
     if (!counts.has(t)) continue;

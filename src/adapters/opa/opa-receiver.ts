@@ -10,8 +10,11 @@
  *   identity has had 8 more calls (docs/spec.md#23-de-duplication), and one batch can hold hundreds of
  *   one identity's decisions, so the receiver keeps its own bounded LRU of the OPA `decision_id`s it
  *   has handed over and skips them. Embedded mode seeds it at start from the tail of ingest.ndjson, so
- *   a crash between the fsync and the answer is covered too; in Kafka mode it is per instance and in
- *   memory only (docs/opa.md, "Retries and de-duplication");
+ *   a crash between the fsync and the answer is covered too. In Kafka mode the ids are produced to the
+ *   opa-ids topic with the decisions (`IngestOptions.opaIds`), every instance follows that topic into
+ *   its memory (`SharedDecisionIds`), and a batch is mapped only once what the topic holds has been
+ *   read: a retry to a restarted or another instance is covered as well (docs/opa.md, "Retries and
+ *   de-duplication");
  * - batches are handled one at a time, so a retry that arrives while its first attempt is still being
  *   written waits for it and then finds its ids remembered.
  *
@@ -26,7 +29,8 @@ import { gunzip } from 'node:zlib';
 import { LRUCache } from 'lru-cache';
 import { Counter, type Registry } from 'prom-client';
 import type { Logger } from '../../ports/logger.js';
-import type { IngestRecord, OperatorService } from '../../ports/operator-service.js';
+import type { IngestRecord, OperatorService, SharedDecisionIds } from '../../ports/operator-service.js';
+import { KillSwitchError } from '../../core/errors.js';
 import { Mutex } from '../../core/mutex.js';
 import { ScanMapping, UNMAPPED_REASONS, type OpaMapping, type UnmappedReason } from './opa-mapping.js';
 import { scanArray, type ScannedArray } from './opa-scan.js';
@@ -98,6 +102,8 @@ export interface OpaReceiverOptions {
   readonly maxDecompressedBytes?: number;
   /** decision ids already handed over (oldest first), e.g. recentDecisionIds(ingest.ndjson) */
   readonly seed?: Iterable<string>;
+  /** Kafka mode: the ids every instance took, read before each batch is mapped */
+  readonly shared?: SharedDecisionIds;
 }
 
 const OUTCOMES = ['mapped', 'duplicate', 'ignored_path', ...UNMAPPED_REASONS] as const;
@@ -115,6 +121,9 @@ export class OpaReceiver {
     this.maxDecompressedBytes = o.maxDecompressedBytes ?? DEFAULT_MAX_DECOMPRESSED_BYTES;
     this.seen = new LRUCache({ max: o.dedupSize ?? DEFAULT_DEDUP_SIZE });
     for (const id of o.seed ?? []) this.seen.set(id, true);
+    o.shared?.onIds((ids) => {
+      for (const id of ids) this.seen.set(id, true);
+    });
     // one registry may serve more than one API server (tests): the counter is shared, not registered twice
     this.events = (o.registry.getSingleMetric(METRIC) as Counter<'outcome'> | undefined)
       ?? new Counter({ name: METRIC, help: 'OPA decision-log events received, by outcome (mapped, duplicate, ignored_path, or why no decision was made)', labelNames: ['outcome'] as const, registers: [o.registry] });
@@ -141,6 +150,14 @@ export class OpaReceiver {
   }
 
   private async acceptNow(batch: ScannedArray): Promise<OpaAnswer> {
+    if (this.o.shared !== undefined) {
+      try {
+        await this.o.shared.catchUp();
+      } catch (err) {
+        this.o.log.error({ err: (err as Error).message }, 'opa: the decision ids the instances took could not be read; the batch is refused, OPA sends it again');
+        throw new KillSwitchError('INGEST_UNAVAILABLE', 'the OPA decision ids already taken could not be read (Kafka mode); nothing was taken, send the batch again', { cause: err });
+      }
+    }
     const records: IngestRecord[] = [];
     /** per record: its event's index, id and, for an unmapped event, why */
     const meta: { index: number; id: string | null; unmapped?: { reason: UnmappedReason; message: string } }[] = [];
@@ -178,7 +195,7 @@ export class OpaReceiver {
         count(r.reason);
       }
     }
-    const result = records.length === 0 ? { accepted: 0, invalid: 0, trips: 0, errors: [] } : await this.o.service.ingest(records);
+    const result = records.length === 0 ? { accepted: 0, invalid: 0, trips: 0, errors: [] } : await this.o.service.ingest(records, { opaIds: [...ids] });
     // durable from here on: a retry of this batch is a duplicate
     for (const id of ids) this.seen.set(id, true);
     for (const [outcome, n] of counts) this.events.inc({ outcome }, n);
