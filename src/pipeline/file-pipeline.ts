@@ -237,9 +237,9 @@ export class FilePipeline {
     return future === null ? r : { ok: false, reason: 'future_timestamp', message: future };
   }
 
-  /** A posted decision refused by decodePosted: a bad record of the request, never a line of ingest.ndjson. */
-  refusePosted(index: number, text: string, r: { reason: BadRecordReason; message: string }): BadLine {
-    const b: BadLine = { file: POSTED_SOURCE, line: 0, index, reason: r.reason, message: r.message, raw: Buffer.from(text) };
+  /** A posted record refused before ingest.ndjson (`raw`: its bytes): a bad record of the request, never a line of the file. */
+  refusePosted(index: number, raw: Buffer, r: { reason: BadRecordReason; message: string }): BadLine {
+    const b: BadLine = { file: POSTED_SOURCE, line: 0, index, reason: r.reason, message: r.message, raw };
     this.bad(b);
     return b;
   }

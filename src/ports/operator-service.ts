@@ -14,6 +14,11 @@ export interface IngestRecord {
    * so that a restart, which reads the line back, decodes the same decision.
    */
   readonly value?: unknown;
+  /**
+   * A posted line that is not valid UTF-8, as its bytes (then `text` is empty): refused as
+   * `invalid_utf8` and kept in the DLQ byte for byte, never evaluated nor written to ingest.ndjson.
+   */
+  readonly raw?: Buffer;
 }
 
 export interface IngestOptions {

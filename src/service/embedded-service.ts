@@ -86,11 +86,12 @@ export class EmbeddedService implements OperatorService {
       const texts = records.map((r) => r.text.replace(/[\r\n]+/g, ' '));
       // what is evaluated is the line as kept in the file, so a restart or `verify --decisions` reads the
       // same: a record's parsed value stands for its text only while the text is kept unchanged
-      const decoded = texts.map((t, i) => {
+      const decoded = texts.map((t, i): DecodeResult => {
         const r = records[i]!;
+        if (r.raw !== undefined) return { ok: false, reason: 'invalid_utf8', message: 'the line is not valid UTF-8' };
         return pipeline.decodePosted(t, arrival, t === r.text ? r.value : undefined);
       });
-      const kept = texts.filter((_, i) => !isFuture(decoded[i]!));
+      const kept = texts.filter((_, i) => !refusedUnwritten(decoded[i]!));
       if (kept.length > 0) {
         this.ingestFd ??= openSync(this.ingestFile, 'a', 0o640);
         writeSync(this.ingestFd, kept.map((t) => `${t}\n`).join(''));
@@ -104,8 +105,8 @@ export class EmbeddedService implements OperatorService {
       for (let i = 0; i < texts.length; i++) {
         const d = decoded[i]!;
         let r: Promise<void> | BadLine | undefined;
-        if (isFuture(d)) {
-          r = pipeline.refusePosted(i, texts[i]!, d);
+        if (refusedUnwritten(d)) {
+          r = pipeline.refusePosted(i, records[i]!.raw ?? Buffer.from(texts[i]!), d);
         } else {
           const end = start + Buffer.byteLength(texts[i]!) + 1;
           r = pipeline.processLine(input, texts[i]!, d, ++lineNo, start, end);
@@ -191,6 +192,11 @@ function endsWithNewline(file: string): boolean {
   }
 }
 
-function isFuture(d: DecodeResult): d is Extract<DecodeResult, { ok: false }> {
-  return !d.ok && d.reason === 'future_timestamp';
+/**
+ * Refused before ingest.ndjson: a decision ahead of the clock (judged against its arrival, which a
+ * restart reading the file could not repeat) and a line that is not UTF-8 (which no reader of the
+ * file should meet). Kept in the DLQ as a record of the request.
+ */
+function refusedUnwritten(d: DecodeResult): d is Extract<DecodeResult, { ok: false }> {
+  return !d.ok && (d.reason === 'future_timestamp' || d.reason === 'invalid_utf8');
 }

@@ -30,6 +30,7 @@ import type { KafkaProcessor } from './kafka-processor.js';
 import type { TopicNames } from '../adapters/kafka/topics.js';
 
 const MAX_REPORTED_ERRORS = 100;
+const NOT_UTF8 = { ok: false, reason: 'invalid_utf8', message: 'the line is not valid UTF-8' } as const;
 /** how often an operator write is tried (another instance fencing this one in between, a broker error) */
 const WRITE_ATTEMPTS = 10;
 
@@ -66,13 +67,13 @@ export class KafkaService implements OperatorService {
     const errors: { index: number; reason: string; message: string }[] = [];
     records.forEach((r, i) => {
       // a mapped OPA event comes with its parsed value (IngestRecord.value): not parsed again
-      const d = r.value === undefined ? this.o.decoder.decodeText(r.text) : this.o.decoder.decodeValue(r.value);
+      const d = r.raw !== undefined ? NOT_UTF8 : r.value === undefined ? this.o.decoder.decodeText(r.text) : this.o.decoder.decodeValue(r.value);
       if (d.ok) {
         decisions.push({ key: d.decision.agentId, value: r.text });
         return;
       }
       if (errors.length < MAX_REPORTED_ERRORS) errors.push({ index: i, reason: d.reason, message: d.message });
-      dlq.push(deadLetterRecord(null, r.text, undefined, {
+      dlq.push(deadLetterRecord(null, r.raw ?? r.text, undefined, {
         [DLQ_HEADERS.reason]: d.reason, [DLQ_HEADERS.message]: d.message.slice(0, 1000), [DLQ_HEADERS.topic]: 'http:/v1/decisions', [DLQ_HEADERS.offset]: String(i),
       }));
     });

@@ -9,7 +9,7 @@ export interface Reply {
   body: string;
 }
 
-export function request(url: string, o: { method?: string; headers?: OutgoingHttpHeaders; body?: string; tls?: { ca: string; key?: string; cert?: string } } = {}): Promise<Reply> {
+export function request(url: string, o: { method?: string; headers?: OutgoingHttpHeaders; body?: string | Buffer; tls?: { ca: string; key?: string; cert?: string } } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     // the path exactly as given: URL parsing would resolve dot segments (%2E%2E) before the server sees them

@@ -428,7 +428,7 @@ describe('strict request bodies (docs/spec.md#6-strict-documents): deep nesting,
     }
   });
 
-  it('bytes that are not UTF-8: 400 invalid_utf8 for a JSON body; in NDJSON the line is a bad record and its neighbours are ingested', async () => {
+  it('bytes that are not UTF-8: 400 invalid_utf8 for a JSON body; in NDJSON the line is a bad record, kept in the DLQ byte for byte and never in ingest.ndjson, and its neighbours are ingested', async () => {
     const Y = 'spiffe://example.org/ns/prod/sa/utf8-sender';
     const bad = (line: string): Buffer => Buffer.concat([Buffer.from(line.replace('"allow"', '"allow","tool_name":"web.')), Buffer.from([0xff, 0xfe]), Buffer.from(line.endsWith('}') ? '"}' : '')]);
     const badLine = bad(decision(Y, 'allow', 2).slice(0, -1) + '}');
@@ -441,9 +441,13 @@ describe('strict request bodies (docs/spec.md#6-strict-documents): deep nesting,
     expect(r).toEqual({
       status: 202, body: {
         accepted: 2, invalid: 2, trips: 0,
-        errors: [{ index: 1, reason: 'invalid_utf8', message: 'line 2 is not valid UTF-8' }, { index: 2, reason: 'invalid_json', message: expect.stringMatching(/^not valid JSON/) as unknown }],
+        errors: [{ index: 1, reason: 'invalid_utf8', message: 'the line is not valid UTF-8' }, { index: 2, reason: 'invalid_json', message: expect.stringMatching(/^not valid JSON/) as unknown }],
       },
     });
     expect(await windowOf(Y)).toMatchObject({ calls: 2 });
+    const data = join(big.dir, 'data');
+    const dlq = parseLines<Record<string, unknown>>(readFileSync(join(data, 'dlq.ndjson'), 'utf8')).filter((d) => d.reason === 'invalid_utf8');
+    expect(dlq).toEqual([{ file: 'http:/v1/decisions', index: 1, reason: 'invalid_utf8', message: 'the line is not valid UTF-8', raw_base64: badLine.toString('base64') }]);
+    expect(readFileSync(join(data, 'ingest.ndjson')).includes(Buffer.from([0xff, 0xfe]))).toBe(false);
   });
 });

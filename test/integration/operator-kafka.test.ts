@@ -98,9 +98,14 @@ describe('operator API in Kafka mode, two instances in one group', () => {
       expect(status.stdout).toBe(`${BAD}: BLOCKED (epoch 1)\n  window: on the instance that owns decisions partition ${(views[owner]!.partition as { number: number }).number} (ask that one)\n` +
         `  last kill event: block epoch 1, deny_rate, ${(views[owner]!.last_kill_event as { at: string }).at}, "${(views[owner]!.last_kill_event as { reason: string }).reason}"\n`);
 
-      // the invalid line went to the DLQ with its reason; the valid ones to the decisions topic, keyed by agent_id
-      const dlq = await readTopic(brokers, topics.dlq, { until: (r) => r.length >= 1 });
-      expect(dlq.map((r) => [r.value?.toString(), r.headers['killswitch.reason']])).toEqual([['not json', 'invalid_json']]);
+      // a line that is not UTF-8 is a bad record too, kept byte for byte
+      const notUtf8 = Buffer.concat([Buffer.from(decision(GOOD, 'allow', 12).slice(0, -2)), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]);
+      const refused = await request(`${a}/v1/decisions`, { method: 'POST', headers: { authorization: `Bearer ${ingest.token}`, 'content-type': 'application/x-ndjson' }, body: notUtf8 });
+      expect([refused.status, JSON.parse(refused.body)]).toEqual([202, { accepted: 0, invalid: 1, trips: null, errors: [{ index: 0, reason: 'invalid_utf8', message: 'the line is not valid UTF-8' }] }]);
+      // the invalid lines went to the DLQ with their reason; the valid ones to the decisions topic, keyed by agent_id
+      const dlq = await readTopic(brokers, topics.dlq, { until: (r) => r.length >= 2 });
+      expect(dlq.map((r) => [r.value?.toString('base64'), r.headers['killswitch.reason']]).sort((x, y) => x[1]!.localeCompare(y[1]!)))
+        .toEqual([[Buffer.from('not json').toString('base64'), 'invalid_json'], [notUtf8.toString('base64'), 'invalid_utf8']]);
 
       // unblock through the instance that does not own the identity's partition
       const notBlocked = await call(bases[other]!, '/v1/blocks/unblock', { tok: op.token, body: { agent_id: GOOD, reason: 'r', authorized_by: 'alice@example.org' } });

@@ -15,7 +15,7 @@ import { ERROR_CODES, KillSwitchError, type ErrorCode } from '../../core/errors.
 import { spiffeIdError } from '../../core/spiffe-id.js';
 import { parseJsonStrict, StrictJsonError, type StrictJsonReason } from '../../core/strict-json.js';
 import type { Logger } from '../../ports/logger.js';
-import type { IngestRecord, IngestResult, OperatorService } from '../../ports/operator-service.js';
+import type { IngestRecord, OperatorService } from '../../ports/operator-service.js';
 import type { LedgerFeed } from '../../core/ledger-feed.js';
 import { resolveMapping } from '../opa/opa-mapping.js';
 import { gunzipBounded, OpaBodyError, OpaReceiver } from '../opa/opa-receiver.js';
@@ -45,8 +45,6 @@ const MAX_SSE_CLIENTS = 256;
 /** an SSE client this far behind is dropped; it resumes with Last-Event-ID */
 const MAX_SSE_BUFFER = 8 << 20;
 const MAX_TEXT = 1024;
-/** README: the 202 of an ingest lists the first 100 invalid records */
-const MAX_REPORTED_ERRORS = 100;
 
 class HttpError extends KillSwitchError {
   constructor(code: ErrorCode, detail: string, readonly headers: Record<string, string> = {}) {
@@ -184,43 +182,30 @@ function intParam(url: URL, name: string, dflt: number, min: number, max: number
   return n;
 }
 
-interface IngestBody {
-  /** what the service evaluates */
-  readonly records: IngestRecord[];
-  /** the index in the request of each of `records` */
-  readonly positions: number[];
-  /** records refused here, with their index in the request */
-  readonly rejected: IngestResult['errors'][number][];
-}
-
 /**
- * POST /v1/decisions bodies: one JSON object, an array of them, or NDJSON. An NDJSON line that is not
- * UTF-8 is a bad record of its own (its neighbours are still ingested); a line that is not JSON is left
- * for the service to report. A repeated key or deep nesting in any line refuses the whole body: what
- * such a line means depends on the parser that reads it, so none of it is stored anywhere.
+ * POST /v1/decisions bodies: one JSON object, an array of them, or NDJSON; the records in the order of
+ * the request, each at its index there. An NDJSON line that is not UTF-8 is a bad record of its own,
+ * handed over as its bytes (IngestRecord.raw) for the service to keep in the DLQ; its neighbours are
+ * still ingested. A line that is not JSON is left for the service to report. A repeated key or deep
+ * nesting in any line refuses the whole body: what such a line means depends on the parser that reads
+ * it, so none of it is stored anywhere.
  */
-async function ingestBody(req: IncomingMessage, max: number): Promise<IngestBody> {
+async function ingestBody(req: IncomingMessage, max: number): Promise<IngestRecord[]> {
   const type = mediaType(req);
   if (type !== 'application/json' && type !== 'application/x-ndjson') throw new HttpError('UNSUPPORTED_MEDIA_TYPE', 'send decisions as application/json (an object or an array) or application/x-ndjson');
   const body = await readBody(req, max);
-  const out: IngestBody = { records: [], positions: [], rejected: [] };
   if (type === 'application/json') {
     const doc = parseBody(utf8Text(body));
-    const items = Array.isArray(doc) ? doc : [doc];
-    items.forEach((d, i) => {
-      out.records.push({ text: JSON.stringify(d) });
-      out.positions.push(i);
-    });
-    return out;
+    return (Array.isArray(doc) ? doc : [doc]).map((d) => ({ text: JSON.stringify(d) }));
   }
-  let index = 0;
+  const records: IngestRecord[] = [];
   for (let start = 0, lineNo = 1; start < body.length; lineNo++) {
     const nl = body.indexOf(0x0a, start);
     const end = nl === -1 ? body.length : nl;
     const line = body.subarray(start, end > start && body[end - 1] === 0x0d ? end - 1 : end);
     start = end + 1;
     if (!isUtf8(line)) {
-      out.rejected.push({ index: index++, reason: 'invalid_utf8', message: `line ${lineNo} is not valid UTF-8` });
+      records.push({ text: '', raw: Buffer.from(line) });
       continue;
     }
     const text = line.toString('utf8');
@@ -231,19 +216,9 @@ async function ingestBody(req: IncomingMessage, max: number): Promise<IngestBody
       // not JSON at all: a bad record like any other, reported by the service
       if (!(err instanceof BodyError) || err.reason !== 'invalid_json') throw err;
     }
-    out.records.push({ text });
-    out.positions.push(index++);
+    records.push({ text });
   }
-  return out;
-}
-
-/** The service's answer for `body.records`, with the records refused here merged in, by their index in the request. */
-async function ingest(service: OperatorService, body: IngestBody): Promise<IngestResult> {
-  if (body.rejected.length === 0) return service.ingest(body.records);
-  // nothing left to evaluate: no trips in either mode
-  const r = body.records.length === 0 ? { accepted: 0, invalid: 0, trips: 0, errors: [] } : await service.ingest(body.records);
-  const errors = [...body.rejected, ...r.errors.map((e) => ({ ...e, index: body.positions[e.index]! }))].sort((a, b) => a.index - b.index);
-  return { accepted: r.accepted, invalid: r.invalid + body.rejected.length, trips: r.trips, errors: errors.slice(0, MAX_REPORTED_ERRORS) };
+  return records;
 }
 
 /**
@@ -417,10 +392,9 @@ export function createApiServer(o: ApiOptions): Server {
       case '/v1/decisions': {
         only('POST');
         principalFor(req, 'ingest');
-        const body = await ingestBody(req, o.maxBodyBytes);
-        if (body.records.length + body.rejected.length === 0) throw new HttpError('REQUEST_INVALID', 'no decisions in the body');
-        if (body.rejected.length > 0) o.log.warn({ lines: body.rejected.length }, 'ingest: NDJSON lines that are not valid UTF-8 were refused (not evaluated, not kept in the DLQ)');
-        return send(res, 202, await ingest(o.service, body));
+        const records = await ingestBody(req, o.maxBodyBytes);
+        if (records.length === 0) throw new HttpError('REQUEST_INVALID', 'no decisions in the body');
+        return send(res, 202, await o.service.ingest(records));
       }
       case '/v1/opa/logs': {
         only('POST');
