@@ -403,6 +403,9 @@ describe('the OPA receiver in Kafka mode', () => {
       await ready(b.url);
       const batch = [...Array.from({ length: 8 }, () => opaEvent(BAD, false)), opaEvent(GOOD, true)];
       expect(JSON.parse((await postOpa(a.url, t.token, gz(batch))).body)).toMatchObject({ events: 9, accepted: 9, duplicates: 0 });
+      // OPA sends a batch again only after a failure or its 10 s timeout: by then the commit markers
+      // (written a few ms after the commit) are there
+      await readTopic(brokers, `${topics.decisions}.opa-ids`, { until: (rs) => rs.length >= 1 });
       // OPA behind a load balancer: the retry reaches the other instance
       expect(JSON.parse((await postOpa(b.url, t.token, gz(batch))).body)).toMatchObject({ events: 9, accepted: 0, duplicates: 9 });
       // the instance that took it is killed and comes back: its memory is read back from the topic
@@ -419,8 +422,8 @@ describe('the OPA receiver in Kafka mode', () => {
       expect(records.map((x) => (JSON.parse(x.value!.toString()) as { decision_id: string }).decision_id).sort()).toEqual(more.map((e) => e.decision_id).sort());
       const ids = await readTopic(brokers, `${topics.decisions}.opa-ids`, { timeoutMs: 15_000 });
       expect(ids.flatMap((x) => JSON.parse(x.value!.toString()) as string[]).sort()).toEqual(more.map((e) => e.decision_id as string).sort());
-      // created bounded (opa.dedup_size 100,000 ids of up to 128 characters), so every instance reads it whole at start
-      expect(await topicConfig(brokers, `${topics.decisions}.opa-ids`, ['cleanup.policy', 'retention.bytes'])).toEqual({ 'cleanup.policy': 'delete', 'retention.bytes': String(100_000 * 771) });
+      // created bounded (16 MiB: more than opa.dedup_size's 100,000 UUIDs), so every instance reads it whole at start
+      expect(await topicConfig(brokers, `${topics.decisions}.opa-ids`, ['cleanup.policy', 'retention.bytes', 'retention.ms'])).toEqual({ 'cleanup.policy': 'delete', 'retention.bytes': String(16 << 20), 'retention.ms': '-1' });
     } finally {
       await pa.stop();
       await pb.stop();

@@ -6,9 +6,11 @@
  * instance crashed or restarted, or to another instance, finds its ids remembered: they are on the
  * topic exactly when the decisions are.
  *
- * Records: no key, the value a JSON array of the ids (a batch's ids in records of at most
- * MAX_RECORD_BYTES). The topic is bounded in bytes (`retention.bytes`), so reading it at start costs at
- * most that; it holds at least the last `opa.dedup_size` ids of the longest kind (128 characters).
+ * Records: no key, the value a JSON array of the ids as the receiver remembers them (`memoryKey`: at
+ * most 128 characters, a longer id by its digest), a batch's ids in records of at most
+ * MAX_RECORD_BYTES. The topic is bounded in bytes (`retention.bytes`, no time limit), so reading it at
+ * start costs at most that; it holds at least the last `opa.dedup_size` ids of up to ID_BYTES each
+ * once written (a UUID takes 39).
  */
 import type { Kafka, Message } from 'kafkajs';
 import type { Logger } from '../../ports/logger.js';
@@ -22,17 +24,21 @@ export function opaIdsTopic(topics: { readonly decisions: string; readonly opa_i
 }
 
 const MAX_RECORD_BYTES = 256 * 1024;
-/** bytes one id can take in a record: 128 characters of up to 6 bytes each escaped, quotes, comma */
-const MAX_ID_BYTES = 128 * 6 + 3;
+/** bytes per id the topic is sized for: ids of up to 61 bytes once quoted (a UUID, 36 characters, takes 39) */
+export const ID_BYTES = 64;
+const MIN_RETENTION_BYTES = 16 << 20;
 const MIN_SEGMENT_BYTES = 1 << 20;
 
-/** `retention.bytes` and `segment.bytes` of an opa-ids topic that keeps at least `dedupSize` ids. */
+/**
+ * `retention.bytes` and `segment.bytes` of an opa-ids topic that keeps at least `dedupSize` ids of up
+ * to ID_BYTES (and never less than 16 MiB: about 430,000 UUIDs), with no time limit. Every instance
+ * reads it whole at start: sized for the ids OPA writes (UUIDs), not for the longest an id can be.
+ */
 export function opaIdsTopicConfig(dedupSize: number): Record<string, string> {
-  // bounded by what the ids take at most, or by 16 MiB for short ids (UUIDs: about 450,000 of them)
-  const retention = Math.max(16 << 20, Math.min(dedupSize * MAX_ID_BYTES, 2 ** 40));
+  const retention = Math.max(MIN_RETENTION_BYTES, dedupSize * ID_BYTES);
   // retention deletes whole segments, and only closed ones: the topic holds up to a segment more
   const segment = Math.max(MIN_SEGMENT_BYTES, Math.min(Math.floor(retention / 4), 1 << 30));
-  return { 'cleanup.policy': 'delete', 'retention.bytes': String(retention), 'segment.bytes': String(segment) };
+  return { 'cleanup.policy': 'delete', 'retention.bytes': String(retention), 'retention.ms': '-1', 'segment.bytes': String(segment) };
 }
 
 /** A batch's ids as records of the opa-ids topic (partition 0), each at most MAX_RECORD_BYTES. */
@@ -93,12 +99,12 @@ export class OpaIdsFollower implements SharedDecisionIds {
 
   async catchUp(): Promise<void> {
     if (this.stopped) throw new Error('the opa-ids follower is stopped');
-    this.starting ??= this.start();
+    const starting = (this.starting ??= this.start());
     let reader: PartitionReader;
     try {
-      reader = await this.starting;
+      reader = await starting;
     } catch (err) {
-      this.starting = undefined; // tried again at the next batch
+      if (this.starting === starting) this.starting = undefined; // tried again at the next batch
       throw err;
     }
     await reader.catchUpNow({ strict: true });
@@ -115,6 +121,7 @@ export class OpaIdsFollower implements SharedDecisionIds {
     } finally {
       await admin.disconnect();
     }
+    let dead = false;
     const reader = new PartitionReader({
       kafka, topic, groupPrefix: this.o.groupPrefix, follow: true, strict: true,
       from: partitions.map((partition) => ({ partition, offset: 0 })),
@@ -122,6 +129,17 @@ export class OpaIdsFollower implements SharedDecisionIds {
         const ids = readOpaIds(m.value);
         if (ids === null) log.warn({ topic, partition, offset: m.offset }, 'opa-ids: a record that is not a JSON array of decision ids was skipped');
         else this.listener(ids);
+      },
+      // kafkajs gave up on its consumer: the next batch starts a new reader (from the start; the memory
+      // only gains ids it has already)
+      onStopped: (err) => {
+        log.error({ topic, err: err.message }, 'opa-ids: the reader stopped; starting it again at the next OPA batch');
+        dead = true;
+        if (this.reader === reader) {
+          this.reader = undefined;
+          this.starting = undefined;
+          void reader.stop().catch(() => undefined);
+        }
       },
     });
     // not waiting for it to be read: catchUp does, with a deadline, while the reader goes on
@@ -131,9 +149,9 @@ export class OpaIdsFollower implements SharedDecisionIds {
       await reader.stop().catch(() => undefined);
       throw err;
     }
-    if (this.stopped) {
+    if (this.stopped || dead) {
       await reader.stop();
-      throw new Error('the opa-ids follower is stopped');
+      throw new Error(dead ? `the reader of ${topic} stopped while starting` : 'the opa-ids follower is stopped');
     }
     this.reader = reader;
     return reader;

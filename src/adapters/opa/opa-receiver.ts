@@ -23,6 +23,7 @@
  * message}, "opa_event": <the event>}`), which the service refuses as `schema_invalid` and keeps with
  * its bytes like any bad posted record (docs/spec.md#8-bad-records-and-the-dlq).
  */
+import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
@@ -36,6 +37,18 @@ import { ScanMapping, UNMAPPED_REASONS, type OpaMapping, type UnmappedReason } f
 import { scanArray, type ScannedArray } from './opa-scan.js';
 
 const gunzipAsync = promisify(gunzip);
+
+/** Longest decision_id a decision may have (docs/spec.md, decision events). */
+const MAX_ID_CHARS = 128;
+
+/**
+ * How the receiver remembers an OPA decision_id: as it is, or, when it is longer than any decision's
+ * may be (such an event is refused anyway), by its SHA-256. So what is remembered, and produced to the
+ * opa-ids topic in Kafka mode, stays small however long an id OPA sends.
+ */
+export function memoryKey(id: string): string {
+  return id.length <= MAX_ID_CHARS ? id : `sha256:${createHash('sha256').update(id).digest('hex')}`;
+}
 
 export const DEFAULT_DEDUP_SIZE = 100_000;
 export const DEFAULT_MAX_DECOMPRESSED_BYTES = 16 << 20;
@@ -170,7 +183,8 @@ export class OpaReceiver {
     let ignored = 0;
     for (let index = 0; index < batch.length; index++) {
       const r = this.scan.map(batch, index);
-      if (r.decisionId !== null && (this.seen.has(r.decisionId) || ids.has(r.decisionId))) {
+      const key = r.decisionId === null ? null : memoryKey(r.decisionId);
+      if (key !== null && (this.seen.has(key) || ids.has(key))) {
         duplicates++;
         count('duplicate');
         continue;
@@ -180,7 +194,7 @@ export class OpaReceiver {
         count('ignored_path');
         continue;
       }
-      if (r.decisionId !== null) ids.add(r.decisionId);
+      if (key !== null) ids.add(key);
       if (r.kind === 'mapped') {
         // the service decodes the decision itself and keeps its text: nothing is parsed twice
         records.push({ text: r.text ?? JSON.stringify(r.decision), value: r.decision });
@@ -238,7 +252,7 @@ export function recentDecisionIds(file: string, maxBytes: number): string[] {
     try {
       const v = JSON.parse(line) as { decision_id?: unknown; opa_event?: { decision_id?: unknown } };
       const id = v.decision_id ?? v.opa_event?.decision_id;
-      if (typeof id === 'string' && id !== '') ids.push(id);
+      if (typeof id === 'string' && id !== '') ids.push(memoryKey(id));
     } catch {
       // a bad line is in the DLQ already; it names no id we handed over
     }

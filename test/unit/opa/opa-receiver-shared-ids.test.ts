@@ -89,4 +89,15 @@ describe('the OPA receiver with ids shared by the instances', () => {
     expect(await a.accept(a.read(body(next))!)).toMatchObject({ accepted: 0, duplicates: 1 });
     expect(svc.taken).toHaveLength(6);
   });
+
+  it('hands over an id longer than any decision may have by its digest, and knows it again by that', async () => {
+    const topic: Topic = { ids: [], fail: false };
+    const svc = service(topic);
+    const [a, b] = [instance(topic, svc), instance(topic, svc)];
+    const long = `${randomUUID()}${'x'.repeat(1 << 20)}`;
+    const batch = [event(long, false)];
+    expect(await a.accept(a.read(body(batch))!)).toMatchObject({ events: 1, duplicates: 0 });
+    expect(topic.ids).toEqual([expect.stringMatching(/^sha256:[0-9a-f]{64}$/) as unknown]);
+    expect(await b.accept(b.read(body(batch))!)).toMatchObject({ events: 1, duplicates: 1 });
+  });
 });
