@@ -38,7 +38,7 @@ export async function runKafka(config: Config, signer: Signer | undefined, trust
   });
   const service = new KafkaService({
     kafka, groupId: k.group_id, topics: k.topics, transactionTimeoutMs: k.transaction_timeout_ms, processor, decoder: decisionDecoder,
-    settings: trip.settings, signer, log,
+    settings: trip.settings, signer, log, countDeadLetter: (reason) => metrics.dlq.inc({ reason }),
   });
   // the OPA decision ids every instance took (docs/opa.md): followed once the topics exist, read before each OPA batch
   const opaIds = config.http === undefined ? undefined : new OpaIdsFollower({ kafka, topic: k.topics.opa_ids, groupPrefix: `${k.group_id}.opa-ids`, log });

@@ -44,6 +44,8 @@ export interface KafkaServiceOptions {
   readonly settings: KillSwitchSettings;
   readonly signer: Signer | undefined;
   readonly log: Logger;
+  /** a posted record kept in the DLQ (once its transaction committed): killswitch_dlq_total{reason} */
+  readonly countDeadLetter?: (reason: string) => void;
   readonly now?: () => number;
 }
 
@@ -65,6 +67,7 @@ export class KafkaService implements OperatorService {
     const decisions: Message[] = [];
     const dlq: Message[] = [];
     const errors: { index: number; reason: string; message: string }[] = [];
+    const reasons: string[] = [];
     records.forEach((r, i) => {
       // a mapped OPA event comes with its parsed value (IngestRecord.value): not parsed again
       const d = r.raw !== undefined ? NOT_UTF8 : r.value === undefined ? this.o.decoder.decodeText(r.text) : this.o.decoder.decodeValue(r.value);
@@ -73,6 +76,7 @@ export class KafkaService implements OperatorService {
         return;
       }
       if (errors.length < MAX_REPORTED_ERRORS) errors.push({ index: i, reason: d.reason, message: d.message });
+      reasons.push(d.reason);
       dlq.push(deadLetterRecord(null, r.raw ?? r.text, undefined, {
         [DLQ_HEADERS.reason]: d.reason, [DLQ_HEADERS.message]: d.message.slice(0, 1000), [DLQ_HEADERS.topic]: 'http:/v1/decisions', [DLQ_HEADERS.offset]: String(i),
       }));
@@ -99,6 +103,7 @@ export class KafkaService implements OperatorService {
         this.o.log.error({ err: (err as Error).message }, 'ingest: producing to the decisions topic failed');
         throw new KillSwitchError('INGEST_UNAVAILABLE', `the decisions could not be produced to ${topics.decisions}; none were, send them again`, { cause: err });
       }
+      for (const reason of reasons) this.o.countDeadLetter?.(reason);
       return { accepted: decisions.length, invalid: dlq.length, trips: null, errors };
     });
   }

@@ -106,6 +106,10 @@ describe('operator API in Kafka mode, two instances in one group', () => {
       const dlq = await readTopic(brokers, topics.dlq, { until: (r) => r.length >= 2 });
       expect(dlq.map((r) => [r.value?.toString('base64'), r.headers['killswitch.reason']]).sort((x, y) => x[1]!.localeCompare(y[1]!)))
         .toEqual([[Buffer.from('not json').toString('base64'), 'invalid_json'], [notUtf8.toString('base64'), 'invalid_utf8']]);
+      // and counted, by the instance that took them
+      const scraped = (await request(`${a}/metrics`)).body;
+      expect(scraped).toContain('killswitch_dlq_total{reason="invalid_json"} 1');
+      expect(scraped).toContain('killswitch_dlq_total{reason="invalid_utf8"} 1');
 
       // unblock through the instance that does not own the identity's partition
       const notBlocked = await call(bases[other]!, '/v1/blocks/unblock', { tok: op.token, body: { agent_id: GOOD, reason: 'r', authorized_by: 'alice@example.org' } });
