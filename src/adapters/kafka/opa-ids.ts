@@ -81,9 +81,10 @@ export interface OpaIdsFollowerOptions {
 
 /**
  * Reads the opa-ids topic from its start and follows it; started by the first `catchUp`, which (like
- * every later one) fails after a few seconds when the reader has not reached what the topic holds
- * (a long topic at start, or a transaction a crashed instance left open until it times out), while the
- * reader goes on.
+ * every later one) fails after a few seconds when the reader has not reached the topic's last committed
+ * record (a long topic at start, a broker that does not answer), while the reader goes on. kafkajs
+ * gives the last stable offset as the end: records committed after a transaction that is still open
+ * (a crashed instance's, until it times out) are not waited for (docs/opa.md).
  */
 export class OpaIdsFollower implements SharedDecisionIds {
   private listener: (ids: readonly string[]) => void = () => undefined;
