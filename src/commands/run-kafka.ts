@@ -57,7 +57,7 @@ export async function runKafka(config: Config, signer: Signer | undefined, trust
     const first = await Promise.race([starting.then(() => 'started'), processor.failed.then(() => 'failed'), stopped]);
     if (first === 'started') {
       ready = true;
-      opaIds?.catchUp().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'opa-ids: not read to its end yet; OPA batches wait for it'));
+      opaIds?.catchUp().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'opa-ids: not read to its end yet; OPA batches are refused (503) until it is'));
       log.info({ group: k.group_id, topics: k.topics, instance: processor.instanceId }, 'kafka mode running');
       const end = await Promise.race([processor.failed.then(() => 'failed'), stopped]);
       if (end === 'failed') return 1;
