@@ -17,7 +17,7 @@ import { DEFAULT_MAX_FUTURE_SKEW_MS, type Evaluator, type StreamClock, type Trip
 import { futureTimestampError } from '../core/time.js';
 import type { Signer } from '../ports/signer.js';
 import type { TripSink } from '../ports/trip-sink.js';
-import { type BadRecordReason, DecisionDecoder, type DecodeResult, keyText } from '../adapters/serde/decision-decoder.js';
+import { type BadRecordReason, DecisionDecoder, type DecodeResult, keyText, LINE_NOT_UTF8 } from '../adapters/serde/decision-decoder.js';
 import { type LineHandler, type LinePosition, readNdjson, type TooLongLine } from '../adapters/file/ndjson-reader.js';
 import { inputPrefix, type InputPrefix, PREFIX_BYTES } from '../adapters/file/input-identity.js';
 import type { JournalInput } from '../adapters/file/journal.js';
@@ -208,7 +208,7 @@ export class FilePipeline {
       },
       invalidUtf8: (lineNo, raw) => {
         moveTo(lineNo);
-        this.bad({ file: input.name, line: lineNo, reason: 'invalid_utf8', message: 'the line is not valid UTF-8', raw });
+        this.bad({ file: input.name, line: lineNo, reason: LINE_NOT_UTF8.reason, message: LINE_NOT_UTF8.message, raw });
         this.progress();
       },
       tooLong: (lineNo, tooLong) => {

@@ -19,7 +19,7 @@ import { KillSwitchError } from '../core/errors.js';
 import { ledgerKey } from '../core/ledger-fold.js';
 import type { LedgerFileSink } from '../adapters/file/ledger-files.js';
 import type { BadLine, FilePipeline, Input, ResumePoint } from '../pipeline/file-pipeline.js';
-import type { DecodeResult } from '../adapters/serde/decision-decoder.js';
+import { LINE_NOT_UTF8, type DecodeResult } from '../adapters/serde/decision-decoder.js';
 import type { Logger } from '../ports/logger.js';
 import type { Signer } from '../ports/signer.js';
 import type { BlocksPage, LedgerFeed } from '../core/ledger-feed.js';
@@ -88,7 +88,7 @@ export class EmbeddedService implements OperatorService {
       // same: a record's parsed value stands for its text only while the text is kept unchanged
       const decoded = texts.map((t, i): DecodeResult => {
         const r = records[i]!;
-        if (r.raw !== undefined) return { ok: false, reason: 'invalid_utf8', message: 'the line is not valid UTF-8' };
+        if (r.raw !== undefined) return LINE_NOT_UTF8;
         return pipeline.decodePosted(t, arrival, t === r.text ? r.value : undefined);
       });
       const kept = texts.filter((_, i) => !refusedUnwritten(decoded[i]!));

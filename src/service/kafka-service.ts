@@ -21,7 +21,7 @@ import type { BlocksPage } from '../core/ledger-feed.js';
 import { Mutex } from '../core/mutex.js';
 import type { IdentityView, IngestOptions, IngestRecord, IngestResult, OperatorAction, OperatorService } from '../ports/operator-service.js';
 import { identityView } from './operator-service.js';
-import type { DecisionDecoder } from '../adapters/serde/decision-decoder.js';
+import { LINE_NOT_UTF8, type DecisionDecoder } from '../adapters/serde/decision-decoder.js';
 import { readTail } from '../adapters/kafka/partition-reader.js';
 import { DLQ_HEADERS, deadLetterRecord } from '../adapters/kafka/dlq.js';
 import { opaIdsMessages, opaIdsTopic } from '../adapters/kafka/opa-ids.js';
@@ -30,7 +30,6 @@ import type { KafkaProcessor } from './kafka-processor.js';
 import type { TopicNames } from '../adapters/kafka/topics.js';
 
 const MAX_REPORTED_ERRORS = 100;
-const NOT_UTF8 = { ok: false, reason: 'invalid_utf8', message: 'the line is not valid UTF-8' } as const;
 /** how often an operator write is tried (another instance fencing this one in between, a broker error) */
 const WRITE_ATTEMPTS = 10;
 
@@ -70,7 +69,7 @@ export class KafkaService implements OperatorService {
     const reasons: string[] = [];
     records.forEach((r, i) => {
       // a mapped OPA event comes with its parsed value (IngestRecord.value): not parsed again
-      const d = r.raw !== undefined ? NOT_UTF8 : r.value === undefined ? this.o.decoder.decodeText(r.text) : this.o.decoder.decodeValue(r.value);
+      const d = r.raw !== undefined ? LINE_NOT_UTF8 : r.value === undefined ? this.o.decoder.decodeText(r.text) : this.o.decoder.decodeValue(r.value);
       if (d.ok) {
         decisions.push({ key: d.decision.agentId, value: r.text });
         return;

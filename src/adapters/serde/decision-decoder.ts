@@ -22,6 +22,9 @@ export type DecodeResult =
   | { readonly ok: true; readonly decision: Decision }
   | { readonly ok: false; readonly reason: BadRecordReason; readonly message: string };
 
+/** An NDJSON line (a file's, or posted) that is not valid UTF-8: refused, and kept in the DLQ as its bytes. */
+export const LINE_NOT_UTF8 = { ok: false, reason: 'invalid_utf8', message: 'the line is not valid UTF-8' } as const satisfies DecodeResult;
+
 export class DecisionDecoder {
   private readonly validate = validator('decision');
   private fast: FastDecisionDecoder | undefined;
