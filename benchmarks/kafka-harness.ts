@@ -3,10 +3,11 @@
  * KAFKA_BROKERS), `killswitch run` instances as child processes with their /metrics, committed-offset
  * progress of a group, and a topic pre-filled with valid decisions (docs/spec.md#1-decision-events).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import type { Readable, Writable } from 'node:stream';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel, Partitioners, type Admin, type Message } from 'kafkajs';
@@ -81,13 +82,17 @@ export const MISROUTE: Misroute = process.env.KAFKA_BENCH_MISROUTE === 'next' ? 
 export class Misrouter {
   private n = 0;
   private wrong = 0;
+  /** owner partition per key: kafkajs's murmur2 (in Long arithmetic) took about 20 µs per record, most of the latency load's own CPU */
+  private readonly owners = new Map<string, number>();
   constructor(private readonly placement: Placement, private readonly partitions: number, private readonly misroute: Misroute = MISROUTE) {}
   /** the message as this placement sends it; true when it goes to a partition other than its owner's */
   place(m: Message): { message: Message; misrouted: boolean } {
     const i = this.n++;
     if (this.placement === 'murmur2' || typeof m.key !== 'string' || (this.placement === 'half' && i % 2 === 1)) return { message: m, misrouted: false };
     const shift = this.misroute === 'next' ? 1 : 1 + (this.wrong++ % (this.partitions - 1));
-    return { message: { ...m, partition: (murmur2Partition(m.key, this.partitions) + shift) % this.partitions }, misrouted: true };
+    let owner = this.owners.get(m.key);
+    if (owner === undefined) this.owners.set(m.key, (owner = murmur2Partition(m.key, this.partitions)));
+    return { message: { ...m, partition: (owner + shift) % this.partitions }, misrouted: true };
   }
 }
 
@@ -284,6 +289,64 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
+/**
+ * The latency load's producer, outside this process: confluent-kafka for Python (librdkafka, its
+ * defaults: linger.ms 5; the Java partitioner) running benchmarks/latency_producer.py, fed lines through
+ * its stdin. kafkajs producing 20,000 records/s in the benchmark's own process took 0.6 to 0.8 of this
+ * machine's 2 cores, which the broker and the instance under test then waited for; librdkafka needs a
+ * fraction of that, as a gateway's producer would on its own machine. Needs .cache/python-venv with
+ * confluent-kafka (made by the Kafka partitioner tests of `npm test`).
+ */
+/** USER_HZ, the unit of /proc/PID/stat's times (100 on Linux) */
+const CLOCK_TICKS = 100;
+
+export class LatencyProducer {
+  static readonly SCRIPT = fileURLToPath(new URL('../../benchmarks/latency_producer.py', import.meta.url));
+  static readonly PYTHON = fileURLToPath(new URL('../../.cache/python-venv/bin/python', import.meta.url));
+  private readonly child: ChildProcessByStdio<Writable, Readable, Readable>;
+  private readonly exited: Promise<number | null>;
+  private out = '';
+
+  constructor(brokers: string, topic: string) {
+    if (!existsSync(LatencyProducer.PYTHON)) {
+      throw new Error(`${LatencyProducer.PYTHON} is missing: run \`npm test\` once (its Kafka partitioner tests make that venv with confluent-kafka), or KAFKA_BENCH_LOAD_CLIENT=kafkajs`);
+    }
+    const child = spawn(LatencyProducer.PYTHON, [LatencyProducer.SCRIPT, '--bootstrap', brokers, '--topic', topic], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = child;
+    child.stdout.on('data', (b: Buffer) => (this.out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (this.out += b.toString()));
+    this.exited = new Promise((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', resolve);
+    });
+  }
+
+  /** Hands the messages to the producer (it sends them within its linger); waits only when the pipe is full. */
+  async send(messages: readonly Message[]): Promise<void> {
+    let lines = '';
+    for (const m of messages) lines += `${m.partition ?? -1}\t${m.key === null || m.key === undefined ? '' : String(m.key)}\t${String(m.value)}\n`;
+    if (!this.child.stdin.write(lines)) await new Promise((resolve) => this.child.stdin.once('drain', resolve));
+  }
+
+  /** CPU seconds the producer's process has used (user + system, from /proc). */
+  cpuSeconds(): number {
+    const fields = readFileSync(`/proc/${this.child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  }
+
+  kill(): void {
+    this.child.kill('SIGKILL');
+  }
+
+  /** Ends the input; resolves once every record is delivered, throws if one was not. */
+  async close(expected: number): Promise<void> {
+    this.child.stdin.end();
+    const code = await this.exited;
+    const produced = (JSON.parse(this.out.trim().split('\n').find((l) => l.startsWith('{"produced"')) ?? '{"produced":-1}') as { produced: number }).produced;
+    if (code !== 0 || produced !== expected) throw new Error(`latency_producer.py exited with ${code}, produced ${produced} of ${expected}:\n${this.out.slice(-3000)}`);
+  }
+}
+
 export const LATENCY_RATE = 20_000;
 /** one misbehaving identity starts every this many ms and sends a deny every 10 ms, tripping at its 10th */
 const TRIP_EVERY_MS = 20;
@@ -313,15 +376,16 @@ export class LatencyLoad {
 
   /**
    * The decisions due now (none: wait a little), the ids of those among them that trip an identity (its
-   * 10th deny), and those trips with their identity and whether that 10th deny was misrouted.
+   * 10th deny), and those trips with their identity, whether that 10th deny was misrouted and when it
+   * became due (ms since the load started: a producer that batches sends it later).
    */
-  next(elapsed: number): { messages: Message[]; tripping: string[]; trips: { id: string; agent: string; misrouted: boolean }[] } {
+  next(elapsed: number): { messages: Message[]; tripping: string[]; trips: { id: string; agent: string; misrouted: boolean; due: number }[] } {
     const due = Math.min(Math.floor((elapsed * LATENCY_RATE) / 1000) - this.sent, LATENCY_RATE / 10);
     if (due <= 0) return { messages: [], tripping: [], trips: [] };
     const occurred = new Date().toISOString();
     const messages: Message[] = [];
     const tripping: string[] = [];
-    const trips: { id: string; agent: string; misrouted: boolean }[] = [];
+    const trips: { id: string; agent: string; misrouted: boolean; due: number }[] = [];
     while (this.nextBad * TRIP_EVERY_MS <= elapsed) this.bad.push({ agent: `spiffe://bench.example/ns/prod/sa/rogue-${this.nextBad++}`, next: 0, left: 10 });
     for (let b = this.bad.length - 1; b >= 0; b--) {
       const r = this.bad[b]!;
@@ -329,10 +393,11 @@ export class LatencyLoad {
       const id = `lat-${this.seq++}`;
       const { message, misrouted } = this.router.place({ key: r.agent, value: JSON.stringify({ decision_id: id, agent_id: r.agent, decision: 'deny', occurred_at: occurred, session_id: `${r.agent}#s` }) });
       messages.push(message);
+      const dueAt = r.next;
       r.next = elapsed + 10;
       if (--r.left === 0) {
         tripping.push(id);
-        trips.push({ id, agent: r.agent, misrouted });
+        trips.push({ id, agent: r.agent, misrouted, due: dueAt });
         this.bad.splice(b, 1);
       }
     }

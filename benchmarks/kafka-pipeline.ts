@@ -49,7 +49,7 @@ import { randomUUID } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
 import { Partitioners, type Admin, type Message } from 'kafkajs';
 import {
-  benchDir, busyCores, createTopic, fill, highWatermarks, kafkaClient, LATENCY_RATE, LatencyLoad, machineCpu, MISROUTE, Misrouter, percentile, processorConfig, RAW_CONSUMER,
+  benchDir, busyCores, createTopic, fill, highWatermarks, kafkaClient, LATENCY_RATE, LatencyLoad, LatencyProducer, machineCpu, MISROUTE, Misrouter, percentile, processorConfig, RAW_CONSUMER,
   sample, sleep, startBroker, STEADY_FROM, STEADY_TO, startInstance, topicsFor, VERDICTS, watchCommitted, type Instance, type Placement, type Progress,
 } from './kafka-harness.js';
 import { parseConfig } from '../src/config/config.js';
@@ -62,6 +62,8 @@ const IDENTITIES = 10_000;
 const HOT = 100;
 const LATENCY_WARMUP_S = 5;
 const LATENCY_SECONDS = Number(process.env.KAFKA_BENCH_LATENCY_SECONDS ?? 30);
+/** (c), (g): the load's producer, `confluent` (LatencyProducer) or `kafkajs` (in this process) */
+const LOAD_CLIENT = process.env.KAFKA_BENCH_LOAD_CLIENT ?? 'confluent';
 const ROUNDS = Number(process.env.KAFKA_BENCH_ROUNDS ?? 2);
 const MODES = new Set((process.env.KAFKA_BENCH_MODES ?? 'throughput,forwarded,scaling,latency,latency-half').split(',').map((m) => m.trim()));
 /** other builds' dist/src/cli.js, comma-separated: each runs just before this build in every round (e) */
@@ -312,6 +314,8 @@ interface Latency {
   readonly machineBusy: number;
   readonly instanceBusy: number;
   readonly benchBusy: number;
+  /** the load producer's process (0: kafkajs, counted in benchBusy) */
+  readonly producerBusy: number;
 }
 
 /**
@@ -330,8 +334,11 @@ export async function tripLatency(brokers: string, dir: string, placement: Place
   const kafka = kafkaClient(brokers);
   const instance = await startInstance(processorConfig(dir, brokers, topics, group, PARTITIONS));
   const reader = kafka.consumer({ groupId: `latency-reader-${randomUUID()}`, readUncommitted: false });
-  // kafkajs's default partitioner (murmur2 of the key); misrouted messages carry their own partition
-  const producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+  // both partition a keyed record by murmur2 of its key (Java's partitioner); misrouted messages carry their own partition
+  const kafkajsProducer = LOAD_CLIENT === 'kafkajs' ? kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner }) : undefined;
+  const external = kafkajsProducer === undefined ? new LatencyProducer(brokers, topics.decisions) : undefined;
+  const send = (messages: Message[]): Promise<unknown> => kafkajsProducer?.send({ topic: topics.decisions, messages }) ?? external!.send(messages);
+  let closed = false;
   try {
     for (const started = Date.now(); instance.assigned() < PARTITIONS; await sleep(50)) {
       if (Date.now() - started > 60_000) throw new Error(`processor not assigned:\n${instance.log().slice(-3000)}`);
@@ -363,7 +370,7 @@ export async function tripLatency(brokers: string, dir: string, placement: Place
       },
     });
     while (!joined) await sleep(20);
-    await producer.connect();
+    await kafkajsProducer?.connect();
 
     const load = new LatencyLoad(placement, PARTITIONS);
     const t0 = performance.now();
@@ -372,6 +379,7 @@ export async function tripLatency(brokers: string, dir: string, placement: Place
     let machineAtWarm: ReturnType<typeof machineCpu>;
     let warmAt = 0;
     let instanceCpuAtWarm = 0;
+    let producerCpuAtWarm = 0;
     let benchCpuAtWarm: NodeJS.CpuUsage | undefined;
     const instanceCpu = async (): Promise<number> => cpuSeconds([await instance.metrics()]);
     for (;;) {
@@ -388,20 +396,25 @@ export async function tripLatency(brokers: string, dir: string, placement: Place
         machineAtWarm = machineCpu();
         benchCpuAtWarm = process.cpuUsage();
         instanceCpuAtWarm = await instanceCpu();
+        producerCpuAtWarm = external?.cpuSeconds() ?? 0;
       }
       const at = performance.now();
       const wall = Date.now();
       if (measuring) {
-        for (const t of trips) sentAt.set(t.agent, { at, wall, misrouted: t.misrouted });
+        // from the moment the tripping decision was due: the time it waited to be sent counts
+        for (const t of trips) sentAt.set(t.agent, { at: t0 + t.due, wall: wall - (at - t0 - t.due), misrouted: t.misrouted });
         expected += trips.length;
       }
-      await producer.send({ topic: topics.decisions, messages });
+      await send(messages);
     }
     const producedSeconds = (performance.now() - t0) / 1000;
     const sent = load.produced;
     const machineBusy = busyCores(machineAtWarm, machineCpu(), cpus().length);
     const measuredSeconds = (performance.now() - warmAt) / 1000;
     const benchCpu = process.cpuUsage(benchCpuAtWarm);
+    const producerBusy = external === undefined ? 0 : (external.cpuSeconds() - producerCpuAtWarm) / measuredSeconds;
+    closed = true;
+    await external?.close(sent);
     const instanceBusy = (await instanceCpu() - instanceCpuAtWarm) / measuredSeconds;
     for (const until = performance.now() + 15_000; latencies.length < expected && performance.now() < until;) await sleep(50);
     const metrics = await instance.metrics();
@@ -415,11 +428,12 @@ export async function tripLatency(brokers: string, dir: string, placement: Place
       transactions: transactions([metrics]),
       forwarded: sample([metrics], 'killswitch_forwarded_total'),
       byRoute: { misrouted: [p99(byRoute.misrouted), byRoute.misrouted.length], direct: [p99(byRoute.direct), byRoute.direct.length] },
-      machineBusy, instanceBusy, benchBusy: (benchCpu.user + benchCpu.system) / 1e6 / measuredSeconds,
+      machineBusy, instanceBusy, benchBusy: (benchCpu.user + benchCpu.system) / 1e6 / measuredSeconds, producerBusy,
       lagMax: Math.max(...metrics.split('\n').filter((l) => l.startsWith('killswitch_consumer_lag{')).map((l) => Number(l.slice(l.lastIndexOf(' ') + 1)))),
     };
   } finally {
-    await producer.disconnect();
+    await kafkajsProducer?.disconnect();
+    if (!closed) external?.kill();
     await reader.disconnect();
     const code = await instance.stop();
     if (code !== 0) console.error(`the latency instance exited with ${code}:\n${instance.log().slice(-3000)}`);
@@ -456,7 +470,8 @@ function latencyLines(latency: Latency): Record<string, string | number> {
     'transactions': latency.transactions,
     'consumer lag at the end, largest partition': latency.lagMax,
     [`machine cores busy while measuring, of ${cpus().length}`]: +latency.machineBusy.toFixed(2),
-    'of which the killswitch instance, this process (producer and reader)': `${latency.instanceBusy.toFixed(2)}, ${latency.benchBusy.toFixed(2)}`,
+    [LOAD_CLIENT === 'kafkajs' ? 'of which the killswitch instance, this process (kafkajs producer and reader)' : 'of which the killswitch instance, this process (reader), the load producer (librdkafka)']:
+      LOAD_CLIENT === 'kafkajs' ? `${latency.instanceBusy.toFixed(2)}, ${latency.benchBusy.toFixed(2)}` : `${latency.instanceBusy.toFixed(2)}, ${latency.benchBusy.toFixed(2)}, ${latency.producerBusy.toFixed(2)}`,
   };
 }
 
