@@ -9,9 +9,9 @@ export interface IngestRecord {
   /** the record as one line of JSON: what embedded mode appends to ingest.ndjson, what Kafka mode produces */
   readonly text: string;
   /**
-   * `JSON.parse(text)`, when the caller made `text` from a value it holds (a mapped OPA event): embedded
-   * mode decodes this rather than parsing `text` again. It must be exactly what parsing `text` gives,
-   * so that a restart, which reads the line back, decodes the same decision.
+   * What parsing `text` strictly gives, when the caller has it (a posted NDJSON line it checked, a mapped
+   * OPA event): the service decodes this rather than parsing `text` again. It must be exactly what
+   * parsing `text` gives, so that a restart, which reads the line back, decodes the same decision.
    */
   readonly value?: unknown;
   /**

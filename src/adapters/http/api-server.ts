@@ -210,13 +210,17 @@ async function ingestBody(req: IncomingMessage, max: number): Promise<IngestReco
     }
     const text = line.toString('utf8');
     if (text.trim() === '') continue;
+    let value: unknown;
     try {
-      parseBody(text, `line ${lineNo}`);
+      value = parseBody(text, `line ${lineNo}`);
     } catch (err) {
-      // not JSON at all: a bad record like any other, reported by the service
+      // not JSON at all: a bad record like any other, reported by the service (which parses the text)
       if (!(err instanceof BodyError) || err.reason !== 'invalid_json') throw err;
+      records.push({ text });
+      continue;
     }
-    records.push({ text });
+    // the line as parsed, by the parser the service would use: it decodes this, not the text again
+    records.push({ text, value });
   }
   return records;
 }
