@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT, runCli, startLogged, tempDir, writeIn } from '../helpers/cli.js';
+import { freePort } from '../helpers/http-request.js';
 
 function importByName(specifier: string): string[] {
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(specifier)}); console.log(JSON.stringify(Object.keys(m).sort()));`], { cwd: ROOT, encoding: 'utf8' });
@@ -39,13 +40,7 @@ describe('killswitch authz start-up errors', () => {
   it('says where it listens whatever log.level is', async () => {
     const dir = tempDir();
     expect(runCli(['keys', 'generate', '--out', join(dir, 'keys')]).status).toBe(0);
-    const port = await new Promise<number>((resolve) => {
-      const s = createServer();
-      s.listen(0, '127.0.0.1', () => {
-        const p = (s.address() as { port: number }).port;
-        s.close(() => resolve(p));
-      });
-    });
+    const port = await freePort();
     const cfg = writeIn(dir, 'quiet.json', JSON.stringify({
       data_dir: join(dir, 'data'), signing: { jwks_file: join(dir, 'keys', 'jwks.json') }, authz: { listen: `127.0.0.1:${port}` }, log: { level: 'error' },
     }));

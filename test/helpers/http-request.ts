@@ -26,17 +26,30 @@ export function request(url: string, o: { method?: string; headers?: OutgoingHtt
   });
 }
 
-/** A loopback port nothing listens on right now. */
+/**
+ * Lowest and highest port freePort hands out: below Linux's ephemeral range (32768-60999 by default),
+ * from which the kernel takes the local port of every outgoing connection (the Kafka clients of the
+ * tests make many). A port taken from that range is free when probed but may be some connection's by
+ * the time the child process that was given it listens.
+ */
+const PORTS_FROM = 20_000;
+const PORTS_TO = 32_767;
+let nextPort = PORTS_FROM + Math.floor(Math.random() * (PORTS_TO - PORTS_FROM));
+
+/** A loopback port nothing listens on right now, outside the ephemeral range. */
 export async function freePort(): Promise<number> {
   const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
+  for (let tries = 0; tries < 100; tries++) {
+    const port = nextPort;
+    nextPort = nextPort >= PORTS_TO ? PORTS_FROM : nextPort + 1;
+    const free = await new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
     });
-  });
+    if (free) return port;
+  }
+  throw new Error(`no free loopback port in ${PORTS_FROM}-${PORTS_TO} after 100 tries`);
 }
 
 /** Poll until `fn` resolves to something `ok` accepts. */

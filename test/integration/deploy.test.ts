@@ -11,7 +11,6 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, describe, expect, inject, it } from 'vitest';
@@ -21,6 +20,7 @@ import {
 } from '../../scripts/tools.mjs';
 import { ensureNginx } from '../../scripts/nginx.mjs';
 import { repeat, ROOT, runCli, startLogged, tempDir, type LoggedCli } from '../helpers/cli.js';
+import { freePort } from '../helpers/http-request.js';
 import { produce } from '../helpers/kafka.js';
 
 const DEPLOY = join(ROOT, 'deploy');
@@ -340,18 +340,6 @@ describe('deploy/prometheus and deploy/grafana', () => {
     }
   });
 });
-
-/** A port nothing listens on right now (127.0.0.1). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function until<T>(what: string, check: () => Promise<T | undefined>, log: () => string, timeoutMs = 90_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
