@@ -289,22 +289,25 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
+/** USER_HZ, the unit of /proc/PID/stat's times (100 on Linux) */
+const CLOCK_TICKS = 100;
+
 /**
  * The latency load's producer, outside this process: confluent-kafka for Python (librdkafka, its
  * defaults: linger.ms 5; the Java partitioner) running benchmarks/latency_producer.py, fed lines through
  * its stdin. kafkajs producing 20,000 records/s in the benchmark's own process took 0.6 to 0.8 of this
  * machine's 2 cores, which the broker and the instance under test then waited for; librdkafka needs a
  * fraction of that, as a gateway's producer would on its own machine. Needs .cache/python-venv with
- * confluent-kafka (made by the Kafka partitioner tests of `npm test`).
+ * confluent-kafka (made by the Kafka partitioner tests of `npm test`). A producer that dies makes the
+ * next send throw, with its output.
  */
-/** USER_HZ, the unit of /proc/PID/stat's times (100 on Linux) */
-const CLOCK_TICKS = 100;
-
 export class LatencyProducer {
   static readonly SCRIPT = fileURLToPath(new URL('../../benchmarks/latency_producer.py', import.meta.url));
   static readonly PYTHON = fileURLToPath(new URL('../../.cache/python-venv/bin/python', import.meta.url));
   private readonly child: ChildProcessByStdio<Writable, Readable, Readable>;
+  /** resolves with the exit code (null: killed) once the process has ended; never rejects */
   private readonly exited: Promise<number | null>;
+  private ended = false;
   private out = '';
 
   constructor(brokers: string, topic: string) {
@@ -315,22 +318,33 @@ export class LatencyProducer {
     this.child = child;
     child.stdout.on('data', (b: Buffer) => (this.out += b.toString()));
     child.stderr.on('data', (b: Buffer) => (this.out += b.toString()));
-    this.exited = new Promise((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', resolve);
+    // a write after the process died (EPIPE) is reported by the next send, not thrown from the stream
+    child.stdin.on('error', (err) => (this.out += `\nstdin: ${err.message}`));
+    this.exited = new Promise((resolve) => {
+      child.once('error', (err) => {
+        this.out += `\n${err.message}`;
+        this.ended = true;
+        resolve(-1);
+      });
+      child.once('close', (code) => {
+        this.ended = true;
+        resolve(code);
+      });
     });
   }
 
   /** Hands the messages to the producer (it sends them within its linger); waits only when the pipe is full. */
   async send(messages: readonly Message[]): Promise<void> {
+    if (this.ended) throw new Error(`latency_producer.py ended during the run:\n${this.out.slice(-3000)}`);
     let lines = '';
     for (const m of messages) lines += `${m.partition ?? -1}\t${m.key === null || m.key === undefined ? '' : String(m.key)}\t${String(m.value)}\n`;
-    if (!this.child.stdin.write(lines)) await new Promise((resolve) => this.child.stdin.once('drain', resolve));
+    if (!this.child.stdin.write(lines)) await Promise.race([new Promise((resolve) => this.child.stdin.once('drain', resolve)), this.exited]);
   }
 
   /** CPU seconds the producer's process has used (user + system, from /proc). */
   cpuSeconds(): number {
-    const fields = readFileSync(`/proc/${this.child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    const stat = readFileSync(`/proc/${this.child.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
   }
 

@@ -6,7 +6,7 @@
  *     records, until its committed offsets reach the end; its ratio to (a), in wall clock and in CPU
  *     time (the CPU-time ratio is the figure held to >= 0.70). Every keyed record was produced with
  *     kafkajs's default partitioner (murmur2 of the key, as Java's): nothing is forwarded;
- *  c. trip latency from "decision produced" to "kill event readable by a read_committed consumer", p50
+ *  c. trip latency from "tripping decision due" to "kill event readable by a read_committed consumer", p50
  *     and p99, while decisions are produced at a steady 20k/s (target p99 <= 250 ms);
  *  d. throughput with 1, 2 and 3 instances in one consumer group on the 6-partition topic;
  *  e. with KAFKA_BENCH_BASE_CLI: other builds (e.g. the one before the repartition topic) over the same
@@ -42,6 +42,8 @@
  *   KAFKA_BENCH_BASE_CLI=/path/to/other/dist/src/cli.js[,...]    (e): those builds, alternating with this one
  *   KAFKA_BENCH_MISROUTE=spread|next    which wrong partition (f) and (g) use: spread (default) over the
  *                                       N - 1 others, or next = (owner + 1) mod N for every one
+ *   KAFKA_BENCH_LOAD_CLIENT=confluent|kafkajs    (c), (g): the load's producer, confluent-kafka for Python
+ *                                       in its own process (default; LatencyProducer) or kafkajs in this one
  *   KAFKA_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"    profile the processor instances
  */
 import { execFileSync } from 'node:child_process';
@@ -64,6 +66,7 @@ const LATENCY_WARMUP_S = 5;
 const LATENCY_SECONDS = Number(process.env.KAFKA_BENCH_LATENCY_SECONDS ?? 30);
 /** (c), (g): the load's producer, `confluent` (LatencyProducer) or `kafkajs` (in this process) */
 const LOAD_CLIENT = process.env.KAFKA_BENCH_LOAD_CLIENT ?? 'confluent';
+if (LOAD_CLIENT !== 'confluent' && LOAD_CLIENT !== 'kafkajs') throw new Error(`KAFKA_BENCH_LOAD_CLIENT=${LOAD_CLIENT}: confluent or kafkajs`);
 const ROUNDS = Number(process.env.KAFKA_BENCH_ROUNDS ?? 2);
 const MODES = new Set((process.env.KAFKA_BENCH_MODES ?? 'throughput,forwarded,scaling,latency,latency-half').split(',').map((m) => m.trim()));
 /** other builds' dist/src/cli.js, comma-separated: each runs just before this build in every round (e) */
@@ -301,7 +304,7 @@ interface Latency {
   readonly p50: number;
   readonly p99: number;
   readonly max: number;
-  /** p50 and p99 of: decision sent -> kill event record timestamp; that timestamp -> readable (wall clocks, ms resolution) */
+  /** p50 and p99 of: tripping decision due -> kill event record timestamp; that timestamp -> readable (wall clocks, ms resolution) */
   readonly toProduced: readonly [number, number];
   readonly toReadable: readonly [number, number];
   readonly transactions: number;
@@ -322,7 +325,7 @@ interface Latency {
  * One instance on a fresh 6-partition topic; decisions produced at a steady LATENCY_RATE (20k/s) for
  * LATENCY_WARMUP_S + LATENCY_SECONDS. Most come from 20,000 well-behaved identities (allow, some
  * denies, never near the threshold); every TRIP_EVERY_MS a fresh identity starts sending a deny every
- * 10 ms and trips at its 10th. Latency: from just before the send of the tripping decision to its kill
+ * 10 ms and trips at its 10th. Latency: from the moment the tripping decision is due to its kill
  * event arriving at a read_committed consumer, for trips whose decision was sent after the warm-up.
  * `placement` misroutes records (`half`: every other one on a wrong partition, forwarded by the
  * processor). A kill event is matched to its identity's 10th deny: with misrouted records an earlier
@@ -332,13 +335,20 @@ export async function tripLatency(brokers: string, dir: string, placement: Place
   const topics = topicsFor('latency');
   const group = `latency-${randomUUID().slice(0, 8)}`;
   const kafka = kafkaClient(brokers);
-  const instance = await startInstance(processorConfig(dir, brokers, topics, group, PARTITIONS));
-  const reader = kafka.consumer({ groupId: `latency-reader-${randomUUID()}`, readUncommitted: false });
   // both partition a keyed record by murmur2 of its key (Java's partitioner); misrouted messages carry their own partition
   const kafkajsProducer = LOAD_CLIENT === 'kafkajs' ? kafka.producer({ allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner }) : undefined;
+  // before the instance: a missing venv stops the run with nothing left running
   const external = kafkajsProducer === undefined ? new LatencyProducer(brokers, topics.decisions) : undefined;
   const send = (messages: Message[]): Promise<unknown> => kafkajsProducer?.send({ topic: topics.decisions, messages }) ?? external!.send(messages);
   let closed = false;
+  let instance: Instance;
+  try {
+    instance = await startInstance(processorConfig(dir, brokers, topics, group, PARTITIONS));
+  } catch (err) {
+    external?.kill();
+    throw err;
+  }
+  const reader = kafka.consumer({ groupId: `latency-reader-${randomUUID()}`, readUncommitted: false });
   try {
     for (const started = Date.now(); instance.assigned() < PARTITIONS; await sleep(50)) {
       if (Date.now() - started > 60_000) throw new Error(`processor not assigned:\n${instance.log().slice(-3000)}`);
@@ -346,7 +356,7 @@ export async function tripLatency(brokers: string, dir: string, placement: Place
     const sentAt = new Map<string, { at: number; wall: number; misrouted: boolean }>();
     const latencies: number[] = [];
     const byRoute = { misrouted: [] as number[], direct: [] as number[] };
-    // where the time goes: decision sent -> kill event produced (its record timestamp, the processor's
+    // where the time goes: decision due -> kill event produced (its record timestamp, the processor's
     // wall clock), and kill event produced -> readable
     const toProduced: number[] = [];
     const toReadable: number[] = [];
@@ -465,7 +475,7 @@ function latencyLines(latency: Latency): Record<string, string | number> {
     'p50 (ms)': +latency.p50.toFixed(1),
     'p99 (ms, target <= 250)': +latency.p99.toFixed(1),
     'max (ms)': +latency.max.toFixed(1),
-    'of which decision sent -> kill event produced, p50 / p99 (ms)': latency.toProduced.join(' / '),
+    'of which decision due -> kill event produced, p50 / p99 (ms)': latency.toProduced.map((v) => v.toFixed(0)).join(' / '),
     'of which kill event produced -> readable, p50 / p99 (ms)': latency.toReadable.join(' / '),
     'transactions': latency.transactions,
     'consumer lag at the end, largest partition': latency.lagMax,

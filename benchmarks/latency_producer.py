@@ -33,10 +33,14 @@ def main() -> int:
     for line in sys.stdin.buffer:
         partition, key, value = line.rstrip(b"\n").split(b"\t", 2)
         part = int(partition)
-        if part < 0:
-            producer.produce(a.topic, value=value, key=key or None, on_delivery=delivered)
-        else:
-            producer.produce(a.topic, value=value, key=key or None, partition=part, on_delivery=delivered)
+        extra = {} if part < 0 else {"partition": part}
+        while True:
+            try:
+                producer.produce(a.topic, value=value, key=key or None, on_delivery=delivered, **extra)
+                break
+            except BufferError:
+                # librdkafka's local queue is full (the broker is behind): wait for deliveries, then again
+                producer.poll(0.1)
         produced += 1
         producer.poll(0)
     left = producer.flush(30)
