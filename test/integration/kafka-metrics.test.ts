@@ -6,6 +6,7 @@
  */
 import { describe, expect, inject, it } from 'vitest';
 import { decision, tempDir } from '../helpers/cli.js';
+import { freePort } from '../helpers/http-request.js';
 import { drainedOn, freshTopics, kafkaClient, kafkaConfig, produce, readTopic, startProcessor, type TestTopics } from '../helpers/kafka.js';
 
 const brokers = inject('kafkaBrokers');
@@ -70,8 +71,6 @@ async function backlog(topics: TestTopics, group: string): Promise<Map<number, n
   }
 }
 
-const freePort = (): number => 20_000 + Math.floor(Math.random() * 20_000);
-
 /** `n` decisions over `identities` identities, of which the first `hot` only deny (each trips once it has 10). */
 function decisions(n: number, identities: number, hot: number, from: number): { key: string; value: string }[] {
   return Array.from({ length: n }, (_, i) => {
@@ -86,7 +85,7 @@ describe('Kafka-mode metrics on /metrics', () => {
     const dir = tempDir('kafka-metrics-');
     const topics = freshTopics('metrics');
     const group = `g-${topics.decisions}`;
-    const port = freePort();
+    const port = await freePort();
     const cfg = kafkaConfig(dir, brokers, topics, { partitions: 3, http: `127.0.0.1:${port}` });
 
     let proc = await startProcessor(cfg);
@@ -159,8 +158,7 @@ describe('Kafka-mode metrics on /metrics', () => {
     const dir = tempDir('kafka-metrics-move-');
     const topics = freshTopics('metrics-move');
     const group = `g-${topics.decisions}`;
-    const portA = freePort();
-    const portB = portA + 1;
+    const [portA, portB] = [await freePort(), await freePort()];
     const a = await startProcessor(kafkaConfig(dir, brokers, topics, { partitions: 4, http: `127.0.0.1:${portA}` }));
     let b: Awaited<ReturnType<typeof startProcessor>> | undefined;
     try {
@@ -196,7 +194,7 @@ describe('Kafka-mode metrics on /metrics', () => {
     const dir = tempDir('kafka-expired-');
     const topics = freshTopics('expired');
     const group = `g-${topics.decisions}`;
-    const port = freePort();
+    const port = await freePort();
     const cfg = kafkaConfig(dir, brokers, topics, { partitions: 1, http: `127.0.0.1:${port}` });
     const agent = (name: string): string => `spiffe://example.org/expired/${name}`;
     const calls = (who: string, verdict: string, n: number, from: number): { key: string; value: string }[] =>
