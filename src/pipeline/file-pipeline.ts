@@ -227,8 +227,8 @@ export class FilePipeline {
    * A posted decision, decoded and judged against `arrivalMs`, the time its request was received
    * (docs/spec.md#22-event-time-lateness-and-future-decisions). One that is `future_timestamp` is
    * refused before it is written anywhere (refusePosted); the others go to processLine. `value`, when
-   * given, is `JSON.parse(text)` already made by the caller (IngestRecord.value): decoded instead of
-   * parsing `text` again.
+   * given, is what parsing `text` strictly gives, made by the caller (IngestRecord.value): decoded
+   * instead of parsing `text` again.
    */
   decodePosted(text: string, arrivalMs: number, value?: unknown): DecodeResult {
     const r = value === undefined ? this.decoder.decodeText(text) : this.decoder.decodeValue(value);

@@ -68,7 +68,7 @@ export class KafkaService implements OperatorService {
     const errors: { index: number; reason: string; message: string }[] = [];
     const reasons: string[] = [];
     records.forEach((r, i) => {
-      // a mapped OPA event comes with its parsed value (IngestRecord.value): not parsed again
+      // a posted NDJSON line or a mapped OPA event comes with its parsed value (IngestRecord.value): not parsed again
       const d = r.raw !== undefined ? LINE_NOT_UTF8 : r.value === undefined ? this.o.decoder.decodeText(r.text) : this.o.decoder.decodeValue(r.value);
       if (d.ok) {
         decisions.push({ key: d.decision.agentId, value: r.text });
