@@ -296,8 +296,8 @@ const CLOCK_TICKS = 100;
  * The latency load's producer, outside this process: confluent-kafka for Python (librdkafka, its
  * defaults: linger.ms 5; the Java partitioner) running benchmarks/latency_producer.py, fed lines through
  * its stdin. kafkajs producing 20,000 records/s in the benchmark's own process took 0.6 to 0.8 of this
- * machine's 2 cores, which the broker and the instance under test then waited for; librdkafka needs a
- * fraction of that, as a gateway's producer would on its own machine. Needs .cache/python-venv with
+ * machine's 2 cores (with the benchmark's reader, before Misrouter cached owners), which the broker and
+ * the instance under test then waited for; librdkafka needs about 0.25. Needs .cache/python-venv with
  * confluent-kafka (made by the Kafka partitioner tests of `npm test`). A producer that dies makes the
  * next send throw, with its output.
  */
